@@ -1,0 +1,242 @@
+"""The `pki` command.  Parses, calls a service, renders; no logic of its own."""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from pathlib import Path
+
+import click
+
+from ..config import Settings
+from ..errors import InternalError, PkiError
+from ..ids import parse_duration
+from ..services import cas as ca_service
+from ..services import codes as code_service
+from ..services import offline, open_context
+from ..services.setup import initialise
+from ..x509 import MAX_BUNDLE_ITEMS, MAX_ITEM_BYTES
+from .render import EXIT_CODES, emit, emit_page, error_line
+
+__all__ = ["cli", "main"]
+
+CA_FIELDS = ("sn", "name", "status", "source", "subject", "issuer", "not_before", "not_after",
+             "fingerprint_sha256", "key_type")
+CA_COLUMNS = ("sn", "name", "status", "source", "key_type", "not_after")
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")
+
+
+class _State:
+    def __init__(self, settings_kwargs: dict) -> None:
+        self._kwargs = settings_kwargs
+        self._ctx = None
+
+    @property
+    def settings(self) -> Settings:
+        return Settings.load(**self._kwargs)
+
+    def context(self):
+        if self._ctx is None:
+            self._ctx = open_context(self.settings)
+        return self._ctx
+
+    def close(self) -> None:
+        if self._ctx is not None:
+            self._ctx.close()
+
+
+def _read(path: str, *, limit: int) -> bytes:
+    """Read at most one byte past the limit, so a huge file is refused, not loaded."""
+    with open(path, "rb") as fh:
+        return fh.read(limit + 1)
+
+
+def _file(**kw):
+    return click.Path(exists=True, dir_okay=False, readable=True, **kw)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--home", envvar="PKI_HOME", help="Data directory [PKI_HOME, default ./.pki].")
+@click.option("--database-url", envvar="PKI_DATABASE_URL",
+              help="sqlite:///PATH or postgresql://... [PKI_DATABASE_URL, default SQLite under the home].")
+@click.option("--master-key-file", envvar="PKI_MASTER_KEY_FILE",
+              help="Key that encrypts private keys at rest [PKI_MASTER_KEY_FILE, default HOME/master.key].")
+@click.option("--instance", envvar="PKI_INSTANCE", help="Broker deployment [PKI_INSTANCE, default 'default'].")
+@click.option("--debug", is_flag=True, help="Show tracebacks on errors.")
+@click.version_option(package_name="device-pki", prog_name="pki")
+@click.pass_context
+def cli(ctx: click.Context, home, database_url, master_key_file, instance, debug) -> None:
+    """Device PKI: CAs, device certificates and secrets for MQTT fleets."""
+    state = _State(dict(home=home, database_url=database_url, master_key_file=master_key_file,
+                        instance=instance))
+    ctx.obj = state
+    ctx.meta["debug"] = debug
+    ctx.call_on_close(state.close)
+
+
+@cli.command("init")
+@json_option
+@click.pass_obj
+def init_cmd(state: _State, as_json: bool) -> None:
+    """Create (or upgrade) the data directory, the schema and the master key."""
+    emit(initialise(state.settings), as_json=as_json)
+
+
+# -- register codes -------------------------------------------------------------------
+
+
+@cli.group("code")
+def code_group() -> None:
+    """Register codes: single-use challenges for proving possession of a CA key."""
+
+
+@code_group.command("new")
+@click.option("--ttl", default="1h", show_default=True, help="How long the code stays valid (30m, 1h, 2d).")
+@json_option
+@click.pass_obj
+def code_new(state: _State, ttl: str, as_json: bool) -> None:
+    """Hand out a register code for the instance.
+
+    Put it as the CN of a verification certificate signed by the CA's key, then
+    run `pki ca register`.
+    """
+    emit(code_service.new_code(state.context(), ttl=parse_duration(ttl)), as_json=as_json)
+
+
+# -- CAs --------------------------------------------------------------------------------
+
+
+@cli.group("ca")
+def ca_group() -> None:
+    """Register, create and manage CA certificates."""
+
+
+@ca_group.command("verification-cert")
+@click.option("--ca-cert", required=True, type=_file(), help="The CA certificate (PEM or DER).")
+@click.option("--ca-key", required=True, type=_file(), help="The CA private key (PEM or DER).")
+@click.option("--code", required=True, help="The register code from `pki code new`.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False, writable=True),
+              help="Where to write the verification certificate (PEM).")
+@click.option("--key-password-env", metavar="VAR",
+              help="Name of an environment variable holding the CA key's password, if it is encrypted.")
+def ca_verification_cert(ca_cert, ca_key, code, out, key_password_env) -> None:
+    """Offline: make the verification certificate where the CA key lives.
+
+    Needs no store; the CA key never leaves this machine.
+    """
+    password = None
+    if key_password_env:
+        if key_password_env not in os.environ:
+            raise click.UsageError(f"environment variable {key_password_env} is not set")
+        password = os.environ[key_password_env].encode()
+    pem = offline.make_verification_certificate(
+        ca_certificate=_read(ca_cert, limit=MAX_ITEM_BYTES),
+        ca_private_key=_read(ca_key, limit=MAX_ITEM_BYTES),
+        code=code,
+        key_password=password,
+    )
+    Path(out).write_bytes(pem)
+    click.echo(f"wrote {out}", err=True)
+
+
+@ca_group.command("register")
+@click.option("--cert", "cert_path", required=True, type=_file(), help="The CA certificate (PEM or DER).")
+@click.option("--verification", required=True, type=_file(),
+              help="Verification certificate: CN = register code, signed by the CA.")
+@click.option("--name", help="Display name (default: the CA's CN).")
+@click.option("--inactive", is_flag=True, help="Register as INACTIVE (not trusted until activated).")
+@click.option("--chain", type=_file(), help="For an intermediate CA: its issuers up to the root (PEM).")
+@json_option
+@click.pass_obj
+def ca_register(state: _State, cert_path, verification, name, inactive, chain, as_json) -> None:
+    """Register a CA you own, proving you hold its private key."""
+    result = ca_service.register_ca(
+        state.context(),
+        certificate=_read(cert_path, limit=MAX_ITEM_BYTES),
+        verification=_read(verification, limit=MAX_ITEM_BYTES),
+        name=name,
+        inactive=inactive,
+        chain=_read(chain, limit=MAX_ITEM_BYTES * MAX_BUNDLE_ITEMS) if chain else None,
+    )
+    emit(result, as_json=as_json, fields=CA_FIELDS)
+
+
+@ca_group.command("list")
+@click.option("--status", type=click.Choice(["ACTIVE", "INACTIVE"], case_sensitive=False))
+@click.option("--limit", type=int, default=None, help="Page size (1-1000, default 100).")
+@click.option("--cursor", help="next_cursor of the previous page.")
+@json_option
+@click.pass_obj
+def ca_list(state: _State, status, limit, cursor, as_json) -> None:
+    """List CAs of the instance, a page at a time."""
+    page = ca_service.list_cas(state.context(), status=status, limit=limit, cursor=cursor)
+    emit_page(page, as_json=as_json, columns=CA_COLUMNS)
+
+
+def _ca_ref_command(name: str, doc: str, action):
+    @ca_group.command(name, help=doc)
+    @click.argument("ref", metavar="SN")
+    @json_option
+    @click.pass_obj
+    def command(state: _State, ref: str, as_json: bool) -> None:
+        emit(action(state.context(), ref), as_json=as_json, fields=CA_FIELDS)
+
+    return command
+
+
+_ca_ref_command("show", "Show a CA by serial number or SHA-256 fingerprint.", ca_service.show_ca)
+_ca_ref_command("activate", "Trust a CA again (it returns to the trust bundle).", ca_service.activate_ca)
+_ca_ref_command("deactivate", "Stop trusting a CA: every device under it is locked out.",
+                ca_service.deactivate_ca)
+
+
+@ca_group.command("delete")
+@click.argument("ref", metavar="SN")
+@click.option("--cascade", is_flag=True, help="Also delete its device certificates, in the same transaction.")
+@json_option
+@click.pass_obj
+def ca_delete(state: _State, ref: str, cascade: bool, as_json: bool) -> None:
+    """Delete a CA (refused while it has device certificates, unless --cascade)."""
+    emit(ca_service.delete_ca(state.context(), ref, cascade=cascade), as_json=as_json)
+
+
+# -- entry point -----------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; map errors through the one table, tracebacks only with --debug."""
+    args = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in args
+    try:
+        cli.main(args=args, prog_name="pki", standalone_mode=False)
+        return 0
+    except PkiError as exc:
+        if debug:
+            traceback.print_exc()
+        click.echo(error_line(exc.code, exc.message), err=True)
+        return EXIT_CODES.get(exc.family, 1)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        return 1
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except OSError as exc:
+        if debug:
+            traceback.print_exc()
+        click.echo(error_line("io_error", f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": ")), err=True)
+        return EXIT_CODES["invalid_input"]
+    except Exception as exc:  # noqa: BLE001 - the last line of defence
+        if debug:
+            traceback.print_exc()
+        err = InternalError(f"unexpected {type(exc).__name__}; rerun with --debug and report it")
+        click.echo(error_line(err.code, err.message), err=True)
+        return EXIT_CODES["internal"]
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,137 @@
+"""Identifiers users type and read: serials, fingerprints, cursors, codes."""
+
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import json
+import re
+import secrets
+
+from .errors import InvalidInput
+
+__all__ = [
+    "format_serial",
+    "parse_serial",
+    "parse_fingerprint",
+    "looks_like_fingerprint",
+    "new_register_code",
+    "encode_cursor",
+    "decode_cursor",
+    "validate_name",
+    "parse_duration",
+    "MAX_SERIAL_OCTETS",
+]
+
+MAX_SERIAL_OCTETS = 20
+_HEX_SEP = re.compile(r"[:\s]")
+_HEX = re.compile(r"^[0-9a-f]+$")
+
+
+def format_serial(serial: int) -> str:
+    """Serials are shown as lowercase hex without separators or padding."""
+    return format(serial, "x")
+
+
+def parse_serial(text: str) -> str:
+    """Accept any case and optional colons; return the canonical form."""
+    cleaned = _HEX_SEP.sub("", text.strip()).lower()
+    if cleaned.startswith("0x"):
+        cleaned = cleaned[2:]
+    if not cleaned or not _HEX.match(cleaned) or len(cleaned) > 2 * MAX_SERIAL_OCTETS + 2:
+        raise InvalidInput(
+            f"{text!r} is not a serial number: give it in hex, e.g. 3a:f1:09 or 3AF109",
+            code="invalid_serial",
+        )
+    return format_serial(int(cleaned, 16))
+
+
+def looks_like_fingerprint(text: str) -> bool:
+    cleaned = _HEX_SEP.sub("", text.strip()).lower()
+    if cleaned.startswith("sha256:"):
+        return True
+    return len(cleaned) == 64 and bool(_HEX.match(cleaned))
+
+
+def parse_fingerprint(text: str) -> str:
+    cleaned = _HEX_SEP.sub("", text.strip()).lower()
+    if cleaned.startswith("sha256:"):
+        cleaned = cleaned[len("sha256:"):]
+    if len(cleaned) != 64 or not _HEX.match(cleaned):
+        raise InvalidInput(
+            f"{text!r} is not a SHA-256 fingerprint: give 64 hex digits, colons allowed",
+            code="invalid_fingerprint",
+        )
+    return cleaned
+
+
+def new_register_code() -> str:
+    """64 hex characters (256 bits) from the CSPRNG."""
+    return secrets.token_hex(32)
+
+
+def encode_cursor(position: dict) -> str:
+    raw = json.dumps(position, separators=(",", ":"), sort_keys=True).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, *, keys: tuple[str, ...]) -> dict:
+    """Decode a cursor made by :func:`encode_cursor`; refuse anything else."""
+    error = InvalidInput(
+        "the cursor is not one this server handed out: pass next_cursor from a previous page unchanged",
+        code="invalid_cursor",
+    )
+    if len(cursor) > 512:
+        raise error
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        position = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
+    except (ValueError, UnicodeError) as exc:
+        raise error from exc
+    if not isinstance(position, dict) or set(position) != set(keys):
+        raise error
+    for value in position.values():
+        if not isinstance(value, (int, str)) or isinstance(value, bool):
+            raise error
+    return position
+
+
+_MAX_NAME = 64
+
+
+def validate_name(value: str, *, what: str = "name") -> str:
+    """Names, CNs and client ids: 1-64 characters, no NUL or control characters.
+
+    Nothing is trimmed or case-folded: what is checked is what is stored.
+    """
+    if not isinstance(value, str):
+        raise InvalidInput(f"{what} must be text", code="invalid_name")
+    if not value:
+        raise InvalidInput(f"{what} must not be empty", code="invalid_name")
+    if len(value) > _MAX_NAME:
+        raise InvalidInput(
+            f"{what} is {len(value)} characters long; at most {_MAX_NAME} are allowed",
+            code="invalid_name",
+        )
+    for ch in value:
+        if ord(ch) < 0x20 or ord(ch) == 0x7F or 0x80 <= ord(ch) < 0xA0:
+            raise InvalidInput(
+                f"{what} contains the control character U+{ord(ch):04X}; remove it",
+                code="invalid_name",
+            )
+    return value
+
+
+_DURATION = re.compile(r"^\s*(\d{1,9})\s*([smhd])\s*$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> _dt.timedelta:
+    """``90s``, ``15m``, ``1h``, ``7d`` -> timedelta."""
+    m = _DURATION.match(text)
+    if not m:
+        raise InvalidInput(
+            f"{text!r} is not a duration: write a number and a unit, e.g. 30m, 1h or 7d",
+            code="invalid_duration",
+        )
+    return _dt.timedelta(seconds=int(m.group(1)) * _UNIT_SECONDS[m.group(2)])

@@ -1,0 +1,225 @@
+"""The CA registry: register (with proof of possession), list, show, status, delete."""
+
+from __future__ import annotations
+
+import hmac
+
+from cryptography.hazmat.primitives import serialization
+
+from ..errors import Conflict, InvalidInput, InvalidState, NotFound
+from ..ids import decode_cursor, encode_cursor, looks_like_fingerprint, parse_fingerprint, parse_serial, validate_name
+from ..store import CA_STATUSES, CaCertificate, repos
+from .. import x509 as px509
+from .codes import code_digest
+from .context import Context
+from .schemas import CaPublic, Page
+
+__all__ = [
+    "register_ca",
+    "list_cas",
+    "show_ca",
+    "activate_ca",
+    "deactivate_ca",
+    "delete_ca",
+    "resolve_ca",
+    "parse_status",
+    "page_limit",
+    "MAX_PAGE",
+    "DEFAULT_PAGE",
+]
+
+DEFAULT_PAGE = 100
+MAX_PAGE = 1000
+
+
+def parse_status(status: str | None, allowed: tuple[str, ...]) -> str | None:
+    if status is None:
+        return None
+    upper = status.upper()
+    if upper not in allowed:
+        raise InvalidInput(
+            f"status {status!r} is not one of {', '.join(allowed)}", code="invalid_status"
+        )
+    return upper
+
+
+def page_limit(limit: int | None) -> int:
+    if limit is None:
+        return DEFAULT_PAGE
+    if not 1 <= limit <= MAX_PAGE:
+        raise InvalidInput(f"limit must be between 1 and {MAX_PAGE}", code="invalid_limit")
+    return limit
+
+
+def resolve_ca(session, *, instance: str, ref: str) -> CaCertificate:
+    """A CA by serial (any case, colons allowed) or by SHA-256 fingerprint."""
+    if looks_like_fingerprint(ref):
+        row = repos.get_ca_by_fingerprint(session, instance=instance, fingerprint_sha256=parse_fingerprint(ref))
+    else:
+        row = repos.get_ca_by_sn(session, instance=instance, sn=parse_serial(ref))
+    if row is None:
+        raise NotFound(
+            f"no CA {ref!r} in instance {instance!r}; `pki ca list` shows the registered ones",
+            code="ca_not_found",
+        )
+    return row
+
+
+def _pem(certs) -> str:
+    return "".join(c.public_bytes(serialization.Encoding.PEM).decode("ascii") for c in certs)
+
+
+def register_ca(
+    ctx: Context,
+    *,
+    certificate: bytes,
+    verification: bytes,
+    name: str | None = None,
+    inactive: bool = False,
+    chain: bytes | None = None,
+) -> CaPublic:
+    """Register a CA the customer owns, after checking the proof that they hold its key.
+
+    Everything that needs no store is checked first; then one transaction
+    redeems the register code (a conditional UPDATE) and inserts the CA, so a
+    code is spent only by a registration that succeeds.
+    """
+    now = ctx.clock.now()
+    ca = px509.load_certificate(certificate, what="CA certificate")
+    facts = px509.check_ca_certificate(ca, now=now)
+    vcert = px509.load_certificate(verification, what="verification certificate")
+    code = px509.check_verification_certificate(vcert, ca, now=now)
+    chain_pem = None
+    if chain is not None:
+        chain_certs = px509.load_certificates(chain, what="chain")
+        if facts.self_issued:
+            raise InvalidInput(
+                "the CA is a self-signed root; a chain only belongs to an intermediate CA",
+                code="chain_unexpected",
+            )
+        px509.check_chain(ca, chain_certs, now=now)
+        chain_pem = _pem(chain_certs)
+    cns = px509.common_names(ca.subject)
+    display = validate_name(name if name is not None else (cns[0] if cns else facts.sn), what="name")
+    digest = code_digest(code)
+
+    with ctx.store.transaction() as session:
+        if not repos.redeem_register_code(session, instance=ctx.instance, code_sha256=digest, now=now):
+            _explain_unredeemable(session, ctx=ctx, digest=digest, now=now)
+        clash = repos.find_ca_clash(
+            session,
+            instance=ctx.instance,
+            sn=facts.sn,
+            fingerprint_sha256=facts.fingerprint_sha256,
+            spki_sha256=facts.spki_sha256,
+        )
+        if clash is not None:
+            what = (
+                "this certificate"
+                if clash.fingerprint_sha256 == facts.fingerprint_sha256
+                else "a CA with the same key"
+                if clash.spki_sha256 == facts.spki_sha256
+                else "a CA with the same serial number"
+            )
+            raise Conflict(
+                f"{what} is already registered as CA {clash.sn}; `pki ca show {clash.sn}` shows it",
+                code="ca_already_registered",
+                sn=clash.sn,
+            )
+        row = repos.insert_ca(
+            session,
+            CaCertificate(
+                instance=ctx.instance,
+                sn=facts.sn,
+                name=display,
+                status="INACTIVE" if inactive else "ACTIVE",
+                source="registered",
+                subject=facts.subject,
+                issuer=facts.issuer,
+                not_before=facts.not_before,
+                not_after=facts.not_after,
+                fingerprint_sha256=facts.fingerprint_sha256,
+                spki_sha256=facts.spki_sha256,
+                key_type=facts.key_type,
+                cert_der=facts.der,
+                chain_pem=chain_pem,
+                created_at=now,
+                updated_at=now,
+                status_changed_at=now,
+            ),
+        )
+        repos.link_register_code(session, code_sha256=digest, ca_id=row.id)
+    return CaPublic.of(row)
+
+
+def _explain_unredeemable(session, *, ctx: Context, digest: str, now) -> None:
+    """The conditional UPDATE matched nothing: say why, without a second chance to win."""
+    row = repos.find_register_code(session, instance=ctx.instance, code_sha256=digest)
+    # The lookup is by hash; compare_digest keeps the final decision constant-time.
+    if row is None or not hmac.compare_digest(row.code_sha256, digest):
+        raise InvalidInput(
+            "the verification certificate's CN is not a register code of this instance; "
+            "get one with `pki code new` and put it, exactly, in the CN",
+            code="verification_code_mismatch",
+        )
+    if row.used_at is not None:
+        raise Conflict(
+            "this register code was already used; get a new one with `pki code new`",
+            code="register_code_used",
+        )
+    raise InvalidState(
+        "this register code has expired; get a new one with `pki code new`",
+        code="register_code_expired",
+    )
+
+
+def list_cas(
+    ctx: Context, *, status: str | None = None, limit: int | None = None, cursor: str | None = None
+) -> Page:
+    wanted = parse_status(status, CA_STATUSES)
+    size = page_limit(limit)
+    after = decode_cursor(cursor, keys=("id",))["id"] if cursor else None
+    with ctx.store.transaction(readonly=True) as session:
+        rows = repos.list_cas(session, instance=ctx.instance, status=wanted, after_id=after, limit=size + 1)
+    more = len(rows) > size
+    rows = rows[:size]
+    return Page(
+        items=[CaPublic.of(r) for r in rows],
+        next_cursor=encode_cursor({"id": rows[-1].id}) if more else None,
+    )
+
+
+def show_ca(ctx: Context, ref: str) -> CaPublic:
+    with ctx.store.transaction(readonly=True) as session:
+        return CaPublic.of(resolve_ca(session, instance=ctx.instance, ref=ref))
+
+
+def _set_status(ctx: Context, ref: str, status: str) -> CaPublic:
+    with ctx.store.transaction() as session:
+        row = resolve_ca(session, instance=ctx.instance, ref=ref)
+        repos.set_ca_status(session, ca=row, status=status, now=ctx.clock.now())
+        return CaPublic.of(row)
+
+
+def activate_ca(ctx: Context, ref: str) -> CaPublic:
+    return _set_status(ctx, ref, "ACTIVE")
+
+
+def deactivate_ca(ctx: Context, ref: str) -> CaPublic:
+    """An INACTIVE CA leaves the trust bundle: all its devices are locked out."""
+    return _set_status(ctx, ref, "INACTIVE")
+
+
+def delete_ca(ctx: Context, ref: str, *, cascade: bool = False) -> dict:
+    with ctx.store.transaction() as session:
+        row = resolve_ca(session, instance=ctx.instance, ref=ref)
+        devices = repos.count_devices_of_ca(session, ca_id=row.id)
+        if devices and not cascade:
+            raise InvalidState(
+                f"CA {row.sn} still has {devices} device certificate(s); delete them first, "
+                "or pass --cascade to delete them with the CA",
+                code="ca_has_devices",
+                devices=devices,
+            )
+        removed = repos.delete_ca(session, ca=row, cascade=cascade)
+        return {"sn": row.sn, "deleted": True, "devices_deleted": removed}

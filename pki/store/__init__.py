@@ -1,0 +1,16 @@
+"""Tables, engine, repositories and migrations.  Never imports x509 or keys."""
+
+from .engine import HEAD_REVISION, Store, normalise_url, sqlite_url
+from .models import CA_STATUSES, DEVICE_STATUSES, CaCertificate, DeviceCertificate, RegisterCode
+
+__all__ = [
+    "HEAD_REVISION",
+    "Store",
+    "normalise_url",
+    "sqlite_url",
+    "CA_STATUSES",
+    "DEVICE_STATUSES",
+    "CaCertificate",
+    "DeviceCertificate",
+    "RegisterCode",
+]

@@ -1,0 +1,143 @@
+"""Engine, transactions and schema management.
+
+A :class:`Store` hands out sessions in transactions; repositories work inside
+them and never commit.  SQLite writers start with ``BEGIN IMMEDIATE`` so that
+two writers queue on the lock instead of one failing when it upgrades a read
+lock (SQLite's "database is locked" on a deferred transaction).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import create_engine, event, exc as sa_exc
+from sqlalchemy.engine import Engine, make_url
+from sqlmodel import Session
+
+from ..errors import ConfigError, Conflict, PkiError, StoreError
+
+__all__ = ["Store", "HEAD_REVISION", "normalise_url", "sqlite_url"]
+
+#: The newest migration; a test checks it matches Alembic's head.
+HEAD_REVISION = "0001"
+
+_MIGRATIONS = Path(__file__).with_name("migrations")
+
+
+def sqlite_url(path: Path) -> str:
+    return f"sqlite:///{path}"
+
+
+def normalise_url(url: str) -> str:
+    """``postgresql://`` means psycopg 3 here, not SQLAlchemy's default psycopg2."""
+    parsed = make_url(url)
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    elif parsed.drivername not in ("postgresql+psycopg", "sqlite", "sqlite+pysqlite"):
+        raise ConfigError(
+            f"unsupported database {parsed.drivername!r}: use sqlite:///PATH or postgresql://...",
+            code="unsupported_database",
+        )
+    return parsed.render_as_string(hide_password=False)
+
+
+def _sqlite_setup(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn, _record):  # pragma: no cover - exercised by every sqlite test
+        # Manage transactions ourselves (see module docstring).
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn):
+        mode = "DEFERRED" if conn.get_execution_options().get("pki_readonly") else "IMMEDIATE"
+        conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+class Store:
+    def __init__(self, url: str, *, echo: bool = False) -> None:
+        self.url = normalise_url(url)
+        parsed = make_url(self.url)
+        self.dialect = "sqlite" if parsed.drivername.startswith("sqlite") else "postgresql"
+        if self.dialect == "sqlite":
+            if parsed.database and parsed.database != ":memory:":
+                Path(parsed.database).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            self.engine = create_engine(
+                self.url, echo=echo, connect_args={"check_same_thread": False, "timeout": 30}
+            )
+            _sqlite_setup(self.engine)
+        else:
+            self.engine = create_engine(self.url, echo=echo, pool_pre_ping=True)
+        self._readonly_engine = self.engine.execution_options(pki_readonly=True)
+
+    # -- transactions -----------------------------------------------------------
+
+    @contextlib.contextmanager
+    def transaction(self, *, readonly: bool = False) -> Iterator[Session]:
+        """One unit of work: commit on success, roll back on any error."""
+        engine = self._readonly_engine if readonly else self.engine
+        try:
+            with Session(engine, expire_on_commit=False) as session:
+                with session.begin():
+                    yield session
+        except PkiError:
+            raise
+        except sa_exc.IntegrityError as exc:
+            raise Conflict(
+                "the change collides with a concurrent one; repeat it", code="conflicting_change"
+            ) from exc
+        except sa_exc.OperationalError as exc:
+            raise StoreError(
+                f"the database failed ({type(exc.orig).__name__}); nothing was changed. "
+                "Check that it is reachable and retry",
+                code="store_unavailable",
+            ) from exc
+
+    # -- schema -----------------------------------------------------------------
+
+    def _alembic_config(self, connection) -> Config:
+        config = Config()
+        config.set_main_option("script_location", str(_MIGRATIONS))
+        config.attributes["connection"] = connection
+        return config
+
+    def current_revision(self) -> str | None:
+        try:
+            with self.engine.connect() as conn:
+                return MigrationContext.configure(conn).get_current_revision()
+        except sa_exc.OperationalError as exc:
+            raise StoreError(
+                f"cannot open the database at {make_url(self.url).render_as_string()}: {exc.orig}",
+                code="store_unavailable",
+            ) from exc
+
+    def upgrade(self) -> str:
+        """Create or upgrade the schema to the newest migration; returns the revision."""
+        with self.engine.begin() as conn:
+            command.upgrade(self._alembic_config(conn), "head")
+        return self.current_revision() or ""
+
+    def check_schema(self) -> None:
+        revision = self.current_revision()
+        if revision is None:
+            raise ConfigError(
+                "the store has no schema yet: run `pki init` first", code="store_not_initialized"
+            )
+        if revision != HEAD_REVISION:
+            raise ConfigError(
+                f"the store schema is at {revision}, this version needs {HEAD_REVISION}: run `pki init` to upgrade",
+                code="store_outdated",
+            )
+
+    def dispose(self) -> None:
+        self.engine.dispose()

@@ -1,0 +1,89 @@
+"""Tables.  Changing one means a new Alembic migration in ``migrations/versions``."""
+
+from __future__ import annotations
+
+import datetime as _dt
+
+from sqlalchemy import Column, ForeignKey, Index, Integer, LargeBinary, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from .types import UTCDateTime
+
+__all__ = ["CaCertificate", "RegisterCode", "DeviceCertificate", "CA_STATUSES", "DEVICE_STATUSES"]
+
+CA_STATUSES = ("ACTIVE", "INACTIVE")
+DEVICE_STATUSES = ("ACTIVE", "INACTIVE", "REVOKED")
+
+
+class CaCertificate(SQLModel, table=True):
+    __tablename__ = "ca_certificate"
+    __table_args__ = (
+        UniqueConstraint("instance", "sn", name="uq_ca_instance_sn"),
+        UniqueConstraint("instance", "fingerprint_sha256", name="uq_ca_instance_fingerprint"),
+        UniqueConstraint("instance", "spki_sha256", name="uq_ca_instance_spki"),
+        Index("ix_ca_instance_status_id", "instance", "status", "id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    instance: str = Field(max_length=64)
+    sn: str = Field(max_length=42)
+    name: str = Field(max_length=64)
+    status: str = Field(max_length=16)
+    source: str = Field(max_length=16)
+    subject: str = Field(sa_column=Column(Text, nullable=False))
+    issuer: str = Field(sa_column=Column(Text, nullable=False))
+    not_before: _dt.datetime = Field(sa_type=UTCDateTime, nullable=False)
+    not_after: _dt.datetime = Field(sa_type=UTCDateTime, nullable=False)
+    fingerprint_sha256: str = Field(max_length=64)
+    spki_sha256: str = Field(max_length=64)
+    key_type: str = Field(max_length=16)
+    cert_der: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    chain_pem: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    created_at: _dt.datetime = Field(sa_type=UTCDateTime, nullable=False)
+    updated_at: _dt.datetime = Field(sa_type=UTCDateTime, nullable=False)
+    status_changed_at: _dt.datetime = Field(sa_type=UTCDateTime, nullable=False)
+
+
+class RegisterCode(SQLModel, table=True):
+    """Only the SHA-256 of a code is kept: a leaked table redeems nothing."""
+
+    __tablename__ = "register_code"
+
+    id: int | None = Field(default=None, primary_key=True)
+    instance: str = Field(max_length=64)
+    code_sha256: str = Field(max_length=64, unique=True)
+    created_at: _dt.datetime = Field(sa_type=UTCDateTime, nullable=False)
+    expires_at: _dt.datetime = Field(sa_type=UTCDateTime, nullable=False)
+    used_at: _dt.datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
+    used_by_ca_id: int | None = Field(
+        default=None,
+        sa_column=Column(Integer, ForeignKey("ca_certificate.id", ondelete="SET NULL"), nullable=True),
+    )
+
+
+class DeviceCertificate(SQLModel, table=True):
+    __tablename__ = "device_certificate"
+    __table_args__ = (
+        UniqueConstraint("ca_id", "sn", name="uq_device_ca_sn"),
+        UniqueConstraint("instance", "fingerprint_sha256", name="uq_device_instance_fingerprint"),
+        Index("ix_device_ca_id", "ca_id", "id"),
+        Index("ix_device_ca_status_id", "ca_id", "status", "id"),
+        Index("ix_device_instance_client_id", "instance", "client_id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    instance: str = Field(max_length=64)
+    ca_id: int = Field(sa_column=Column(Integer, ForeignKey("ca_certificate.id"), nullable=False))
+    sn: str = Field(max_length=42)
+    client_id: str = Field(max_length=64)
+    status: str = Field(max_length=16)
+    revocation_reason: str | None = Field(default=None, max_length=32)
+    revoked_at: _dt.datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
+    fingerprint_sha256: str = Field(max_length=64)
+    key_type: str = Field(max_length=16)
+    not_before: _dt.datetime = Field(sa_type=UTCDateTime, nullable=False)
+    not_after: _dt.datetime = Field(sa_type=UTCDateTime, nullable=False)
+    cert_der: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    created_at: _dt.datetime = Field(sa_type=UTCDateTime, nullable=False)
+    updated_at: _dt.datetime = Field(sa_type=UTCDateTime, nullable=False)
+    status_changed_at: _dt.datetime = Field(sa_type=UTCDateTime, nullable=False)

@@ -1,0 +1,158 @@
+"""Repositories: queries over one session.  They never commit.
+
+Functions take keyword-only arguments and return rows or plain values; the
+services decide what a missing row or a lost race means to the user.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from collections.abc import Sequence
+
+from sqlalchemy import delete, func, or_, select, update
+from sqlmodel import Session
+
+from .models import CaCertificate, DeviceCertificate, RegisterCode
+
+__all__ = [
+    "insert_register_code",
+    "redeem_register_code",
+    "find_register_code",
+    "link_register_code",
+    "insert_ca",
+    "get_ca_by_sn",
+    "get_ca_by_fingerprint",
+    "find_ca_clash",
+    "list_cas",
+    "set_ca_status",
+    "count_devices_of_ca",
+    "delete_ca",
+]
+
+
+# -- register codes -----------------------------------------------------------------
+
+
+def insert_register_code(
+    session: Session, *, instance: str, code_sha256: str, now: _dt.datetime, expires_at: _dt.datetime
+) -> RegisterCode:
+    row = RegisterCode(instance=instance, code_sha256=code_sha256, created_at=now, expires_at=expires_at)
+    session.add(row)
+    session.flush()
+    return row
+
+
+def redeem_register_code(session: Session, *, instance: str, code_sha256: str, now: _dt.datetime) -> bool:
+    """Mark a live code used in one conditional UPDATE; True if this call won it.
+
+    The row count, not a prior read, decides: two concurrent redemptions of
+    one code cannot both see "unused".
+    """
+    result = session.execute(
+        update(RegisterCode)
+        .where(
+            RegisterCode.instance == instance,
+            RegisterCode.code_sha256 == code_sha256,
+            RegisterCode.used_at.is_(None),
+            RegisterCode.expires_at > now,
+        )
+        .values(used_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1
+
+
+def link_register_code(session: Session, *, code_sha256: str, ca_id: int) -> None:
+    session.execute(
+        update(RegisterCode)
+        .where(RegisterCode.code_sha256 == code_sha256)
+        .values(used_by_ca_id=ca_id)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def find_register_code(session: Session, *, instance: str, code_sha256: str) -> RegisterCode | None:
+    return session.scalars(
+        select(RegisterCode).where(RegisterCode.instance == instance, RegisterCode.code_sha256 == code_sha256)
+    ).one_or_none()
+
+
+# -- CAs ----------------------------------------------------------------------------
+
+
+def insert_ca(session: Session, row: CaCertificate) -> CaCertificate:
+    session.add(row)
+    session.flush()
+    return row
+
+
+def get_ca_by_sn(session: Session, *, instance: str, sn: str) -> CaCertificate | None:
+    return session.scalars(
+        select(CaCertificate).where(CaCertificate.instance == instance, CaCertificate.sn == sn)
+    ).one_or_none()
+
+
+def get_ca_by_fingerprint(session: Session, *, instance: str, fingerprint_sha256: str) -> CaCertificate | None:
+    return session.scalars(
+        select(CaCertificate).where(
+            CaCertificate.instance == instance, CaCertificate.fingerprint_sha256 == fingerprint_sha256
+        )
+    ).one_or_none()
+
+
+def find_ca_clash(
+    session: Session, *, instance: str, sn: str, fingerprint_sha256: str, spki_sha256: str
+) -> CaCertificate | None:
+    """A CA of the instance with the same certificate, key or serial, if any."""
+    return session.scalars(
+        select(CaCertificate)
+        .where(
+            CaCertificate.instance == instance,
+            or_(
+                CaCertificate.fingerprint_sha256 == fingerprint_sha256,
+                CaCertificate.spki_sha256 == spki_sha256,
+                CaCertificate.sn == sn,
+            ),
+        )
+        .limit(1)
+    ).first()
+
+
+def list_cas(
+    session: Session, *, instance: str, status: str | None, after_id: int | None, limit: int
+) -> Sequence[CaCertificate]:
+    """One page in id order; keyset pagination, so a page costs the same anywhere."""
+    query = select(CaCertificate).where(CaCertificate.instance == instance)
+    if status is not None:
+        query = query.where(CaCertificate.status == status)
+    if after_id is not None:
+        query = query.where(CaCertificate.id > after_id)
+    return session.scalars(query.order_by(CaCertificate.id).limit(limit)).all()
+
+
+def set_ca_status(session: Session, *, ca: CaCertificate, status: str, now: _dt.datetime) -> bool:
+    """Change the status if it differs; False when it already had it."""
+    if ca.status == status:
+        return False
+    ca.status = status
+    ca.status_changed_at = now
+    ca.updated_at = now
+    session.add(ca)
+    session.flush()
+    return True
+
+
+def count_devices_of_ca(session: Session, *, ca_id: int) -> int:
+    return session.scalar(select(func.count()).select_from(DeviceCertificate).where(DeviceCertificate.ca_id == ca_id))
+
+
+def delete_ca(session: Session, *, ca: CaCertificate, cascade: bool) -> int:
+    """Delete a CA (and, with ``cascade``, its device certificates); returns devices removed."""
+    removed = 0
+    if cascade:
+        removed = session.execute(
+            delete(DeviceCertificate).where(DeviceCertificate.ca_id == ca.id).execution_options(synchronize_session=False)
+        ).rowcount
+    session.delete(ca)
+    session.flush()
+    return removed
