@@ -215,6 +215,9 @@ def check_verification_certificate(
             f"{what}: this is the CA certificate (or uses its key); sign a new certificate "
             "whose CN is the register code with the CA key",
         )
+    # Before the signature: cryptography will not verify SHA-1 at all, and the
+    # user should hear "weak algorithm", not "wrong signer".
+    check_signature_algorithm(vcert, what=what)
     try:
         vcert.verify_directly_issued_by(ca)
     except (InvalidSignature, ValueError, TypeError, UnsupportedAlgorithm):
@@ -222,7 +225,6 @@ def check_verification_certificate(
             "verification_wrong_signer",
             f"{what}: not signed by the CA being registered; sign it with that CA's private key",
         ) from None
-    check_signature_algorithm(vcert, what=what)
     check_validity(vcert, now=now, what=what, code_prefix="verification")
     names = common_names(vcert.subject)
     if len(names) != 1:

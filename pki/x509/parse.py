@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import binascii
 import re
+import warnings
 from dataclasses import dataclass
 
 from cryptography import x509
@@ -166,6 +167,20 @@ def _ders(data: bytes, *, what: str, labels: tuple[str, ...], max_items: int) ->
     return ders
 
 
+def _load_der_certificate(der: bytes, *, what: str) -> x509.Certificate:
+    # cryptography only warns about a zero or negative serial (and will raise in
+    # a later release); either way such a certificate is refused here.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            cert = x509.load_der_x509_certificate(der)
+        except ValueError as exc:
+            raise _bad("invalid_certificate", f"{what}: not a valid X.509 certificate") from exc
+    if any("serial number" in str(w.message) for w in caught):
+        raise _bad("invalid_serial", f"{what}: its serial number is not positive (RFC 5280 4.1.2.2)")
+    return cert
+
+
 def load_certificates(
     data: bytes, *, what: str = "certificate", max_items: int = MAX_BUNDLE_ITEMS
 ) -> list[x509.Certificate]:
@@ -175,10 +190,7 @@ def load_certificates(
     for der in _ders(data, what=what, labels=("CERTIFICATE",), max_items=max_items):
         if len(der) > MAX_ITEM_BYTES:
             raise _bad("input_too_large", f"{what}: a certificate over {MAX_ITEM_BYTES} bytes")
-        try:
-            certs.append(x509.load_der_x509_certificate(der))
-        except ValueError as exc:
-            raise _bad("invalid_certificate", f"{what}: not a valid X.509 certificate") from exc
+        certs.append(_load_der_certificate(der, what=what))
     if not certs:
         raise _bad("empty_input", f"{what}: no certificate found")
     return certs
