@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -26,7 +24,7 @@ from pki.store import Store  # noqa: E402
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 PG_URL = os.environ.get("PKI_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
-IN_CI = os.environ.get("CI", "").lower() == "true"
+IN_CI = os.environ.get("CI") == "true"
 
 
 def skip_or_fail(reason: str) -> None:
@@ -46,11 +44,10 @@ def fixtures_dir() -> Path:
 
 
 @pytest.fixture
-def openssl() -> str:
-    path = shutil.which("openssl")
-    if path is None:
-        skip_or_fail("the openssl CLI is not installed")
-    return path
+def openssl() -> None:
+    import openssl_tools
+
+    openssl_tools.require_openssl()
 
 
 _pg_checked: list[bool] = []
@@ -125,6 +122,3 @@ def snapshot(ctx: Context) -> dict[str, list[tuple]]:
             out[table.name] = [tuple(r) for r in rows]
     return out
 
-
-def run_openssl(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(["openssl", *args], cwd=cwd, capture_output=True, text=True, timeout=60)
