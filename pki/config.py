@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from .errors import ConfigError
 from .ids import validate_name
 
 __all__ = ["Settings"]
@@ -17,6 +18,11 @@ class Settings:
     database_url: str
     master_key_file: Path
     instance: str
+    #: Longest device certificate validity a request may ask for.
+    max_device_days: int = 3650
+    #: URL templates put into device certificates; ``{ca_sn}`` is replaced.
+    crl_url: str | None = None
+    ocsp_url: str | None = None
 
     @classmethod
     def load(
@@ -36,4 +42,18 @@ class Settings:
             master_key_file or env.get("PKI_MASTER_KEY_FILE") or home_path / "master.key"
         ).expanduser().absolute()
         inst = validate_name(instance or env.get("PKI_INSTANCE") or "default", what="instance")
-        return cls(home=home_path, database_url=url, master_key_file=key_file, instance=inst)
+        max_days = env.get("PKI_MAX_DEVICE_DAYS", "3650")
+        if not max_days.isdigit() or not 1 <= int(max_days) <= 36500:
+            raise ConfigError(
+                f"PKI_MAX_DEVICE_DAYS={max_days!r}: give a whole number of days from 1 to 36500",
+                code="invalid_config",
+            )
+        return cls(
+            home=home_path,
+            database_url=url,
+            master_key_file=key_file,
+            instance=inst,
+            max_device_days=int(max_days),
+            crl_url=env.get("PKI_CRL_URL") or None,
+            ocsp_url=env.get("PKI_OCSP_URL") or None,
+        )

@@ -19,6 +19,8 @@ __all__ = [
     "encode_cursor",
     "decode_cursor",
     "validate_name",
+    "validate_client_id",
+    "CLIENT_ID_ALPHABET",
     "parse_duration",
     "MAX_SERIAL_OCTETS",
 ]
@@ -46,17 +48,21 @@ def parse_serial(text: str) -> str:
     return format_serial(int(cleaned, 16))
 
 
+def _strip_fingerprint_prefix(text: str) -> tuple[bool, str]:
+    # Before the colons go: "sha256:" would otherwise become hex-looking "sha256".
+    stripped = text.strip()
+    if stripped.lower().startswith("sha256:"):
+        return True, _HEX_SEP.sub("", stripped[len("sha256:"):]).lower()
+    return False, _HEX_SEP.sub("", stripped).lower()
+
+
 def looks_like_fingerprint(text: str) -> bool:
-    cleaned = _HEX_SEP.sub("", text.strip()).lower()
-    if cleaned.startswith("sha256:"):
-        return True
-    return len(cleaned) == 64 and bool(_HEX.match(cleaned))
+    prefixed, cleaned = _strip_fingerprint_prefix(text)
+    return prefixed or (len(cleaned) == 64 and bool(_HEX.match(cleaned)))
 
 
 def parse_fingerprint(text: str) -> str:
-    cleaned = _HEX_SEP.sub("", text.strip()).lower()
-    if cleaned.startswith("sha256:"):
-        cleaned = cleaned[len("sha256:"):]
+    _, cleaned = _strip_fingerprint_prefix(text)
     if len(cleaned) != 64 or not _HEX.match(cleaned):
         raise InvalidInput(
             f"{text!r} is not a SHA-256 fingerprint: give 64 hex digits, colons allowed",
@@ -135,3 +141,20 @@ def parse_duration(text: str) -> _dt.timedelta:
             code="invalid_duration",
         )
     return _dt.timedelta(seconds=int(m.group(1)) * _UNIT_SECONDS[m.group(2)])
+
+
+#: Client ids become the certificate CN and, with use_identity_as_username,
+#: the broker username: no MQTT wildcards (+ #), no topic separator (/), no
+#: spaces or anything a shell or an ACL pattern would read twice.
+CLIENT_ID_ALPHABET = "A-Z a-z 0-9 - _ . : @"
+_CLIENT_ID = re.compile(r"^[A-Za-z0-9._:@-]{1,64}$")
+
+
+def validate_client_id(value: str) -> str:
+    validate_name(value, what="client id")
+    if not _CLIENT_ID.match(value):
+        raise InvalidInput(
+            f"client id {value!r} may only use the characters {CLIENT_ID_ALPHABET} (1-64 of them)",
+            code="invalid_client_id",
+        )
+    return value

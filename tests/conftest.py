@@ -101,12 +101,25 @@ def settings(tmp_path, database_url) -> Settings:
     )
 
 
-@pytest.fixture
-def ctx(settings, clock):
+def _context(settings, clock):
     from pki.services.setup import initialise
 
     initialise(settings)
-    context = Context(settings=settings, store=Store(settings.database_url), clock=clock)
+    return Context(settings=settings, store=Store(settings.database_url), clock=clock)
+
+
+@pytest.fixture
+def ctx(settings, clock):
+    context = _context(settings, clock)
+    yield context
+    context.close()
+
+
+@pytest.fixture
+def sqlite_ctx(tmp_path, clock):
+    """For tests about the SQLite file itself."""
+    settings = Settings.load(home=tmp_path / "home", instance="default", environ={})
+    context = _context(settings, clock)
     yield context
     context.close()
 

@@ -9,53 +9,22 @@ from pathlib import Path
 
 import click
 
-from ..config import Settings
 from ..errors import InternalError, PkiError
 from ..ids import parse_duration
 from ..services import cas as ca_service
 from ..services import codes as code_service
-from ..services import offline, open_context
+from ..keys import KEY_TYPES
+from ..services import managed, offline
+from ..services.managed import DEFAULT_CA_DAYS
 from ..services.setup import initialise
 from ..x509 import MAX_BUNDLE_ITEMS, MAX_ITEM_BYTES
+from .common import CA_FIELDS, State as _State, file_arg as _file, json_option, read_input as _read
+from .device import device_group
 from .render import EXIT_CODES, emit, emit_page, error_line
 
 __all__ = ["cli", "main"]
 
-CA_FIELDS = ("sn", "name", "status", "source", "subject", "issuer", "not_before", "not_after",
-             "fingerprint_sha256", "key_type")
 CA_COLUMNS = ("sn", "name", "status", "source", "key_type", "not_after")
-
-json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")
-
-
-class _State:
-    def __init__(self, settings_kwargs: dict) -> None:
-        self._kwargs = settings_kwargs
-        self._ctx = None
-
-    @property
-    def settings(self) -> Settings:
-        return Settings.load(**self._kwargs)
-
-    def context(self):
-        if self._ctx is None:
-            self._ctx = open_context(self.settings)
-        return self._ctx
-
-    def close(self) -> None:
-        if self._ctx is not None:
-            self._ctx.close()
-
-
-def _read(path: str, *, limit: int) -> bytes:
-    """Read at most one byte past the limit, so a huge file is refused, not loaded."""
-    with open(path, "rb") as fh:
-        return fh.read(limit + 1)
-
-
-def _file(**kw):
-    return click.Path(exists=True, dir_okay=False, readable=True, **kw)
-
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("--home", envvar="PKI_HOME", help="Data directory [PKI_HOME, default ./.pki].")
@@ -200,6 +169,25 @@ _ca_ref_command("deactivate", "Stop trusting a CA: every device under it is lock
 def ca_delete(state: _State, ref: str, cascade: bool, as_json: bool) -> None:
     """Delete a CA (refused while it has device certificates, unless --cascade)."""
     emit(ca_service.delete_ca(state.context(), ref, cascade=cascade), as_json=as_json)
+
+
+@ca_group.command("create")
+@click.option("--name", required=True, help="The CA's CN and display name.")
+@click.option("--key-type", type=click.Choice(list(KEY_TYPES)), default="ec-p256", show_default=True)
+@click.option("--days", type=int, default=DEFAULT_CA_DAYS, show_default=True, help="Validity in days.")
+@click.option("--parent", metavar="SN", help="Create an intermediate under this managed CA.")
+@click.option("--path-length", type=int, help="basicConstraints pathLen (default: none for a root, 0 below one).")
+@json_option
+@click.pass_obj
+def ca_create(state: _State, name, key_type, days, parent, path_length, as_json) -> None:
+    """Create a managed CA; its private key stays in this PKI's key custody."""
+    result = managed.create_ca(
+        state.context(), name=name, key_type=key_type, days=days, parent=parent, path_length=path_length
+    )
+    emit(result, as_json=as_json, fields=CA_FIELDS)
+
+
+cli.add_command(device_group)
 
 
 # -- entry point -----------------------------------------------------------------------

@@ -51,12 +51,14 @@ def page_limit(limit: int | None) -> int:
     return limit
 
 
-def resolve_ca(session, *, instance: str, ref: str) -> CaCertificate:
+def resolve_ca(session, *, instance: str, ref: str, lock: bool = False) -> CaCertificate:
     """A CA by serial (any case, colons allowed) or by SHA-256 fingerprint."""
     if looks_like_fingerprint(ref):
-        row = repos.get_ca_by_fingerprint(session, instance=instance, fingerprint_sha256=parse_fingerprint(ref))
+        row = repos.get_ca_by_fingerprint(
+            session, instance=instance, fingerprint_sha256=parse_fingerprint(ref), lock=lock
+        )
     else:
-        row = repos.get_ca_by_sn(session, instance=instance, sn=parse_serial(ref))
+        row = repos.get_ca_by_sn(session, instance=instance, sn=parse_serial(ref), lock=lock)
     if row is None:
         raise NotFound(
             f"no CA {ref!r} in instance {instance!r}; `pki ca list` shows the registered ones",

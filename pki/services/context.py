@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from ..clock import Clock, SystemClock
 from ..config import Settings
+from ..keys import Signer, SoftwareKeystore, load_master_key
 from ..store import Store
 
 __all__ = ["Context", "open_context"]
@@ -16,10 +17,26 @@ class Context:
     settings: Settings
     store: Store
     clock: Clock = field(default_factory=SystemClock)
+    _keystore: SoftwareKeystore | None = field(default=None, repr=False)
+    _signers: dict[str, Signer] = field(default_factory=dict, repr=False)
 
     @property
     def instance(self) -> str:
         return self.settings.instance
+
+    @property
+    def keystore(self) -> SoftwareKeystore:
+        """Loaded on first use: commands that sign nothing never read the master key."""
+        if self._keystore is None:
+            self._keystore = SoftwareKeystore(load_master_key(self.settings.master_key_file))
+        return self._keystore
+
+    def signer(self, *, key_id: str, sealed: bytes) -> Signer:
+        """Unsealing costs a decryption and a key parse; a CA key is immutable, so keep it."""
+        signer = self._signers.get(key_id)
+        if signer is None:
+            signer = self._signers[key_id] = self.keystore.signer(sealed, key_id=key_id)
+        return signer
 
     def close(self) -> None:
         self.store.dispose()

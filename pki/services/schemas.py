@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, PlainSerializer
 
 from ..clock import isoformat
 
-__all__ = ["UtcTime", "RegisterCodePublic", "CaPublic", "Page", "InitResult"]
+__all__ = ["UtcTime", "RegisterCodePublic", "CaPublic", "DevicePublic", "Page", "InitResult"]
 
 UtcTime = Annotated[_dt.datetime, PlainSerializer(isoformat, return_type=str)]
 
@@ -70,6 +70,32 @@ class CaPublic(_Public):
             created_at=row.created_at,
             updated_at=row.updated_at,
             status_changed_at=row.status_changed_at,
+        )
+
+
+class DevicePublic(_Public):
+    sn: str
+    ca_sn: str
+    client_id: str
+    status: str
+    source: str
+    fingerprint_sha256: str
+    key_type: str
+    not_before: UtcTime
+    not_after: UtcTime
+    revocation_reason: str | None
+    revoked_at: UtcTime | None
+    created_at: UtcTime
+    updated_at: UtcTime
+    status_changed_at: UtcTime
+
+    @classmethod
+    def of(cls, row, *, ca_sn: str) -> "DevicePublic":
+        return cls(
+            sn=row.sn, ca_sn=ca_sn, client_id=row.client_id, status=row.status, source=row.source,
+            fingerprint_sha256=row.fingerprint_sha256, key_type=row.key_type, not_before=row.not_before,
+            not_after=row.not_after, revocation_reason=row.revocation_reason, revoked_at=row.revoked_at,
+            created_at=row.created_at, updated_at=row.updated_at, status_changed_at=row.status_changed_at,
         )
 
 

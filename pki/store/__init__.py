@@ -1,7 +1,7 @@
 """Tables, engine, repositories and migrations.  Never imports x509 or keys."""
 
 from .engine import HEAD_REVISION, Store, normalise_url, sqlite_url
-from .models import CA_STATUSES, DEVICE_STATUSES, CaCertificate, DeviceCertificate, RegisterCode
+from .models import CA_STATUSES, DEVICE_STATUSES, CaCertificate, CustodyKey, DeviceCertificate, RegisterCode
 
 __all__ = [
     "HEAD_REVISION",
@@ -11,6 +11,7 @@ __all__ = [
     "CA_STATUSES",
     "DEVICE_STATUSES",
     "CaCertificate",
+    "CustodyKey",
     "DeviceCertificate",
     "RegisterCode",
 ]

@@ -24,7 +24,7 @@ from ..errors import ConfigError, Conflict, PkiError, StoreError
 __all__ = ["Store", "HEAD_REVISION", "normalise_url", "sqlite_url"]
 
 #: The newest migration; a test checks it matches Alembic's head.
-HEAD_REVISION = "0001"
+HEAD_REVISION = "0002"
 
 _MIGRATIONS = Path(__file__).with_name("migrations")
 

@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import datetime as _dt
 
-from sqlalchemy import Column, ForeignKey, Index, Integer, LargeBinary, Text, UniqueConstraint
+from sqlalchemy import Column, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from .types import UTCDateTime
 
-__all__ = ["CaCertificate", "RegisterCode", "DeviceCertificate", "CA_STATUSES", "DEVICE_STATUSES"]
+__all__ = [
+    "CaCertificate",
+    "CustodyKey",
+    "RegisterCode",
+    "DeviceCertificate",
+    "CA_STATUSES",
+    "DEVICE_STATUSES",
+]
 
 CA_STATUSES = ("ACTIVE", "INACTIVE")
 DEVICE_STATUSES = ("ACTIVE", "INACTIVE", "REVOKED")
@@ -39,9 +46,27 @@ class CaCertificate(SQLModel, table=True):
     key_type: str = Field(max_length=16)
     cert_der: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
     chain_pem: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    # Managed CAs only: the sealed key in custody and the managed parent, if any.
+    key_id: str | None = Field(
+        default=None, sa_column=Column(String(40), ForeignKey("custody_key.key_id"), nullable=True)
+    )
+    parent_id: int | None = Field(
+        default=None, sa_column=Column(Integer, ForeignKey("ca_certificate.id"), nullable=True)
+    )
     created_at: _dt.datetime = Field(sa_type=UTCDateTime, nullable=False)
     updated_at: _dt.datetime = Field(sa_type=UTCDateTime, nullable=False)
     status_changed_at: _dt.datetime = Field(sa_type=UTCDateTime, nullable=False)
+
+
+class CustodyKey(SQLModel, table=True):
+    """A private key sealed under the master key (AES-256-GCM, key id as AAD)."""
+
+    __tablename__ = "custody_key"
+
+    key_id: str = Field(sa_column=Column(String(40), primary_key=True))
+    key_type: str = Field(max_length=16)
+    sealed: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    created_at: _dt.datetime = Field(sa_type=UTCDateTime, nullable=False)
 
 
 class RegisterCode(SQLModel, table=True):
@@ -69,6 +94,7 @@ class DeviceCertificate(SQLModel, table=True):
         Index("ix_device_ca_id", "ca_id", "id"),
         Index("ix_device_ca_status_id", "ca_id", "status", "id"),
         Index("ix_device_instance_client_id", "instance", "client_id"),
+        Index("ix_device_ca_not_after", "ca_id", "not_after"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -77,6 +103,7 @@ class DeviceCertificate(SQLModel, table=True):
     sn: str = Field(max_length=42)
     client_id: str = Field(max_length=64)
     status: str = Field(max_length=16)
+    source: str = Field(default="issued", max_length=16)
     revocation_reason: str | None = Field(default=None, max_length=32)
     revoked_at: _dt.datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
     fingerprint_sha256: str = Field(max_length=64)

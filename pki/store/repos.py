@@ -9,10 +9,10 @@ from __future__ import annotations
 import datetime as _dt
 from collections.abc import Sequence
 
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import delete, func, insert, or_, select, update
 from sqlmodel import Session
 
-from .models import CaCertificate, DeviceCertificate, RegisterCode
+from .models import CaCertificate, CustodyKey, DeviceCertificate, RegisterCode
 
 __all__ = [
     "insert_register_code",
@@ -86,18 +86,44 @@ def insert_ca(session: Session, row: CaCertificate) -> CaCertificate:
     return row
 
 
-def get_ca_by_sn(session: Session, *, instance: str, sn: str) -> CaCertificate | None:
-    return session.scalars(
-        select(CaCertificate).where(CaCertificate.instance == instance, CaCertificate.sn == sn)
-    ).one_or_none()
+def _maybe_locked(query, lock: bool):
+    # FOR SHARE on PostgreSQL: a concurrent status change waits for us (and we
+    # for it).  SQLite has no row locks; its writers are already serialised.
+    return query.with_for_update(read=True) if lock else query
 
 
-def get_ca_by_fingerprint(session: Session, *, instance: str, fingerprint_sha256: str) -> CaCertificate | None:
+def get_ca_by_sn(session: Session, *, instance: str, sn: str, lock: bool = False) -> CaCertificate | None:
+    query = select(CaCertificate).where(CaCertificate.instance == instance, CaCertificate.sn == sn)
+    return session.scalars(_maybe_locked(query, lock)).one_or_none()
+
+
+def get_ca_by_fingerprint(
+    session: Session, *, instance: str, fingerprint_sha256: str, lock: bool = False
+) -> CaCertificate | None:
+    query = select(CaCertificate).where(
+        CaCertificate.instance == instance, CaCertificate.fingerprint_sha256 == fingerprint_sha256
+    )
+    return session.scalars(_maybe_locked(query, lock)).one_or_none()
+
+
+def get_ca_by_id(session: Session, *, ca_id: int) -> CaCertificate | None:
+    return session.get(CaCertificate, ca_id)
+
+
+def cas_with_subject(session: Session, *, instance: str, subject: str) -> Sequence[CaCertificate]:
     return session.scalars(
-        select(CaCertificate).where(
-            CaCertificate.instance == instance, CaCertificate.fingerprint_sha256 == fingerprint_sha256
-        )
-    ).one_or_none()
+        select(CaCertificate).where(CaCertificate.instance == instance, CaCertificate.subject == subject)
+    ).all()
+
+
+def insert_custody_key(session: Session, row: CustodyKey) -> CustodyKey:
+    session.add(row)
+    session.flush()
+    return row
+
+
+def get_custody_key(session: Session, *, key_id: str) -> CustodyKey | None:
+    return session.get(CustodyKey, key_id)
 
 
 def find_ca_clash(
@@ -156,3 +182,78 @@ def delete_ca(session: Session, *, ca: CaCertificate, cascade: bool) -> int:
     session.delete(ca)
     session.flush()
     return removed
+
+
+# -- device certificates -------------------------------------------------------------
+
+
+def insert_device(session: Session, row: DeviceCertificate) -> DeviceCertificate:
+    session.add(row)
+    session.flush()
+    return row
+
+
+def insert_devices(session: Session, rows: Sequence[dict]) -> None:
+    """Bulk insert for provisioning: one executemany, no ORM identity bookkeeping."""
+    if rows:
+        session.execute(insert(DeviceCertificate), list(rows))
+
+
+def get_device(session: Session, *, ca_id: int, sn: str) -> DeviceCertificate | None:
+    return session.scalars(
+        select(DeviceCertificate).where(DeviceCertificate.ca_id == ca_id, DeviceCertificate.sn == sn)
+    ).one_or_none()
+
+
+def get_device_by_fingerprint(session: Session, *, instance: str, fingerprint_sha256: str) -> DeviceCertificate | None:
+    return session.scalars(
+        select(DeviceCertificate).where(
+            DeviceCertificate.instance == instance, DeviceCertificate.fingerprint_sha256 == fingerprint_sha256
+        )
+    ).one_or_none()
+
+
+def devices_of_client(session: Session, *, instance: str, client_id: str, limit: int) -> Sequence[DeviceCertificate]:
+    return session.scalars(
+        select(DeviceCertificate)
+        .where(DeviceCertificate.instance == instance, DeviceCertificate.client_id == client_id)
+        .order_by(DeviceCertificate.id)
+        .limit(limit)
+    ).all()
+
+
+def active_devices_of_clients(session: Session, *, ca_id: int, client_ids: Sequence[str]) -> dict[str, DeviceCertificate]:
+    """client id -> its ACTIVE certificate under the CA, for a batch of client ids."""
+    rows = session.scalars(
+        select(DeviceCertificate).where(
+            DeviceCertificate.ca_id == ca_id,
+            DeviceCertificate.client_id.in_(list(client_ids)),
+            DeviceCertificate.status == "ACTIVE",
+        )
+    ).all()
+    return {r.client_id: r for r in rows}
+
+
+def list_devices(
+    session: Session,
+    *,
+    ca_id: int,
+    status: str | None,
+    expiring_before: _dt.datetime | None,
+    after_id: int | None,
+    limit: int,
+) -> Sequence[DeviceCertificate]:
+    """A keyset page in id order: the index (ca_id, [status,] id) serves it at any depth."""
+    query = select(DeviceCertificate).where(DeviceCertificate.ca_id == ca_id)
+    if status is not None:
+        query = query.where(DeviceCertificate.status == status)
+    if expiring_before is not None:
+        query = query.where(DeviceCertificate.not_after < expiring_before)
+    if after_id is not None:
+        query = query.where(DeviceCertificate.id > after_id)
+    return session.scalars(query.order_by(DeviceCertificate.id).limit(limit)).all()
+
+
+def delete_device(session: Session, *, device: DeviceCertificate) -> None:
+    session.delete(device)
+    session.flush()

@@ -3,7 +3,16 @@
 Never imports the store, key custody or a front end.
 """
 
-from .build import build_verification_certificate, hash_for_key, random_serial
+from cryptography.hazmat.primitives.serialization import Encoding as _Encoding
+
+from . import build
+from .build import (
+    build_ca_certificate,
+    build_device_certificate,
+    build_verification_certificate,
+    hash_for_key,
+    random_serial,
+)
 from .checks import (
     check_ca_certificate,
     check_chain,
@@ -13,13 +22,30 @@ from .checks import (
     check_validity,
     check_verification_certificate,
 )
-from .facts import CertificateFacts, common_names, facts_of, fingerprint_sha256, public_key_type, spki_sha256
+from .facts import (
+    CertificateFacts,
+    common_names,
+    facts_of,
+    fingerprint_sha256,
+    fingerprint_sha256_der,
+    public_key_type,
+    spki_sha256,
+)
 from .parse import MAX_BUNDLE_ITEMS, MAX_ITEM_BYTES, load_certificate, load_certificates, load_csr, load_private_key
 
+#: PEM output encoding, so callers need not import cryptography for it.
+PEM = _Encoding.PEM
+DER = _Encoding.DER
+
 __all__ = [
+    "PEM",
+    "DER",
+    "build",
     "MAX_BUNDLE_ITEMS",
     "MAX_ITEM_BYTES",
     "CertificateFacts",
+    "build_ca_certificate",
+    "build_device_certificate",
     "build_verification_certificate",
     "check_ca_certificate",
     "check_chain",
@@ -31,6 +57,7 @@ __all__ = [
     "common_names",
     "facts_of",
     "fingerprint_sha256",
+    "fingerprint_sha256_der",
     "hash_for_key",
     "load_certificate",
     "load_certificates",

@@ -1,4 +1,4 @@
-"""Building certificates: the offline verification-certificate helper."""
+"""Building certificates: CA and device profiles, the verification certificate."""
 
 from __future__ import annotations
 
@@ -8,11 +8,17 @@ import secrets
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, ed448, rsa
-from cryptography.x509.oid import NameOID
+from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, NameOID
 
 from ..errors import InvalidInput
 
-__all__ = ["build_verification_certificate", "hash_for_key", "random_serial"]
+__all__ = [
+    "build_ca_certificate",
+    "build_device_certificate",
+    "build_verification_certificate",
+    "hash_for_key",
+    "random_serial",
+]
 
 #: Backdating absorbs clock skew between the signing host and the registry.
 BACKDATE = _dt.timedelta(minutes=5)
@@ -61,8 +67,101 @@ def build_verification_certificate(
         .not_valid_before(now - BACKDATE)
         .not_valid_after(now + lifetime)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_cert.public_key()), critical=False
-        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(subject_key.public_key()), critical=False)
+        .add_extension(_aki(ca_cert), critical=False)
     )
     return builder.sign(ca_key, hash_for_key(ca_key))
+
+
+def _key_usage(*, digital_signature=False, key_encipherment=False, key_cert_sign=False, crl_sign=False):
+    return x509.KeyUsage(
+        digital_signature=digital_signature, content_commitment=False, key_encipherment=key_encipherment,
+        data_encipherment=False, key_agreement=False, key_cert_sign=key_cert_sign, crl_sign=crl_sign,
+        encipher_only=False, decipher_only=False,
+    )
+
+
+def _aki(issuer: x509.Certificate) -> x509.AuthorityKeyIdentifier:
+    """AKI = the issuer's SKI when it has one, so chains built by SKI/AKI match."""
+    try:
+        ski = issuer.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+        return x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski)
+    except x509.ExtensionNotFound:
+        return x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer.public_key())
+
+
+def build_ca_certificate(
+    *,
+    subject: x509.Name,
+    public_key,
+    serial: int,
+    not_before: _dt.datetime,
+    not_after: _dt.datetime,
+    path_length: int | None,
+    issuer: x509.Certificate | None = None,
+) -> x509.CertificateBuilder:
+    """A CA profile: a self-signed root when ``issuer`` is None, else an intermediate."""
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer.subject if issuer is not None else subject)
+        .public_key(public_key)
+        .serial_number(serial)
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
+        .add_extension(_key_usage(digital_signature=True, key_cert_sign=True, crl_sign=True), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+    )
+    if issuer is not None:
+        builder = builder.add_extension(_aki(issuer), critical=False)
+    return builder
+
+
+def build_device_certificate(
+    *,
+    issuer: x509.Certificate,
+    public_key,
+    client_id: str,
+    serial: int,
+    not_before: _dt.datetime,
+    not_after: _dt.datetime,
+    sans: tuple[x509.GeneralName, ...] = (),
+    crl_url: str | None = None,
+    ocsp_url: str | None = None,
+) -> x509.CertificateBuilder:
+    """The device profile.  Nothing comes from a CSR but the key (and maybe the CN)."""
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, client_id)]))
+        .issuer_name(issuer.subject)
+        .public_key(public_key)
+        .serial_number(serial)
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            _key_usage(digital_signature=True, key_encipherment=isinstance(public_key, rsa.RSAPublicKey)),
+            critical=True,
+        )
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+        .add_extension(_aki(issuer), critical=False)
+    )
+    if sans:
+        builder = builder.add_extension(x509.SubjectAlternativeName(list(sans)), critical=False)
+    if crl_url:
+        builder = builder.add_extension(
+            x509.CRLDistributionPoints(
+                [x509.DistributionPoint([x509.UniformResourceIdentifier(crl_url)], None, None, None)]
+            ),
+            critical=False,
+        )
+    if ocsp_url:
+        builder = builder.add_extension(
+            x509.AuthorityInformationAccess(
+                [x509.AccessDescription(AuthorityInformationAccessOID.OCSP, x509.UniformResourceIdentifier(ocsp_url))]
+            ),
+            critical=False,
+        )
+    return builder

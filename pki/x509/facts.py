@@ -17,6 +17,7 @@ __all__ = [
     "CertificateFacts",
     "facts_of",
     "fingerprint_sha256",
+    "fingerprint_sha256_der",
     "spki_sha256",
     "public_key_type",
     "common_names",
@@ -40,7 +41,11 @@ class CertificateFacts:
 
 
 def fingerprint_sha256(cert: x509.Certificate) -> str:
-    return hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
+    return fingerprint_sha256_der(cert.public_bytes(serialization.Encoding.DER))
+
+
+def fingerprint_sha256_der(der: bytes) -> str:
+    return hashlib.sha256(der).hexdigest()
 
 
 def spki_sha256(public_key) -> str:

@@ -174,7 +174,10 @@ def _load_der_certificate(der: bytes, *, what: str) -> x509.Certificate:
         warnings.simplefilter("always")
         try:
             cert = x509.load_der_x509_certificate(der)
-        except ValueError as exc:
+            # Names are decoded lazily; read them now so a bad one fails here,
+            # as a parse error, and not later in some check.
+            cert.subject, cert.issuer  # noqa: B018
+        except (ValueError, x509.InvalidVersion) as exc:
             raise _bad("invalid_certificate", f"{what}: not a valid X.509 certificate") from exc
     if any("serial number" in str(w.message) for w in caught):
         raise _bad("invalid_serial", f"{what}: its serial number is not positive (RFC 5280 4.1.2.2)")
@@ -216,7 +219,8 @@ def load_csr(data: bytes, *, what: str = "CSR") -> x509.CertificateSigningReques
     )
     try:
         csr = x509.load_der_x509_csr(ders[0])
-    except ValueError as exc:
+        csr.subject  # noqa: B018 - decoded lazily; fail here on a bad name
+    except (ValueError, x509.InvalidVersion) as exc:
         raise _bad("invalid_csr", f"{what}: not a valid PKCS#10 request") from exc
     try:
         valid = csr.is_signature_valid

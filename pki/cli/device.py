@@ -1,0 +1,177 @@
+"""`pki device ...`: issue, register, find and change device certificates."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+from pathlib import Path
+
+import click
+
+from ..keys import KEY_TYPES
+from ..services import devices
+from ..x509 import MAX_ITEM_BYTES
+from .common import State, file_arg, json_option, read_input
+from .render import emit, emit_page
+
+__all__ = ["device_group"]
+
+DEVICE_FIELDS = ("sn", "ca_sn", "client_id", "status", "source", "fingerprint_sha256", "key_type",
+                 "not_before", "not_after", "revocation_reason", "revoked_at")
+DEVICE_COLUMNS = ("sn", "client_id", "status", "not_after")
+
+
+def _password(var: str | None) -> bytes | None:
+    """Passwords come from the environment, never the command line (ps would show them)."""
+    if var is None:
+        return None
+    if var not in os.environ:
+        raise click.UsageError(f"environment variable {var} is not set")
+    return os.environ[var].encode()
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+
+
+@click.group("device")
+def device_group() -> None:
+    """Device certificates: issue, register, find, change status."""
+
+
+@device_group.command("issue")
+@click.option("--ca", "ca_sn", required=True, metavar="SN", help="The managed CA that issues.")
+@click.option("--csr", type=file_arg(), help="A PKCS#10 request (PEM or DER); only its key (and CN) are used.")
+@click.option("--generate", is_flag=True, help="Generate the device key here.")
+@click.option("--client-id", help="MQTT client id, the certificate CN (default: the CSR's CN).")
+@click.option("--days", type=int, help="Validity in days (default 365, capped by PKI_MAX_DEVICE_DAYS).")
+@click.option("--san", "sans", multiple=True, help="Subject alternative name: dns:NAME, ip:ADDR or uri:URI.")
+@click.option("--key-type", type=click.Choice(list(KEY_TYPES)), default="ec-p256", show_default=True,
+              help="With --generate.")
+@click.option("--out", type=click.Path(file_okay=False), help="Write <client-id>.pem (+ key) into this directory.")
+@click.option("--format", "fmt", type=click.Choice(["pem", "p12"]), default="pem", show_default=True,
+              help="With --generate and --out: PEM files or one PKCS#12.")
+@click.option("--p12-password-env", metavar="VAR", help="Environment variable holding the PKCS#12 password.")
+@json_option
+@click.pass_obj
+def device_issue(state: State, ca_sn, csr, generate, client_id, days, sans, key_type, out, fmt,
+                 p12_password_env, as_json) -> None:
+    """Issue a device certificate from a CSR or with a key generated here."""
+    if fmt == "p12" and not (generate and out):
+        raise click.UsageError("--format p12 needs --generate and --out")
+    password = _password(p12_password_env)
+    if fmt == "p12" and not password:
+        raise click.UsageError("--format p12 needs --p12-password-env")
+    issued = devices.issue_device(
+        state.context(), ca=ca_sn, csr=read_input(csr, limit=MAX_ITEM_BYTES) if csr else None,
+        generate=generate, client_id=client_id, days=days, sans=sans, key_type=key_type,
+    )
+    result = {**issued.device.as_json(), "certificate_pem": issued.certificate_pem, "chain_pem": issued.chain_pem}
+    if out:
+        directory = Path(out)
+        directory.mkdir(parents=True, exist_ok=True)
+        name = issued.device.client_id
+        (directory / f"{name}.pem").write_text(issued.certificate_pem + issued.chain_pem)
+        files = [str(directory / f"{name}.pem")]
+        if issued.private_key is not None:
+            if fmt == "p12":
+                _write_private(directory / f"{name}.p12", devices.pkcs12_bytes(issued, password=password))
+                files.append(str(directory / f"{name}.p12"))
+            else:
+                _write_private(directory / f"{name}.key.pem", devices.private_key_pem(issued.private_key))
+                files.append(str(directory / f"{name}.key.pem"))
+        result["files"] = files
+    elif issued.private_key is not None:
+        result["private_key_pem"] = devices.private_key_pem(issued.private_key).decode("ascii")
+    fields = DEVICE_FIELDS + ("files",) if out else DEVICE_FIELDS + ("certificate_pem", "private_key_pem")
+    emit(result, as_json=as_json, fields=fields)
+
+
+@device_group.command("register")
+@click.option("--cert", "cert_path", required=True, type=file_arg(), help="Device certificate (PEM or DER).")
+@json_option
+@click.pass_obj
+def device_register(state: State, cert_path, as_json) -> None:
+    """Record a device certificate issued elsewhere by an ACTIVE CA of this instance."""
+    result = devices.register_device(state.context(), certificate=read_input(cert_path, limit=MAX_ITEM_BYTES))
+    emit(result, as_json=as_json, fields=DEVICE_FIELDS)
+
+
+def _iso_date(value: str | None) -> _dt.datetime | None:
+    if value is None:
+        return None
+    try:
+        parsed = _dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter("give an ISO-8601 date or time, e.g. 2027-01-31 or 2027-01-31T12:00:00Z")
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=_dt.timezone.utc)
+
+
+@device_group.command("list")
+@click.option("--ca", "ca_sn", required=True, metavar="SN")
+@click.option("--status", type=click.Choice(["ACTIVE", "INACTIVE", "REVOKED"], case_sensitive=False))
+@click.option("--expiring-before", help="Only certificates whose notAfter is before this ISO-8601 date.")
+@click.option("--limit", type=int, help="Page size (1-1000, default 100).")
+@click.option("--cursor", help="next_cursor of the previous page.")
+@json_option
+@click.pass_obj
+def device_list(state: State, ca_sn, status, expiring_before, limit, cursor, as_json) -> None:
+    """List a CA's device certificates, a page at a time."""
+    page = devices.list_devices(
+        state.context(), ca=ca_sn, status=status, expiring_before=_iso_date(expiring_before), limit=limit,
+        cursor=cursor,
+    )
+    emit_page(page, as_json=as_json, columns=DEVICE_COLUMNS)
+
+
+@device_group.command("show")
+@click.argument("sn", required=False)
+@click.option("--ca", "ca_sn", metavar="SN", help="The issuing CA (with a device serial).")
+@click.option("--fingerprint", help="Find by SHA-256 fingerprint instead.")
+@click.option("--client-id", help="Find every certificate of a client id instead.")
+@json_option
+@click.pass_obj
+def device_show(state: State, sn, ca_sn, fingerprint, client_id, as_json) -> None:
+    """Show a device certificate by (CA, serial), by fingerprint, or by client id."""
+    if sn is not None:
+        if ca_sn is None:
+            raise click.UsageError("a device serial needs --ca")
+        emit(devices.show_device(state.context(), ca=ca_sn, sn=sn), as_json=as_json, fields=DEVICE_FIELDS)
+    elif fingerprint or client_id:
+        page = devices.find_devices(state.context(), fingerprint=fingerprint, client_id=client_id)
+        emit_page(page, as_json=as_json, columns=("ca_sn",) + DEVICE_COLUMNS)
+    else:
+        raise click.UsageError("give SN --ca CA, --fingerprint F or --client-id ID")
+
+
+def _lifecycle(name: str, doc: str, action):
+    @device_group.command(name, help=doc)
+    @click.argument("sn")
+    @click.option("--ca", "ca_sn", required=True, metavar="SN")
+    @json_option
+    @click.pass_obj
+    def command(state: State, sn, ca_sn, as_json) -> None:
+        emit(action(state.context(), ca=ca_sn, sn=sn), as_json=as_json, fields=DEVICE_FIELDS)
+
+    return command
+
+
+_lifecycle("activate", "Let an INACTIVE device certificate in again.", devices.activate_device)
+_lifecycle("deactivate", "Hold a device certificate (INACTIVE; on the CRL as certificateHold).",
+           devices.deactivate_device)
+_lifecycle("delete", "Delete an expired device certificate (revoke a valid one instead).", devices.delete_device)
+
+
+@device_group.command("revoke")
+@click.argument("sn")
+@click.option("--ca", "ca_sn", required=True, metavar="SN")
+@click.option("--reason", type=click.Choice(list(devices.REVOCATION_REASONS)), default="unspecified",
+              show_default=True, help="RFC 5280 reason.")
+@json_option
+@click.pass_obj
+def device_revoke(state: State, sn, ca_sn, reason, as_json) -> None:
+    """Revoke a device certificate: final, published on the CRL with its reason."""
+    emit(devices.revoke_device(state.context(), ca=ca_sn, sn=sn, reason=reason), as_json=as_json,
+         fields=DEVICE_FIELDS)

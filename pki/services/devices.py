@@ -1,0 +1,517 @@
+"""Device certificates: issue, register, lifecycle, lookup."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import ipaddress
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.serialization import pkcs12
+from cryptography.x509.oid import ExtendedKeyUsageOID
+from cryptography.x509.verification import (
+    Criticality,
+    ExtensionPolicy,
+    PolicyBuilder,
+    Store as TrustStore,
+    VerificationError,
+)
+
+from ..errors import Conflict, InvalidInput, InvalidState, NotFound
+from ..ids import (
+    decode_cursor,
+    encode_cursor,
+    looks_like_fingerprint,
+    parse_fingerprint,
+    parse_serial,
+    validate_client_id,
+)
+from ..keys import KEY_TYPES, generate_private_key
+from ..store import DEVICE_STATUSES, CaCertificate, DeviceCertificate, repos
+from .. import x509 as px509
+from .cas import page_limit, parse_status, resolve_ca
+from .context import Context
+from .managed import _check_can_issue, ca_signer
+from .schemas import DevicePublic, Page
+
+__all__ = [
+    "Issued",
+    "DeviceProfile",
+    "REVOCATION_REASONS",
+    "issue_device",
+    "register_device",
+    "show_device",
+    "find_devices",
+    "list_devices",
+    "activate_device",
+    "deactivate_device",
+    "revoke_device",
+    "delete_device",
+    "parse_sans",
+    "pkcs12_bytes",
+    "private_key_pem",
+    "device_profile",
+]
+
+DEFAULT_DEVICE_DAYS = 365
+
+#: RFC 5280 reason names a revocation may give.  certificateHold is not one:
+#: a hold is `deactivate` (INACTIVE), which can be undone.
+REVOCATION_REASONS = {
+    "unspecified": x509.ReasonFlags.unspecified,
+    "keyCompromise": x509.ReasonFlags.key_compromise,
+    "cACompromise": x509.ReasonFlags.ca_compromise,
+    "affiliationChanged": x509.ReasonFlags.affiliation_changed,
+    "superseded": x509.ReasonFlags.superseded,
+    "cessationOfOperation": x509.ReasonFlags.cessation_of_operation,
+    "privilegeWithdrawn": x509.ReasonFlags.privilege_withdrawn,
+    "aACompromise": x509.ReasonFlags.aa_compromise,
+}
+
+
+@dataclass(frozen=True)
+class Issued:
+    """A new device certificate; ``private_key`` only when the key was generated here."""
+
+    device: DevicePublic
+    certificate: x509.Certificate
+    chain: tuple[x509.Certificate, ...]
+    private_key: object | None = None
+
+    @property
+    def certificate_pem(self) -> str:
+        return self.certificate.public_bytes(px509.PEM).decode("ascii")
+
+    @property
+    def chain_pem(self) -> str:
+        return "".join(c.public_bytes(px509.PEM).decode("ascii") for c in self.chain)
+
+
+def private_key_pem(key) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+def pkcs12_bytes(issued: Issued, *, password: bytes) -> bytes:
+    if not password:
+        raise InvalidInput("a PKCS#12 file needs a password", code="pkcs12_password_required")
+    return pkcs12.serialize_key_and_certificates(
+        name=issued.device.client_id.encode(),
+        key=issued.private_key,
+        cert=issued.certificate,
+        cas=list(issued.chain),
+        encryption_algorithm=serialization.BestAvailableEncryption(password),
+    )
+
+
+def parse_sans(values: Sequence[str]) -> tuple[x509.GeneralName, ...]:
+    """``dns:x``, ``ip:x``, ``uri:x``; a bare value is an IP if it parses as one, else a DNS name."""
+    names: list[x509.GeneralName] = []
+    for raw in values:
+        value = raw.strip()
+        kind, _, rest = value.partition(":")
+        try:
+            if kind.lower() == "uri" and rest:
+                names.append(x509.UniformResourceIdentifier(rest))
+            elif kind.lower() == "ip" and rest:
+                names.append(x509.IPAddress(ipaddress.ip_address(rest)))
+            elif kind.lower() == "dns" and rest:
+                names.append(x509.DNSName(_dns_name(rest)))
+            else:
+                try:
+                    names.append(x509.IPAddress(ipaddress.ip_address(value)))
+                except ValueError:
+                    names.append(x509.DNSName(_dns_name(value)))
+        except ValueError as exc:
+            raise InvalidInput(f"SAN {raw!r}: {exc}", code="invalid_san") from None
+    if len(names) > 16:
+        raise InvalidInput("at most 16 SANs per device", code="invalid_san")
+    return tuple(names)
+
+
+def _dns_name(value: str) -> str:
+    labels = value.split(".")
+    if (
+        not value
+        or len(value) > 253
+        or any(not (1 <= len(label) <= 63) for label in labels)
+        or any(not all(c.isascii() and (c.isalnum() or c == "-") for c in label) for label in labels)
+        or any(label.startswith("-") or label.endswith("-") for label in labels)
+    ):
+        raise ValueError("not a DNS name (letters, digits and hyphens, dot-separated)")
+    return value.lower()
+
+
+# -- issuance -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DeviceProfile:
+    """Everything issuance needs from a CA, loaded once (provisioning ships it to workers)."""
+
+    ca_id: int
+    ca_sn: str
+    ca_cert_der: bytes
+    chain_der: tuple[bytes, ...]
+    not_before: _dt.datetime
+    not_after: _dt.datetime
+    crl_url: str | None
+    ocsp_url: str | None
+
+
+def _validity(ctx: Context, ca: CaCertificate, days: int | None, now: _dt.datetime):
+    days = DEFAULT_DEVICE_DAYS if days is None else days
+    if not 1 <= days <= ctx.settings.max_device_days:
+        raise InvalidInput(
+            f"--days must be between 1 and {ctx.settings.max_device_days} (PKI_MAX_DEVICE_DAYS)",
+            code="validity_too_long",
+        )
+    not_after = now + _dt.timedelta(days=days)
+    if not_after > ca.not_after:
+        raise InvalidInput(
+            f"a certificate valid for {days} days would outlive CA {ca.sn} (valid until "
+            f"{ca.not_after:%Y-%m-%d}); ask for fewer --days",
+            code="validity_exceeds_ca",
+        )
+    # Certificates keep whole seconds: round up so the backdate never exceeds 5 minutes.
+    not_before = now - px509.build.BACKDATE
+    if not_before.microsecond:
+        not_before = not_before.replace(microsecond=0) + _dt.timedelta(seconds=1)
+    return max(not_before, ca.not_before), not_after
+
+
+def device_profile(ctx: Context, ca: CaCertificate, *, days: int | None, now: _dt.datetime) -> DeviceProfile:
+    _check_can_issue(ca, now=now)
+    not_before, not_after = _validity(ctx, ca, days, now)
+    chain = tuple(
+        c.public_bytes(px509.DER) for c in (px509.load_certificates(ca.chain_pem.encode()) if ca.chain_pem else [])
+    )
+    return DeviceProfile(
+        ca_id=ca.id, ca_sn=ca.sn, ca_cert_der=ca.cert_der, chain_der=chain, not_before=not_before,
+        not_after=not_after, crl_url=_url(ctx.settings.crl_url, ca.sn), ocsp_url=_url(ctx.settings.ocsp_url, ca.sn),
+    )
+
+
+def _url(template: str | None, ca_sn: str) -> str | None:
+    return template.replace("{ca_sn}", ca_sn) if template else None
+
+
+def sign_device(
+    profile: DeviceProfile, ca_cert: x509.Certificate, signer, *, public_key, client_id: str,
+    sans: tuple[x509.GeneralName, ...] = (),
+) -> x509.Certificate:
+    builder = px509.build_device_certificate(
+        issuer=ca_cert, public_key=public_key, client_id=client_id, serial=px509.random_serial(),
+        not_before=profile.not_before, not_after=profile.not_after, sans=sans,
+        crl_url=profile.crl_url, ocsp_url=profile.ocsp_url,
+    )
+    return signer.sign_certificate(builder)
+
+
+def device_row_values(
+    cert: x509.Certificate, *, instance: str, ca_id: int, client_id: str, key_type: str, now: _dt.datetime,
+    source: str = "issued",
+) -> dict:
+    der = cert.public_bytes(px509.DER)
+    return dict(
+        instance=instance, ca_id=ca_id, sn=format(cert.serial_number, "x"), client_id=client_id, status="ACTIVE",
+        source=source, fingerprint_sha256=px509.fingerprint_sha256_der(der), key_type=key_type,
+        not_before=cert.not_valid_before_utc, not_after=cert.not_valid_after_utc, cert_der=der,
+        created_at=now, updated_at=now, status_changed_at=now,
+    )
+
+
+def issue_device(
+    ctx: Context,
+    *,
+    ca: str,
+    csr: bytes | None = None,
+    generate: bool = False,
+    client_id: str | None = None,
+    days: int | None = None,
+    sans: Sequence[str] = (),
+    key_type: str = "ec-p256",
+) -> Issued:
+    """Issue from a CSR (only its key, and its CN when no client id is given) or a key made here.
+
+    Signing and the insert share one transaction: if the store fails after
+    signing, the caller gets the error and never sees the certificate.
+    """
+    if (csr is None) == (not generate):
+        raise InvalidInput("give either a CSR or --generate, not both or neither", code="invalid_request")
+    private_key = None
+    if csr is not None:
+        request = px509.load_csr(csr)
+        public_key = request.public_key()
+        px509.check_public_key(public_key, what="CSR key")
+        if client_id is None:
+            cns = px509.common_names(request.subject)
+            if len(cns) != 1:
+                raise InvalidInput(
+                    "the CSR has no single CN to use as client id; pass --client-id", code="missing_client_id"
+                )
+            client_id = cns[0]
+    else:
+        if client_id is None:
+            raise InvalidInput("--generate needs --client-id", code="missing_client_id")
+        if key_type not in KEY_TYPES:
+            raise InvalidInput(f"key type {key_type!r} is not one of {', '.join(KEY_TYPES)}", code="unsupported_key_type")
+        private_key = generate_private_key(key_type)
+        public_key = private_key.public_key()
+    validate_client_id(client_id)
+    general_names = parse_sans(sans)
+    now = ctx.clock.now()
+    with ctx.store.transaction() as session:
+        ca_row = resolve_ca(session, instance=ctx.instance, ref=ca, lock=True)
+        signer = ca_signer(ctx, session, ca_row)
+        profile = device_profile(ctx, ca_row, days=days, now=now)
+        ca_cert = x509.load_der_x509_certificate(ca_row.cert_der)
+        cert = sign_device(profile, ca_cert, signer, public_key=public_key, client_id=client_id, sans=general_names)
+        row = repos.insert_device(
+            session,
+            DeviceCertificate(**device_row_values(
+                cert, instance=ctx.instance, ca_id=ca_row.id, client_id=client_id,
+                key_type=px509.public_key_type(public_key), now=now,
+            )),
+        )
+        device = DevicePublic.of(row, ca_sn=ca_row.sn)
+    chain = (ca_cert, *(x509.load_der_x509_certificate(d) for d in profile.chain_der))
+    return Issued(device=device, certificate=cert, chain=chain, private_key=private_key)
+
+
+# -- registration of certificates issued elsewhere ----------------------------------------
+
+
+def _check_leaf(cert: x509.Certificate, *, now: _dt.datetime) -> str:
+    """What cryptography's verifier does not check (BAD_INPUTS 23-26); returns the client id."""
+    what = "device certificate"
+    px509.check_serial(cert, what=what)
+    try:
+        bc = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
+        if bc.ca:
+            raise InvalidInput(f"{what}: basicConstraints says CA:TRUE; a device certificate is a leaf", code="leaf_is_ca")
+    except x509.ExtensionNotFound:
+        pass
+    px509.check_public_key(cert.public_key(), what=what)
+    px509.check_signature_algorithm(cert, what=what)
+    try:
+        eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except x509.ExtensionNotFound:
+        eku = []
+    if ExtendedKeyUsageOID.CLIENT_AUTH not in eku:
+        raise InvalidInput(
+            f"{what}: its extended key usage lacks clientAuth, so a broker would refuse it",
+            code="leaf_missing_client_auth",
+        )
+    px509.check_validity(cert, now=now, what=what)
+    cns = px509.common_names(cert.subject)
+    if len(cns) != 1:
+        raise InvalidInput(f"{what}: its subject needs exactly one CN, the client id", code="missing_client_id")
+    return validate_client_id(cns[0])
+
+
+#: Web PKI rules, except that a device's identity is its CN: a SAN is optional.
+_DEVICE_EE_POLICY = ExtensionPolicy.webpki_defaults_ee().may_be_present(
+    x509.SubjectAlternativeName, Criticality.AGNOSTIC, None
+)
+
+
+def _verify_chain(leaf: x509.Certificate, ca: CaCertificate, *, now: _dt.datetime) -> None:
+    ca_cert = x509.load_der_x509_certificate(ca.cert_der)
+    chain = px509.load_certificates(ca.chain_pem.encode()) if ca.chain_pem else []
+    anchors = [chain[-1]] if chain else [ca_cert]
+    intermediates = [ca_cert, *chain[:-1]] if chain else []
+    verifier = (
+        PolicyBuilder()
+        .store(TrustStore(anchors))
+        .time(now)
+        .extension_policies(ca_policy=ExtensionPolicy.webpki_defaults_ca(), ee_policy=_DEVICE_EE_POLICY)
+        .build_client_verifier()
+    )
+    try:
+        verifier.verify(leaf, intermediates)
+    except VerificationError as exc:
+        raise InvalidInput(
+            f"device certificate does not verify under CA {ca.sn}: {exc}", code="chain_verification_failed"
+        ) from None
+
+
+def register_device(ctx: Context, *, certificate: bytes) -> DevicePublic:
+    """Record a device certificate issued elsewhere by an ACTIVE CA of this instance."""
+    now = ctx.clock.now()
+    cert = px509.load_certificate(certificate, what="device certificate")
+    client_id = _check_leaf(cert, now=now)
+    der = cert.public_bytes(px509.DER)
+    with ctx.store.transaction() as session:
+        candidates = repos.cas_with_subject(session, instance=ctx.instance, subject=cert.issuer.rfc4514_string())
+        issuer = None
+        for ca in candidates:
+            try:
+                cert.verify_directly_issued_by(x509.load_der_x509_certificate(ca.cert_der))
+            except Exception:  # noqa: BLE001 - any failure means "not this CA"
+                continue
+            issuer = ca
+            break
+        if issuer is None:
+            raise NotFound(
+                f"no CA of instance {ctx.instance!r} issued this certificate (issuer "
+                f"{cert.issuer.rfc4514_string()}); register its CA first",
+                code="issuer_not_registered",
+            )
+        # Lock, then re-read the status: a deactivation racing us either waits or wins.
+        issuer = resolve_ca(session, instance=ctx.instance, ref=issuer.sn, lock=True)
+        session.refresh(issuer)
+        if issuer.status != "ACTIVE":
+            raise InvalidState(
+                f"CA {issuer.sn} is INACTIVE; activate it before registering its devices", code="ca_inactive"
+            )
+        _verify_chain(cert, issuer, now=now)
+        values = device_row_values(
+            cert, instance=ctx.instance, ca_id=issuer.id, client_id=client_id,
+            key_type=px509.public_key_type(cert.public_key()), now=now, source="registered",
+        )
+        existing = repos.get_device(session, ca_id=issuer.id, sn=values["sn"])
+        if existing is not None:
+            if existing.cert_der == der:
+                raise Conflict(
+                    f"this certificate is already registered (CA {issuer.sn}, serial {existing.sn})",
+                    code="device_already_registered",
+                )
+            raise Conflict(
+                f"CA {issuer.sn} already has a different certificate with serial {existing.sn}; "
+                "one of them is not genuine",
+                code="device_serial_clash",
+            )
+        row = repos.insert_device(session, DeviceCertificate(**values))
+        return DevicePublic.of(row, ca_sn=issuer.sn)
+
+
+# -- lookup ---------------------------------------------------------------------------------
+
+
+def _resolve_device(session, ctx: Context, *, ca: str, sn: str) -> tuple[CaCertificate, DeviceCertificate]:
+    ca_row = resolve_ca(session, instance=ctx.instance, ref=ca)
+    device = repos.get_device(session, ca_id=ca_row.id, sn=parse_serial(sn))
+    if device is None:
+        raise NotFound(
+            f"CA {ca_row.sn} has no device certificate {sn!r}; `pki device list --ca {ca_row.sn}` shows them",
+            code="device_not_found",
+        )
+    return ca_row, device
+
+
+def show_device(ctx: Context, *, ca: str, sn: str) -> DevicePublic:
+    with ctx.store.transaction(readonly=True) as session:
+        ca_row, device = _resolve_device(session, ctx, ca=ca, sn=sn)
+        return DevicePublic.of(device, ca_sn=ca_row.sn)
+
+
+def find_devices(ctx: Context, *, fingerprint: str | None = None, client_id: str | None = None) -> Page:
+    """By fingerprint (at most one) or by client id (one per CA or reissue)."""
+    with ctx.store.transaction(readonly=True) as session:
+        if fingerprint is not None:
+            row = repos.get_device_by_fingerprint(
+                session, instance=ctx.instance, fingerprint_sha256=parse_fingerprint(fingerprint)
+            )
+            rows = [row] if row is not None else []
+        elif client_id is not None:
+            rows = repos.devices_of_client(session, instance=ctx.instance, client_id=client_id, limit=1000)
+        else:
+            raise InvalidInput("give a fingerprint or a client id", code="invalid_request")
+        sns = {r.ca_id: repos.get_ca_by_id(session, ca_id=r.ca_id).sn for r in rows}
+        return Page(items=[DevicePublic.of(r, ca_sn=sns[r.ca_id]) for r in rows], next_cursor=None)
+
+
+def list_devices(
+    ctx: Context,
+    *,
+    ca: str,
+    status: str | None = None,
+    expiring_before: _dt.datetime | None = None,
+    limit: int | None = None,
+    cursor: str | None = None,
+) -> Page:
+    wanted = parse_status(status, DEVICE_STATUSES)
+    size = page_limit(limit)
+    after = decode_cursor(cursor, keys=("id",))["id"] if cursor else None
+    with ctx.store.transaction(readonly=True) as session:
+        ca_row = resolve_ca(session, instance=ctx.instance, ref=ca)
+        rows = repos.list_devices(
+            session, ca_id=ca_row.id, status=wanted, expiring_before=expiring_before, after_id=after, limit=size + 1
+        )
+    more = len(rows) > size
+    rows = rows[:size]
+    return Page(
+        items=[DevicePublic.of(r, ca_sn=ca_row.sn) for r in rows],
+        next_cursor=encode_cursor({"id": rows[-1].id}) if more else None,
+    )
+
+
+# -- lifecycle ---------------------------------------------------------------------------
+
+
+def _change(ctx: Context, *, ca: str, sn: str, apply) -> DevicePublic:
+    now = ctx.clock.now()
+    with ctx.store.transaction() as session:
+        ca_row, device = _resolve_device(session, ctx, ca=ca, sn=sn)
+        if device.status == "REVOKED":
+            raise InvalidState(
+                f"device certificate {device.sn} is REVOKED, which is final; issue a new one",
+                code="device_revoked",
+            )
+        if apply(device, now):
+            device.updated_at = device.status_changed_at = now
+            session.add(device)
+            session.flush()
+        return DevicePublic.of(device, ca_sn=ca_row.sn)
+
+
+def _to(status: str):
+    def apply(device: DeviceCertificate, _now) -> bool:
+        changed = device.status != status
+        device.status = status
+        return changed
+
+    return apply
+
+
+def activate_device(ctx: Context, *, ca: str, sn: str) -> DevicePublic:
+    return _change(ctx, ca=ca, sn=sn, apply=_to("ACTIVE"))
+
+
+def deactivate_device(ctx: Context, *, ca: str, sn: str) -> DevicePublic:
+    """INACTIVE: on the CRL as certificateHold until activated again."""
+    return _change(ctx, ca=ca, sn=sn, apply=_to("INACTIVE"))
+
+
+def revoke_device(ctx: Context, *, ca: str, sn: str, reason: str = "unspecified") -> DevicePublic:
+    if reason not in REVOCATION_REASONS:
+        raise InvalidInput(
+            f"reason {reason!r} is not one of {', '.join(REVOCATION_REASONS)}", code="invalid_revocation_reason"
+        )
+
+    def apply(device: DeviceCertificate, now) -> bool:
+        device.status = "REVOKED"
+        device.revocation_reason = reason
+        device.revoked_at = now
+        return True
+
+    return _change(ctx, ca=ca, sn=sn, apply=apply)
+
+
+def delete_device(ctx: Context, *, ca: str, sn: str) -> dict:
+    """Only an expired certificate may go: any other would drop off the CRL and be trusted again."""
+    now = ctx.clock.now()
+    with ctx.store.transaction() as session:
+        ca_row, device = _resolve_device(session, ctx, ca=ca, sn=sn)
+        if device.not_after > now and ca_row.status == "ACTIVE":
+            raise InvalidState(
+                f"device certificate {device.sn} is valid until {device.not_after:%Y-%m-%d}: deleting it would "
+                "take it off the CRL and let the broker trust it again. Revoke it; delete it after it expires",
+                code="device_still_valid",
+            )
+        repos.delete_device(session, device=device)
+        return {"sn": device.sn, "ca_sn": ca_row.sn, "deleted": True}

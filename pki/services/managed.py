@@ -1,0 +1,138 @@
+"""Managed CAs: created here, their keys held by key custody."""
+
+from __future__ import annotations
+
+import datetime as _dt
+
+from cryptography import x509
+from cryptography.x509.oid import NameOID
+
+from ..errors import Conflict, InvalidInput, InvalidState
+from ..ids import validate_name
+from ..keys import KEY_TYPES, new_key_id
+from ..store import CaCertificate, CustodyKey, repos
+from .. import x509 as px509
+from .cas import resolve_ca
+from .context import Context
+from .schemas import CaPublic
+
+__all__ = ["create_ca", "ca_signer", "DEFAULT_CA_DAYS", "MAX_CA_DAYS"]
+
+DEFAULT_CA_DAYS = 3650
+MAX_CA_DAYS = 36500
+
+
+def ca_signer(ctx: Context, session, ca: CaCertificate):
+    """The Signer of a managed CA (cached per context)."""
+    if ca.key_id is None:
+        raise InvalidState(
+            f"CA {ca.sn} is registered: its key stays with its owner, so it cannot sign here. "
+            "Issue from a managed CA (`pki ca create`)",
+            code="ca_not_managed",
+        )
+    key = repos.get_custody_key(session, key_id=ca.key_id)
+    return ctx.signer(key_id=key.key_id, sealed=key.sealed)
+
+
+def create_ca(
+    ctx: Context,
+    *,
+    name: str,
+    key_type: str = "ec-p256",
+    days: int = DEFAULT_CA_DAYS,
+    parent: str | None = None,
+    path_length: int | None = None,
+) -> CaPublic:
+    """A managed root, or an intermediate under a managed parent."""
+    validate_name(name, what="name")
+    if key_type not in KEY_TYPES:
+        raise InvalidInput(f"key type {key_type!r} is not one of {', '.join(KEY_TYPES)}", code="unsupported_key_type")
+    if not 1 <= days <= MAX_CA_DAYS:
+        raise InvalidInput(f"--days must be between 1 and {MAX_CA_DAYS}", code="invalid_validity")
+    if path_length is not None and not 0 <= path_length <= 8:
+        raise InvalidInput("--path-length must be between 0 and 8", code="invalid_path_length")
+    now = ctx.clock.now()
+    not_before = now - px509.build.BACKDATE
+    not_after = now + _dt.timedelta(days=days)
+    key_id = new_key_id()
+    signer, sealed = ctx.keystore.new_key(key_type, key_id=key_id)
+    serial = px509.random_serial()
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+
+    with ctx.store.transaction() as session:
+        parent_row = None
+        if parent is not None:
+            parent_row = resolve_ca(session, instance=ctx.instance, ref=parent, lock=True)
+            parent_signer = ca_signer(ctx, session, parent_row)
+            _check_can_issue(parent_row, now=now)
+            parent_cert = x509.load_der_x509_certificate(parent_row.cert_der)
+            parent_len = parent_cert.extensions.get_extension_for_class(x509.BasicConstraints).value.path_length
+            if parent_len == 0:
+                raise InvalidState(
+                    f"CA {parent_row.sn} has path length 0: it may not have intermediate CAs",
+                    code="path_length_exceeded",
+                )
+            if path_length is None:
+                path_length = 0
+            if parent_len is not None and path_length >= parent_len:
+                raise InvalidInput(
+                    f"--path-length must be below the parent's ({parent_len})", code="invalid_path_length"
+                )
+            if not_after > parent_row.not_after:
+                raise InvalidInput(
+                    f"a CA valid for {days} days would outlive its parent (until {parent_row.not_after:%Y-%m-%d}); "
+                    "ask for fewer --days",
+                    code="validity_exceeds_ca",
+                )
+            not_before = max(not_before, parent_row.not_before)
+            builder = px509.build_ca_certificate(
+                subject=subject, public_key=signer.public_key(), serial=serial, not_before=not_before,
+                not_after=not_after, path_length=path_length, issuer=parent_cert,
+            )
+            cert = parent_signer.sign_certificate(builder)
+        else:
+            builder = px509.build_ca_certificate(
+                subject=subject, public_key=signer.public_key(), serial=serial, not_before=not_before,
+                not_after=not_after, path_length=path_length,
+            )
+            cert = signer.sign_certificate(builder)
+        facts = px509.facts_of(cert)
+        if repos.find_ca_clash(
+            session, instance=ctx.instance, sn=facts.sn, fingerprint_sha256=facts.fingerprint_sha256,
+            spki_sha256=facts.spki_sha256,
+        ):
+            raise Conflict("a CA with this serial already exists; run the command again", code="conflicting_change")
+        repos.insert_custody_key(session, CustodyKey(key_id=key_id, key_type=key_type, sealed=sealed, created_at=now))
+        row = repos.insert_ca(
+            session,
+            CaCertificate(
+                instance=ctx.instance, sn=facts.sn, name=name, status="ACTIVE", source="managed",
+                subject=facts.subject, issuer=facts.issuer, not_before=facts.not_before,
+                not_after=facts.not_after, fingerprint_sha256=facts.fingerprint_sha256,
+                spki_sha256=facts.spki_sha256, key_type=facts.key_type, cert_der=facts.der,
+                chain_pem=_parent_chain_pem(parent_row), key_id=key_id,
+                parent_id=parent_row.id if parent_row is not None else None,
+                created_at=now, updated_at=now, status_changed_at=now,
+            ),
+        )
+        return CaPublic.of(row)
+
+
+def _parent_chain_pem(parent: CaCertificate | None) -> str | None:
+    """An intermediate's chain: its parent, then the parent's own chain."""
+    if parent is None:
+        return None
+    pem = x509.load_der_x509_certificate(parent.cert_der).public_bytes(px509.PEM).decode("ascii")
+    return pem + (parent.chain_pem or "")
+
+
+def _check_can_issue(ca: CaCertificate, *, now: _dt.datetime) -> None:
+    if ca.status != "ACTIVE":
+        raise InvalidState(
+            f"CA {ca.sn} is {ca.status}; activate it (`pki ca activate {ca.sn}`) before it issues",
+            code="ca_inactive",
+        )
+    if now > ca.not_after:
+        raise InvalidState(f"CA {ca.sn} expired on {ca.not_after:%Y-%m-%d}; it can no longer issue", code="ca_expired")
+    if now < ca.not_before:
+        raise InvalidState(f"CA {ca.sn} is not valid yet", code="ca_not_yet_valid")
