@@ -341,3 +341,14 @@ def test_delete_without_devices(ctx):
     ca = _register(ctx)
     assert cas.delete_ca(ctx, ca.sn)["devices_deleted"] == 0
     assert cas.list_cas(ctx).items == []
+
+
+@pytest.mark.parametrize("name", ["bad\x00name", "tab\there", "x" * 65, ""])
+def test_bad_display_name_refused_store_unchanged(ctx, name):
+    cert, key = load_pair("ca_root_ec_p256")
+    verification = verification_pem(cert, key, codes.new_code(ctx).code)
+    before = snapshot(ctx)
+    with pytest.raises(InvalidInput) as err:
+        cas.register_ca(ctx, certificate=pem(cert), verification=verification, name=name)
+    assert err.value.code == "invalid_name"
+    assert snapshot(ctx) == before

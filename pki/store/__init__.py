@@ -1,10 +1,10 @@
 """Tables, engine, repositories and migrations.  Never imports x509 or keys."""
 
-from .engine import HEAD_REVISION, Store, normalise_url, sqlite_url
+from .engine import Store, head_revision, normalise_url, sqlite_url
 from .models import CA_STATUSES, DEVICE_STATUSES, CaCertificate, CustodyKey, DeviceCertificate, RegisterCode
 
 __all__ = [
-    "HEAD_REVISION",
+    "head_revision",
     "Store",
     "normalise_url",
     "sqlite_url",

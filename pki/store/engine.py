@@ -9,24 +9,32 @@ lock (SQLite's "database is locked" on a deferred transaction).
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Iterator
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, event, exc as sa_exc
 from sqlalchemy.engine import Engine, make_url
 from sqlmodel import Session
 
 from ..errors import ConfigError, Conflict, PkiError, StoreError
 
-__all__ = ["Store", "HEAD_REVISION", "normalise_url", "sqlite_url"]
+__all__ = ["Store", "head_revision", "normalise_url", "sqlite_url"]
 
-#: The newest migration; a test checks it matches Alembic's head.
-HEAD_REVISION = "0002"
 
 _MIGRATIONS = Path(__file__).with_name("migrations")
+
+
+@functools.cache
+def head_revision() -> str:
+    """The newest migration shipped with this version of the code."""
+    config = Config()
+    config.set_main_option("script_location", str(_MIGRATIONS))
+    return ScriptDirectory.from_config(config).get_current_head()
 
 
 def sqlite_url(path: Path) -> str:
@@ -133,9 +141,9 @@ class Store:
             raise ConfigError(
                 "the store has no schema yet: run `pki init` first", code="store_not_initialized"
             )
-        if revision != HEAD_REVISION:
+        if revision != head_revision():
             raise ConfigError(
-                f"the store schema is at {revision}, this version needs {HEAD_REVISION}: run `pki init` to upgrade",
+                f"the store schema is at {revision}, this version needs {head_revision()}: run `pki init` to upgrade",
                 code="store_outdated",
             )
 

@@ -1,0 +1,52 @@
+"""Schema management: migrations are the only source of the schema."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from alembic.config import Config
+from alembic.script import ScriptDirectory
+from sqlalchemy import text
+
+from pki.errors import ConfigError
+from pki.store import Store, head_revision
+
+
+def test_migrations_form_one_line():
+    """Parallel branches would leave two heads and `pki init` would refuse to pick one."""
+    config = Config()
+    config.set_main_option("script_location", str(Path(__import__("pki.store").store.__file__).with_name("migrations")))
+    assert len(ScriptDirectory.from_config(config).get_heads()) == 1
+
+
+def test_upgrade_from_first_revision_keeps_data(database_url):
+    from alembic import command
+
+    store = Store(database_url)
+    with store.engine.begin() as conn:
+        command.upgrade(store._alembic_config(conn), "0001")
+    with pytest.raises(ConfigError) as err:
+        store.check_schema()
+    assert err.value.code == "store_outdated"
+    with store.engine.begin() as conn:
+        conn.execute(text(
+            "INSERT INTO ca_certificate (instance, sn, name, status, source, subject, issuer, not_before, not_after,"
+            " fingerprint_sha256, spki_sha256, key_type, cert_der, created_at, updated_at, status_changed_at)"
+            " VALUES ('default', 'ab', 'old', 'ACTIVE', 'registered', 'CN=x', 'CN=x', :t, :t, 'f', 's', 'ec-p256',"
+            " :der, :t, :t, :t)"
+        ), {"t": "2026-01-01 00:00:00", "der": b"\x30\x00"})
+    assert store.upgrade() == head_revision()
+    store.check_schema()
+    with store.engine.connect() as conn:
+        assert conn.execute(text("SELECT name, key_id FROM ca_certificate")).all() == [("old", None)]
+    store.dispose()
+
+
+def test_unreachable_database_is_a_store_error():
+    from pki.errors import StoreError
+
+    store = Store("postgresql://nobody@127.0.0.1:1/none?connect_timeout=1")
+    with pytest.raises(StoreError) as err:
+        store.check_schema()
+    assert err.value.code == "store_unavailable"
