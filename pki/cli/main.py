@@ -19,7 +19,9 @@ from ..services.managed import DEFAULT_CA_DAYS
 from ..services.setup import initialise
 from ..x509 import MAX_BUNDLE_ITEMS, MAX_ITEM_BYTES
 from .common import CA_FIELDS, State as _State, file_arg as _file, json_option, read_input as _read
+from .artifacts import artifacts_group, crl_group
 from .device import device_group
+from .secret import secret_group
 from .render import EXIT_CODES, emit, emit_page, error_line
 
 __all__ = ["cli", "main"]
@@ -188,6 +190,9 @@ def ca_create(state: _State, name, key_type, days, parent, path_length, as_json)
 
 
 cli.add_command(device_group)
+cli.add_command(secret_group)
+cli.add_command(artifacts_group)
+cli.add_command(crl_group)
 
 
 # -- entry point -----------------------------------------------------------------------

@@ -1,0 +1,1 @@
+"""Tables for CRL state and broker artifacts."""

@@ -1,0 +1,1 @@
+"""Repositories for CRLs and artifacts.  They never commit."""

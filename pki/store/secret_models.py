@@ -1,0 +1,1 @@
+"""Tables for device secrets (one device, one secret) and enrollment groups."""

@@ -1,0 +1,1 @@
+"""Repositories for device secrets.  They never commit."""
