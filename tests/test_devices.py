@@ -171,7 +171,7 @@ def test_store_failure_after_signing_returns_no_certificate(ctx, root, monkeypat
     def broken(*_a, **_k):
         raise OperationalError("INSERT", {}, Exception("disk I/O error"))
 
-    monkeypatch.setattr(repos, "insert_device", broken)
+    monkeypatch.setattr(repos, "insert_device_values", broken)
     err = _refused(ctx, StoreError, "store_unavailable",
                    lambda: devices.issue_device(ctx, ca=root.sn, generate=True, client_id="d1"))
     assert "BEGIN" not in err.message

@@ -19,6 +19,7 @@ class Context:
     clock: Clock = field(default_factory=SystemClock)
     _keystore: SoftwareKeystore | None = field(default=None, repr=False)
     _signers: dict[str, Signer] = field(default_factory=dict, repr=False)
+    _memo: dict = field(default_factory=dict, repr=False)
 
     @property
     def instance(self) -> str:
@@ -30,6 +31,17 @@ class Context:
         if self._keystore is None:
             self._keystore = SoftwareKeystore(load_master_key(self.settings.master_key_file))
         return self._keystore
+
+    def cached_signer(self, key_id: str) -> Signer | None:
+        return self._signers.get(key_id)
+
+    def memo(self, key, make):
+        """Per-context cache for immutable derived values (parsed CA certificates...)."""
+        try:
+            return self._memo[key]
+        except KeyError:
+            value = self._memo[key] = make()
+            return value
 
     def signer(self, *, key_id: str, sealed: bytes) -> Signer:
         """Unsealing costs a decryption and a key parse; a CA key is immutable, so keep it."""

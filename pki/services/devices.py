@@ -162,7 +162,7 @@ class DeviceProfile:
     ocsp_url: str | None
 
 
-def _validity(ctx: Context, ca: CaCertificate, days: int | None, now: _dt.datetime):
+def _validity(ctx: Context, ca, days: int | None, now: _dt.datetime):
     days = DEFAULT_DEVICE_DAYS if days is None else days
     if not 1 <= days <= ctx.settings.max_device_days:
         raise InvalidInput(
@@ -183,15 +183,25 @@ def _validity(ctx: Context, ca: CaCertificate, days: int | None, now: _dt.dateti
     return max(not_before, ca.not_before), not_after
 
 
-def device_profile(ctx: Context, ca: CaCertificate, *, days: int | None, now: _dt.datetime) -> DeviceProfile:
+def _issuer_material(ctx: Context, ca) -> tuple[x509.Certificate, tuple[x509.Certificate, ...]]:
+    """The parsed CA certificate and chain: immutable for a (row id, fingerprint), so parsed once."""
+
+    def parse():
+        chain = tuple(px509.load_certificates(ca.chain_pem.encode())) if ca.chain_pem else ()
+        return x509.load_der_x509_certificate(ca.cert_der), chain
+
+    return ctx.memo(("issuer", ca.id, ca.fingerprint_sha256), parse)
+
+
+def device_profile(ctx: Context, ca, *, days: int | None, now: _dt.datetime) -> DeviceProfile:
+    """``ca`` is a CA row (or the issuer-state row of repos.get_issuer_state)."""
     _check_can_issue(ca, now=now)
     not_before, not_after = _validity(ctx, ca, days, now)
-    chain = tuple(
-        c.public_bytes(px509.DER) for c in (px509.load_certificates(ca.chain_pem.encode()) if ca.chain_pem else [])
-    )
+    _, chain = _issuer_material(ctx, ca)
     return DeviceProfile(
-        ca_id=ca.id, ca_sn=ca.sn, ca_cert_der=ca.cert_der, chain_der=chain, not_before=not_before,
-        not_after=not_after, crl_url=_url(ctx.settings.crl_url, ca.sn), ocsp_url=_url(ctx.settings.ocsp_url, ca.sn),
+        ca_id=ca.id, ca_sn=ca.sn, ca_cert_der=ca.cert_der, chain_der=tuple(c.public_bytes(px509.DER) for c in chain),
+        not_before=not_before, not_after=not_after, crl_url=_url(ctx.settings.crl_url, ca.sn),
+        ocsp_url=_url(ctx.settings.ocsp_url, ca.sn),
     )
 
 
@@ -264,22 +274,38 @@ def issue_device(
     validate_client_id(client_id)
     general_names = parse_sans(sans)
     now = ctx.clock.now()
-    with ctx.store.transaction() as session:
-        ca_row = resolve_ca(session, instance=ctx.instance, ref=ca, lock=True)
-        signer = ca_signer(ctx, session, ca_row)
-        profile = device_profile(ctx, ca_row, days=days, now=now)
-        ca_cert = x509.load_der_x509_certificate(ca_row.cert_der)
+    with ctx.store.core_transaction() as session:
+        state = _issuer_state(session, ctx, ca)
+        signer = ca_signer(ctx, session, state)
+        profile = device_profile(ctx, state, days=days, now=now)
+        ca_cert, chain = _issuer_material(ctx, state)
         cert = sign_device(profile, ca_cert, signer, public_key=public_key, client_id=client_id, sans=general_names)
-        row = repos.insert_device(
-            session,
-            DeviceCertificate(**device_row_values(
-                cert, instance=ctx.instance, ca_id=ca_row.id, client_id=client_id,
-                key_type=px509.public_key_type(public_key), now=now,
-            )),
+        values = device_row_values(
+            cert, instance=ctx.instance, ca_id=state.id, client_id=client_id,
+            key_type=px509.public_key_type(public_key), now=now,
         )
-        device = DevicePublic.of(row, ca_sn=ca_row.sn)
-    chain = (ca_cert, *(x509.load_der_x509_certificate(d) for d in profile.chain_der))
-    return Issued(device=device, certificate=cert, chain=chain, private_key=private_key)
+        repos.insert_device_values(session, values)
+    device = DevicePublic(ca_sn=state.sn, revocation_reason=None, revoked_at=None,
+                          **{k: values[k] for k in _PUBLIC_FROM_VALUES})
+    return Issued(device=device, certificate=cert, chain=(ca_cert, *chain), private_key=private_key)
+
+
+_PUBLIC_FROM_VALUES = ("sn", "client_id", "status", "source", "fingerprint_sha256", "key_type", "not_before",
+                       "not_after", "created_at", "updated_at", "status_changed_at")
+
+
+def _issuer_state(session, ctx: Context, ref: str):
+    """The issuing CA's row, locked against a concurrent status change (FOR SHARE)."""
+    if looks_like_fingerprint(ref):
+        sn = repos.ca_sn_by_fingerprint(session, instance=ctx.instance, fingerprint_sha256=parse_fingerprint(ref))
+    else:
+        sn = parse_serial(ref)
+    state = repos.get_issuer_state(session, instance=ctx.instance, sn=sn, lock=True) if sn else None
+    if state is None:
+        raise NotFound(
+            f"no CA {ref!r} in instance {ctx.instance!r}; `pki ca list` shows them", code="ca_not_found"
+        )
+    return state
 
 
 # -- registration of certificates issued elsewhere ----------------------------------------

@@ -30,6 +30,9 @@ def ca_signer(ctx: Context, session, ca: CaCertificate):
             "Issue from a managed CA (`pki ca create`)",
             code="ca_not_managed",
         )
+    cached = ctx.cached_signer(ca.key_id)
+    if cached is not None:
+        return cached
     key = repos.get_custody_key(session, key_id=ca.key_id)
     return ctx.signer(key_id=key.key_id, sealed=key.sealed)
 
@@ -126,7 +129,7 @@ def _parent_chain_pem(parent: CaCertificate | None) -> str | None:
     return pem + (parent.chain_pem or "")
 
 
-def _check_can_issue(ca: CaCertificate, *, now: _dt.datetime) -> None:
+def _check_can_issue(ca, *, now: _dt.datetime) -> None:
     if ca.status != "ACTIVE":
         raise InvalidState(
             f"CA {ca.sn} is {ca.status}; activate it (`pki ca activate {ca.sn}`) before it issues",

@@ -7,8 +7,9 @@ certificates in batches and writes each device's files and one index.
 Crash safety (kill -9 at any instant, then run the same command again).  The
 store is the source of truth; the files follow it:
 
-1. Before a batch is committed, each new device's key file is written as
-   ``<id>.key.pem.partial`` (or ``.p12.partial``) and flushed to disk.
+1. Before a batch is committed, each new device's files are written as
+   ``<id>.key.pem.partial`` (or ``.p12.partial``) and ``<id>.crt.pem.partial``
+   (by the workers) and flushed to disk.
 2. The batch's certificates are inserted in one transaction.
 3. Only then are the partials renamed into place, and only after that are
    the batch's lines appended to ``index.jsonl``.
@@ -174,7 +175,7 @@ _worker: dict | None = None
 
 def _init_worker(
     master_key_file: str, key_id: str, sealed: bytes, profile: DeviceProfile, key_type: str, fmt: str,
-    p12_password: bytes | None, instance: str, now: _dt.datetime, parent_pid: int | None,
+    p12_password: bytes | None, instance: str, now: _dt.datetime, devices: str, parent_pid: int | None,
 ) -> None:
     """Runs once per worker: load the master key, unseal the CA key, parse the CA once."""
     global _worker
@@ -185,8 +186,9 @@ def _init_worker(
     ca_cert = x509.load_der_x509_certificate(profile.ca_cert_der)
     chain = [ca_cert, *(x509.load_der_x509_certificate(d) for d in profile.chain_der)]
     _worker = dict(
-        signer=signer, ca_cert=ca_cert, chain=chain, profile=profile, key_type=key_type, fmt=fmt,
-        password=p12_password, instance=instance, now=now,
+        signer=signer, ca_cert=ca_cert, chain=chain, chain_pem=b"".join(c.public_bytes(px509.PEM) for c in chain),
+        profile=profile, key_type=key_type, fmt=fmt, password=p12_password, instance=instance, now=now,
+        devices=devices,
     )
 
 
@@ -205,8 +207,15 @@ def _die_with_parent(parent_pid: int) -> None:
         os._exit(1)
 
 
-def _sign_chunk(rows: list[tuple[str, tuple[str, ...]]]) -> list[tuple[str, bytes, bytes, dict]]:
-    """Per device: (client id, key file bytes, certificate PEM, store row values)."""
+def _sign_chunk(rows: list[tuple[str, tuple[str, ...]]]) -> list[tuple[str, dict]]:
+    """Per device: generate, sign, write the *partial* files; return (client id, store row values).
+
+    Workers write the files because creating a file costs about as much as
+    signing: left to the single writer, it would cap the speed-up.  They only
+    ever write ``.partial`` names; the writer renames them after its commit,
+    so the crash-safety protocol does not depend on who wrote them.  The
+    private key never travels back to the writer.
+    """
     w = _worker
     out = []
     for client_id, sans in rows:
@@ -222,11 +231,14 @@ def _sign_chunk(rows: list[tuple[str, tuple[str, ...]]]) -> list[tuple[str, byte
             )
         else:
             secret = private_key_pem(key)
+        base = os.path.join(w["devices"], client_id)
+        _write_new(base + _KEY_SUFFIX[w["fmt"]] + _PARTIAL, secret, 0o600)
+        _write_new(base + _CERT_SUFFIX + _PARTIAL, cert.public_bytes(px509.PEM) + w["chain_pem"], 0o644)
         row = device_row_values(
             cert, instance=w["instance"], ca_id=w["profile"].ca_id, client_id=client_id,
             key_type=px509.public_key_type(key.public_key()), now=w["now"],
         )
-        out.append((client_id, secret, cert.public_bytes(px509.PEM), row))
+        out.append((client_id, row))
     return out
 
 
@@ -267,7 +279,7 @@ def _chunks(rows: Iterator[tuple[str, tuple[str, ...]]], size: int) -> Iterator[
 # -- files ----------------------------------------------------------------------------------
 
 
-def _write_new(path: Path, data: bytes, mode: int) -> None:
+def _write_new(path, data: bytes, mode: int) -> None:
     """Create ``path`` (refusing to follow or reuse an existing file) with exactly ``mode``."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), mode)
     try:
@@ -279,10 +291,11 @@ def _write_new(path: Path, data: bytes, mode: int) -> None:
         os.close(fd)
 
 
-def _replace_file(path: Path, data: bytes, mode: int) -> None:
+def _replace_file(path, data: bytes, mode: int) -> None:
     """Write via a temporary name and rename, so a reader never sees half a file."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.unlink(missing_ok=True)
+    tmp = f"{path}.tmp"
+    if os.path.lexists(tmp):
+        os.unlink(tmp)
     _write_new(tmp, data, mode)
     os.replace(tmp, path)
 
@@ -296,7 +309,7 @@ def _fsync_dir(path: Path) -> None:
 
 
 def _flush_to_disk(devices: Path) -> None:
-    """Make a batch's partial files durable before its commit.
+    """A durability barrier: everything written so far reaches the disk.
 
     One fsync per key file costs ~1.5 ms on an SSD, ten times the signing
     itself, and would make the single writer the bottleneck; one sync()
@@ -334,16 +347,18 @@ class _Run:
         self.issued = 0
         self.skipped = 0
 
-    # paths
-    def key_path(self, client_id: str) -> Path:
-        return self.devices / (client_id + _KEY_SUFFIX[self.fmt])
+    # Paths are plain strings: pathlib costs more than the file operations
+    # themselves at this volume, and the writer is the pipeline's bottleneck.
+    def key_path(self, client_id: str) -> str:
+        return os.path.join(self.devices, client_id + _KEY_SUFFIX[self.fmt])
 
-    def cert_path(self, client_id: str) -> Path:
-        return self.devices / (client_id + _CERT_SUFFIX)
+    def cert_path(self, client_id: str) -> str:
+        return os.path.join(self.devices, client_id + _CERT_SUFFIX)
 
-    def _key_file_public_key(self, path: Path) -> bytes:
+    def _key_file_public_key(self, path: str) -> bytes:
         """The SPKI of the key in a key file we wrote (never the private bytes)."""
-        data = path.read_bytes()
+        with open(path, "rb") as handle:
+            data = handle.read()
         try:
             if self.fmt == "p12":
                 key, _cert, _cas = pkcs12.load_key_and_certificates(data, self.password)
@@ -372,17 +387,17 @@ class _Run:
                 if name.endswith(_KEY_SUFFIX[self.fmt] + _PARTIAL):
                     partial_keys.append(name[: -len(_KEY_SUFFIX[self.fmt] + _PARTIAL)])
                 elif name.endswith(_PARTIAL) or name.endswith(".tmp"):
-                    stray.append(name)  # certificate partials: rebuilt from the store below
+                    stray.append(name)  # certificates (rebuilt from the store below), temporaries
         for name in stray:
             (self.devices / name).unlink(missing_ok=True)
         if not partial_keys:
             return
         with self.ctx.store.transaction(readonly=True) as session:
             for client_id in partial_keys:
-                partial = self.devices / (client_id + _KEY_SUFFIX[self.fmt] + _PARTIAL)
                 final = self.key_path(client_id)
+                partial = final + _PARTIAL
                 match = None
-                if not final.exists():
+                if not os.path.exists(final):
                     spki = self._key_file_public_key(partial)
                     for row in repos.devices_of_client(
                         session, instance=self.ctx.instance, client_id=client_id, limit=1000
@@ -394,7 +409,7 @@ class _Run:
                             break
                 if match is None:
                     # Never committed (or superseded): no certificate carries this key.
-                    partial.unlink()
+                    os.unlink(partial)
                     continue
                 self._write_cert(client_id, match.cert_der)
                 os.replace(partial, final)
@@ -426,26 +441,25 @@ class _Run:
 
     # -- one batch -------------------------------------------------------------------
 
-    def write_batch(self, batch: list[tuple[str, bytes, bytes, dict]]) -> None:
+    def write_batch(self, batch: list[tuple[str, dict]]) -> None:
         client_ids = [item[0] for item in batch]
         with self.ctx.store.transaction(readonly=True) as session:
             existing = repos.active_devices_of_clients(session, ca_id=self.ca_id, client_ids=client_ids)
         new = [item for item in batch if item[0] not in existing]
 
-        # (1) partials, durable before the commit.
-        for client_id, secret, cert_pem, _row in new:
-            if self.key_path(client_id).exists():
+        # (1) The workers wrote the partials; make them durable before the commit.
+        for client_id, _row in new:
+            final = self.key_path(client_id)
+            if os.path.exists(final):
                 raise InvalidState(
-                    f"{self.key_path(client_id)} exists but CA {self.ca_sn} has no ACTIVE certificate for "
-                    f"{client_id!r}; move the file away (or give a fresh --out) and run again",
+                    f"{final} exists but CA {self.ca_sn} has no ACTIVE certificate for {client_id!r}; "
+                    "move the file away (or give a fresh --out) and run again",
                     code="provision_stray_key_file", client_id=client_id,
                 )
-            _write_new(self._partial(self.key_path(client_id)), secret, 0o600)
-            _write_new(self._partial(self.cert_path(client_id)), cert_pem + self.chain_pem, 0o644)
         if new:
             _flush_to_disk(self.devices)
 
-        # (2) one transaction; re-check the CA and the clients under the CA's lock.
+        # (2) One transaction; re-check the CA and the clients under the CA's lock.
         raced: dict = {}
         if new:
             with self.ctx.store.transaction() as session:
@@ -455,26 +469,27 @@ class _Run:
                 raced = repos.active_devices_of_clients(
                     session, ca_id=self.ca_id, client_ids=[item[0] for item in new]
                 )
-                repos.insert_devices(session, [item[3] for item in new if item[0] not in raced])
+                repos.insert_devices(session, [row for client_id, row in new if client_id not in raced])
             existing.update(raced)
 
-        # (3) committed: the files may now appear under their final names.
+        # (3) Committed: the files may now appear under their final names.
         lines = []
-        for client_id, _secret, _cert_pem, row in batch:
+        for client_id, row in batch:
+            key_path, cert_path = self.key_path(client_id), self.cert_path(client_id)
             if client_id in existing:
-                if client_id in raced:  # issued by someone else meanwhile: ours never existed
-                    self._partial(self.key_path(client_id)).unlink(missing_ok=True)
-                    self._partial(self.cert_path(client_id)).unlink(missing_ok=True)
+                # Already issued (earlier run, or someone else): this signing is discarded.
+                os.unlink(key_path + _PARTIAL)
+                os.unlink(cert_path + _PARTIAL)
                 lines.append(self._adopt(client_id, existing[client_id]))
                 self.skipped += 1
             else:
-                os.replace(self._partial(self.key_path(client_id)), self.key_path(client_id))
-                os.replace(self._partial(self.cert_path(client_id)), self.cert_path(client_id))
+                os.replace(key_path + _PARTIAL, key_path)
+                os.replace(cert_path + _PARTIAL, cert_path)
                 lines.append(self._line(client_id, row["sn"], row["fingerprint_sha256"], key=True))
                 self.issued += 1
-        _fsync_dir(self.devices)  # renames durable before the index says "done"
+        _fsync_dir(self.devices)  # the renames durable before the index says "done"
 
-        # (4) the index, last.
+        # (4) The index, last.
         with open(self.index_path, "ab") as index:
             index.write(b"".join(lines))
             index.flush()
@@ -485,7 +500,7 @@ class _Run:
     def _adopt(self, client_id: str, device) -> bytes:
         """A row whose ACTIVE certificate is already in the store: files from the store, no issue."""
         key_path = self.key_path(client_id)
-        has_key = key_path.exists()
+        has_key = os.path.exists(key_path)
         if has_key:
             cert = x509.load_der_x509_certificate(device.cert_der)
             if self._key_file_public_key(key_path) != _public_key_der(cert.public_key()):
@@ -508,10 +523,6 @@ class _Run:
             "cert_file": f"{DEVICES_DIR}/{client_id}{_CERT_SUFFIX}",
         }
         return json.dumps(entry, separators=(",", ":")).encode() + b"\n"
-
-    @staticmethod
-    def _partial(path: Path) -> Path:
-        return path.with_name(path.name + _PARTIAL)
 
 
 def _truncate_torn_tail(path: Path) -> None:
@@ -624,12 +635,16 @@ def provision(
         run.recover_partials()
         todo = run.skip_indexed(_manifest_rows(manifest))
         init_args = (str(ctx.settings.master_key_file), key_id, sealed, profile, key_type, fmt, p12_password,
-                     ctx.instance, now)
+                     ctx.instance, now, str(out / DEVICES_DIR))
         chunk = min(_CHUNK, batch_size)
+        # Work queued ahead must cover the time the writer spends on a batch, or
+        # the workers idle while it commits; about two batches does.  Memory is
+        # then bounded by ~3 batches of results, and MAX_BATCH_SIZE bounds that.
+        window = max(4 * workers, -(-2 * batch_size // chunk))
         if workers == 1:
             # Same work, same batching, no pool: a fair baseline for the speed-up.
             _init_worker(*init_args, None)
-            _drive(run, _signed(_chunks(todo, chunk), lambda c: _Done(_sign_chunk(c)), 2), batch_size)
+            _drive(run, _signed(_chunks(todo, chunk), lambda c: _Done(_sign_chunk(c)), 1), batch_size)
         else:
             method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
             with ProcessPoolExecutor(
@@ -637,7 +652,7 @@ def provision(
                 initializer=_init_worker, initargs=(*init_args, os.getpid()),
             ) as pool:
                 try:
-                    _drive(run, _signed(_chunks(todo, chunk), lambda c: pool.submit(_sign_chunk, c), 4 * workers),
+                    _drive(run, _signed(_chunks(todo, chunk), lambda c: pool.submit(_sign_chunk, c), window),
                            batch_size)
                 except BaseException:
                     pool.shutdown(wait=True, cancel_futures=True)

@@ -9,7 +9,8 @@ from __future__ import annotations
 import datetime as _dt
 from collections.abc import Sequence
 
-from sqlalchemy import delete, func, insert, or_, select, update
+from sqlalchemy import bindparam, delete, func, insert, or_, select, update
+from sqlalchemy.engine import Connection
 from sqlmodel import Session
 
 from .models import CaCertificate, CustodyKey, DeviceCertificate, RegisterCode
@@ -22,6 +23,7 @@ __all__ = [
     "insert_ca",
     "get_ca_by_sn",
     "get_ca_by_fingerprint",
+    "get_issuer_state",
     "find_ca_clash",
     "list_cas",
     "set_ca_status",
@@ -106,6 +108,25 @@ def get_ca_by_fingerprint(
     return session.scalars(_maybe_locked(query, lock)).one_or_none()
 
 
+_ISSUER_COLUMNS = (
+    CaCertificate.id, CaCertificate.sn, CaCertificate.status, CaCertificate.not_before, CaCertificate.not_after,
+    CaCertificate.key_id, CaCertificate.fingerprint_sha256, CaCertificate.cert_der, CaCertificate.chain_pem,
+)
+
+
+# Built once: constructing a statement costs as much as running it on SQLite.
+_ISSUER_STATE = select(*_ISSUER_COLUMNS).where(
+    CaCertificate.instance == bindparam("instance"), CaCertificate.sn == bindparam("sn")
+)
+_ISSUER_STATE_LOCKED = _ISSUER_STATE.with_for_update(read=True)
+
+
+def get_issuer_state(session: Session | Connection, *, instance: str, sn: str, lock: bool = False):
+    """The columns issuance needs, as a plain row: the hot path skips the ORM."""
+    query = _ISSUER_STATE_LOCKED if lock else _ISSUER_STATE
+    return session.execute(query, {"instance": instance, "sn": sn}).one_or_none()
+
+
 def get_ca_by_id(session: Session, *, ca_id: int) -> CaCertificate | None:
     return session.get(CaCertificate, ca_id)
 
@@ -122,8 +143,18 @@ def insert_custody_key(session: Session, row: CustodyKey) -> CustodyKey:
     return row
 
 
-def get_custody_key(session: Session, *, key_id: str) -> CustodyKey | None:
-    return session.get(CustodyKey, key_id)
+def get_custody_key(session: Session | Connection, *, key_id: str):
+    """The sealed key row (key_id, key_type, sealed); works on a Session or a Connection."""
+    table = CustodyKey.__table__
+    return session.execute(select(table).where(table.c.key_id == key_id)).one_or_none()
+
+
+def ca_sn_by_fingerprint(session: Session | Connection, *, instance: str, fingerprint_sha256: str) -> str | None:
+    return session.execute(
+        select(CaCertificate.sn).where(
+            CaCertificate.instance == instance, CaCertificate.fingerprint_sha256 == fingerprint_sha256
+        )
+    ).scalar_one_or_none()
 
 
 def find_ca_clash(
@@ -191,6 +222,14 @@ def insert_device(session: Session, row: DeviceCertificate) -> DeviceCertificate
     session.add(row)
     session.flush()
     return row
+
+
+_INSERT_DEVICE = insert(DeviceCertificate.__table__)
+
+
+def insert_device_values(session: Session | Connection, values: dict) -> None:
+    """One device row from plain values (Core insert: issuance is a hot path)."""
+    session.execute(_INSERT_DEVICE, [values])
 
 
 def insert_devices(session: Session, rows: Sequence[dict]) -> None:

@@ -1,1 +1,245 @@
-"""Repositories for device secrets.  They never commit."""
+"""Repositories for device secrets.  They never commit.
+
+Two kinds of function live here:
+
+- the usual ones over a :class:`~sqlmodel.Session`, for the management
+  commands (one transaction each, chosen by the service);
+- :class:`VerifyLookup`, the read of the broker's password check.  A check
+  must cost tens of microseconds, and an ORM session with its own
+  transaction costs a millisecond, so it runs one hand-written SELECT on a
+  pooled DB-API connection.  The SELECT is a single statement, so it reads
+  one consistent snapshot on SQLite (autocommit) and PostgreSQL (READ
+  COMMITTED) alike; the pool rolls the connection back when it returns.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import delete, select
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from ..errors import StoreError
+from .secret_models import DeviceSecret, SecretGroup, SecretGroupBlock
+
+__all__ = [
+    "insert_secret",
+    "get_secret",
+    "list_secrets",
+    "delete_secret",
+    "update_secret",
+    "insert_group",
+    "get_group",
+    "list_groups",
+    "update_group",
+    "is_member_blocked",
+    "block_member",
+    "unblock_member",
+    "VerifyLookup",
+    "SecretState",
+    "GroupState",
+]
+
+
+# -- device secrets ---------------------------------------------------------------------
+
+
+def insert_secret(session: Session, row: DeviceSecret) -> DeviceSecret:
+    session.add(row)
+    session.flush()
+    return row
+
+
+def _maybe_locked(query, lock: bool):
+    # FOR UPDATE on PostgreSQL: two refreshes of one credential queue instead
+    # of both rotating from the same primary.  SQLite writers are serialised.
+    return query.with_for_update() if lock else query
+
+
+def get_secret(session: Session, *, instance: str, client_id: str, lock: bool = False) -> DeviceSecret | None:
+    query = select(DeviceSecret).where(DeviceSecret.instance == instance, DeviceSecret.client_id == client_id)
+    return session.scalars(_maybe_locked(query, lock)).one_or_none()
+
+
+def list_secrets(
+    session: Session, *, instance: str, status: str | None, after_id: int | None, limit: int
+) -> Sequence[DeviceSecret]:
+    """One page in id order (keyset pagination)."""
+    query = select(DeviceSecret).where(DeviceSecret.instance == instance)
+    if status is not None:
+        query = query.where(DeviceSecret.status == status)
+    if after_id is not None:
+        query = query.where(DeviceSecret.id > after_id)
+    return session.scalars(query.order_by(DeviceSecret.id).limit(limit)).all()
+
+
+def update_secret(session: Session, *, row: DeviceSecret, now: _dt.datetime, **values) -> DeviceSecret:
+    """Apply ``values``, bump the version (the verification cache keys on it)."""
+    for name, value in values.items():
+        setattr(row, name, value)
+    row.version += 1
+    row.updated_at = now
+    session.add(row)
+    session.flush()
+    return row
+
+
+def delete_secret(session: Session, *, row: DeviceSecret) -> None:
+    session.execute(delete(DeviceSecret).where(DeviceSecret.id == row.id))
+
+
+# -- enrollment groups ------------------------------------------------------------------
+
+
+def insert_group(session: Session, row: SecretGroup) -> SecretGroup:
+    session.add(row)
+    session.flush()
+    return row
+
+
+def get_group(session: Session, *, instance: str, name: str, lock: bool = False) -> SecretGroup | None:
+    query = select(SecretGroup).where(SecretGroup.instance == instance, SecretGroup.name == name)
+    return session.scalars(_maybe_locked(query, lock)).one_or_none()
+
+
+def list_groups(
+    session: Session, *, instance: str, status: str | None, after_id: int | None, limit: int
+) -> Sequence[SecretGroup]:
+    query = select(SecretGroup).where(SecretGroup.instance == instance)
+    if status is not None:
+        query = query.where(SecretGroup.status == status)
+    if after_id is not None:
+        query = query.where(SecretGroup.id > after_id)
+    return session.scalars(query.order_by(SecretGroup.id).limit(limit)).all()
+
+
+def update_group(session: Session, *, row: SecretGroup, now: _dt.datetime, **values) -> SecretGroup:
+    for name, value in values.items():
+        setattr(row, name, value)
+    row.version += 1
+    row.updated_at = now
+    session.add(row)
+    session.flush()
+    return row
+
+
+def is_member_blocked(session: Session, *, group_id: int, client_id: str) -> bool:
+    return session.get(SecretGroupBlock, (group_id, client_id)) is not None
+
+
+def block_member(session: Session, *, group_id: int, client_id: str, now: _dt.datetime) -> bool:
+    """True if the member was not blocked before."""
+    if is_member_blocked(session, group_id=group_id, client_id=client_id):
+        return False
+    session.add(SecretGroupBlock(group_id=group_id, client_id=client_id, created_at=now))
+    session.flush()
+    return True
+
+
+def unblock_member(session: Session, *, group_id: int, client_id: str) -> bool:
+    result = session.execute(
+        delete(SecretGroupBlock)
+        .where(SecretGroupBlock.group_id == group_id, SecretGroupBlock.client_id == client_id)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1
+
+
+# -- the verification read ----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SecretState:
+    """What a check needs of one credential row, as of one SELECT."""
+
+    client_id: str
+    status: str
+    version: int
+    sealed_primary: bytes
+    sealed_secondary: bytes | None
+    secondary_expires_at: _dt.datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class GroupState:
+    status: str
+    version: int
+    sealed_key: bytes
+    member_blocked: bool
+    #: Status of an individual credential of the same client id, if there is one.
+    individual_status: str | None
+
+
+class VerifyLookup:
+    """The per-check SELECTs, prepared once per engine."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        dialect = engine.dialect
+        mark = "?" if dialect.paramstyle == "qmark" else "%s"
+        self._dbapi_error = dialect.dbapi.Error
+        self._secret_sql = (
+            "SELECT client_id, status, version, sealed_primary, sealed_secondary, secondary_expires_at "
+            f"FROM device_secret WHERE access_key_id = {mark} AND instance = {mark}"
+        )
+        self._group_sql = (
+            "SELECT g.status, g.version, g.sealed_key, "
+            f"(SELECT 1 FROM secret_group_block b WHERE b.group_id = g.id AND b.client_id = {mark}), "
+            f"(SELECT s.status FROM device_secret s WHERE s.instance = g.instance AND s.client_id = {mark}) "
+            f"FROM secret_group g WHERE g.access_key_id = {mark} AND g.instance = {mark}"
+        )
+        # The column's own type turns the driver's value (text on SQLite) into aware UTC.
+        column = DeviceSecret.__table__.c.secondary_expires_at
+        self._to_datetime = column.type.result_processor(dialect, None) or (lambda v: v)
+
+    def _fetch(self, sql: str, params: tuple):
+        try:
+            conn = self._engine.raw_connection()
+        except Exception as exc:  # noqa: BLE001 - the pool wraps driver errors in its own types
+            raise _unavailable(exc) from exc
+        try:
+            cursor = conn.cursor()
+            try:
+                cursor.execute(sql, params)
+                return cursor.fetchone()
+            finally:
+                cursor.close()
+        except self._dbapi_error as exc:
+            raise _unavailable(exc) from exc
+        finally:
+            conn.close()
+
+    def secret(self, *, access_key_id: str, instance: str) -> SecretState | None:
+        row = self._fetch(self._secret_sql, (access_key_id, instance))
+        if row is None:
+            return None
+        client_id, status, version, primary, secondary, expires = row
+        return SecretState(
+            client_id=client_id,
+            status=status,
+            version=version,
+            sealed_primary=bytes(primary),
+            sealed_secondary=bytes(secondary) if secondary is not None else None,
+            secondary_expires_at=self._to_datetime(expires) if expires is not None else None,
+        )
+
+    def group(self, *, access_key_id: str, instance: str, client_id: str) -> GroupState | None:
+        row = self._fetch(self._group_sql, (client_id, client_id, access_key_id, instance))
+        if row is None:
+            return None
+        status, version, sealed, blocked, individual = row
+        return GroupState(
+            status=status, version=version, sealed_key=bytes(sealed), member_blocked=blocked is not None,
+            individual_status=individual,
+        )
+
+
+def _unavailable(exc: Exception) -> StoreError:
+    return StoreError(
+        f"the database failed ({type(exc).__name__}) during a secret check; the check did not pass. "
+        "Check that the database is reachable",
+        code="store_unavailable",
+    )

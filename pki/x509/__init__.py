@@ -67,3 +67,12 @@ __all__ = [
     "random_serial",
     "spki_sha256",
 ]
+
+# -- CRLs, OCSP and OpenSSL subject-hash names (broker artifacts) --------------------
+from . import crl, names, ocsp  # noqa: E402
+from .crl import RevokedEntry, build_crl, check_crl, load_crl  # noqa: E402
+from .names import name_hash, subject_hash  # noqa: E402
+
+__all__ += [
+    "crl", "names", "ocsp", "RevokedEntry", "build_crl", "check_crl", "load_crl", "name_hash", "subject_hash",
+]

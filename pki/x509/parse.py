@@ -53,7 +53,26 @@ def _is_pem(data: bytes) -> bool:
     return data.lstrip().startswith(b"-----BEGIN ")
 
 
+# The common case, one well-formed block, in one C-speed match; anything else
+# takes the line-by-line path below, which says precisely what is wrong.
+_ONE_BLOCK = re.compile(
+    rb"\s*-----BEGIN ([A-Z0-9 ]+)-----\r?\n((?:[A-Za-z0-9+/=]+\r?\n)+)-----END \1-----\s*"
+)
+
+
 def _pem_blocks(data: bytes, *, what: str, max_items: int) -> list[PemBlock]:
+    m = _ONE_BLOCK.fullmatch(data)
+    if m:
+        try:
+            der = binascii.a2b_base64(m.group(2).replace(b"\r", b"").replace(b"\n", b""), strict_mode=True)
+        except binascii.Error:
+            der = b""
+        if der:
+            return [PemBlock(m.group(1).decode("ascii"), der)]
+    return _pem_blocks_slow(data, what=what, max_items=max_items)
+
+
+def _pem_blocks_slow(data: bytes, *, what: str, max_items: int) -> list[PemBlock]:
     lines = data.replace(b"\r\n", b"\n").split(b"\n")
     blocks: list[PemBlock] = []
     label: str | None = None

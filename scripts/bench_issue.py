@@ -1,0 +1,211 @@
+"""Issuance benchmark: the project against the bare cryptography loop, in one run.
+
+    .venv/bin/python scripts/bench_issue.py [--n 3000] [--provision 100000] [--skip-provision] [--skip-list]
+
+(a) baseline: load a CSR, verify it, build the device certificate, sign, PEM;
+(b) the project's in-process issuance from a CSR, store write included;
+(c) provisioning N devices with generated keys end to end, 1 and 2 workers,
+    with the peak RSS of the provisioning processes;
+(d) one `device list --ca` page with 10k and with 1M devices under the CA.
+Each figure is printed with its ratio to the baseline measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from pki.config import Settings  # noqa: E402
+from pki.services import devices, managed  # noqa: E402
+from pki.services.context import open_context  # noqa: E402
+from pki.services.setup import initialise  # noqa: E402
+from pki.store import repos  # noqa: E402
+
+
+def csr_pem(i: int) -> bytes:
+    key = ec.generate_private_key(ec.SECP256R1())
+    return (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"bench-{i}")]))
+        .sign(key, hashes.SHA256())
+        .public_bytes(serialization.Encoding.PEM)
+    )
+
+
+def bare_loop(csrs: list[bytes], ca_cert, ca_key) -> float:
+    """(a): what any issuer must do at least; certificates per second."""
+    start = time.perf_counter()
+    now = _dt.datetime.now(_dt.timezone.utc)
+    aki = x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_cert.public_key())
+    for pem in csrs:
+        csr = x509.load_pem_x509_csr(pem)
+        assert csr.is_signature_valid
+        public = csr.public_key()
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(csr.subject)
+            .issuer_name(ca_cert.subject)
+            .public_key(public)
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now)
+            .not_valid_after(now + _dt.timedelta(days=365))
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(
+                x509.KeyUsage(True, False, False, False, False, False, False, False, False), critical=True
+            )
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
+            .add_extension(aki, critical=False)
+            .sign(ca_key, hashes.SHA256())
+        )
+        cert.public_bytes(serialization.Encoding.PEM)
+    return len(csrs) / (time.perf_counter() - start)
+
+
+def project_loop(ctx, ca_sn: str, csrs: list[bytes]) -> float:
+    """(b): devices.issue_device from a CSR, one transaction each."""
+    start = time.perf_counter()
+    for pem in csrs:
+        devices.issue_device(ctx, ca=ca_sn, csr=pem)
+    return len(csrs) / (time.perf_counter() - start)
+
+
+def provision_run(home: Path, ca_sn: str, n: int, workers: int) -> dict:
+    """(c): the real CLI in a subprocess, so RSS and cores are the command's own."""
+    manifest = home / f"manifest-{workers}.csv"
+    with manifest.open("w") as fh:
+        fh.write("client_id\n")
+        for i in range(n):
+            fh.write(f"w{workers}-device-{i:07d}\n")
+    out = home / f"out-{workers}"
+    env = {**os.environ, "PKI_HOME": str(home)}
+    start = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-m", "pki", "device", "provision", "--ca", ca_sn, "--manifest", str(manifest),
+         "--out", str(out), "--workers", str(workers), "--no-progress", "--json"],
+        env=env, capture_output=True, text=True,
+    )
+    elapsed = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise SystemExit(f"provision failed: {proc.stderr}")
+    return {"rate": n / elapsed, "seconds": elapsed}
+
+
+def peak_rss_children_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+
+
+def list_page_ms(ctx, ca_sn: str, *, repeats: int = 200) -> float:
+    """(d): median time of one 100-item page, taken deep in the CA's devices."""
+    first = devices.list_devices(ctx, ca=ca_sn, limit=100)
+    cursor = first.next_cursor
+    timings = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        page = devices.list_devices(ctx, ca=ca_sn, limit=100, cursor=cursor)
+        timings.append(time.perf_counter() - start)
+        assert len(page.items) == 100
+    timings.sort()
+    return timings[len(timings) // 2] * 1000
+
+
+def fill_devices(ctx, ca_sn: str, count: int, *, start_index: int) -> None:
+    """Synthetic rows through the same bulk insert provisioning uses."""
+    with ctx.store.transaction(readonly=True) as session:
+        ca_id = repos.get_ca_by_sn(session, instance=ctx.instance, sn=ca_sn).id
+    now = ctx.clock.now()
+    batch = []
+    for i in range(start_index, start_index + count):
+        batch.append(dict(
+            instance=ctx.instance, ca_id=ca_id, sn=format(i + 1, "x"), client_id=f"fill-{i}", status="ACTIVE",
+            source="issued", fingerprint_sha256=format(i, "064x"), key_type="ec-p256", not_before=now,
+            not_after=now + _dt.timedelta(days=365), cert_der=b"\x30\x00", created_at=now, updated_at=now,
+            status_changed_at=now,
+        ))
+        if len(batch) == 20000:
+            with ctx.store.transaction() as session:
+                repos.insert_devices(session, batch)
+            batch = []
+    if batch:
+        with ctx.store.transaction() as session:
+            repos.insert_devices(session, batch)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, default=3000, help="certificates for (a) and (b)")
+    parser.add_argument("--provision", type=int, default=100_000, help="devices for (c)")
+    parser.add_argument("--skip-provision", action="store_true")
+    parser.add_argument("--skip-list", action="store_true")
+    args = parser.parse_args()
+
+    results: dict = {"cpus": os.cpu_count()}
+    with tempfile.TemporaryDirectory(prefix="bench-issue-") as tmp:
+        home = Path(tmp)
+        settings = Settings.load(home=home, environ={})
+        initialise(settings)
+        ctx = open_context(settings)
+        ca = managed.create_ca(ctx, name="Bench CA")
+        # The baseline signs with the same kind of key (P-256) as the managed CA.
+        ca_key = ec.generate_private_key(ec.SECP256R1())
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Baseline CA")])
+        ca_cert = (
+            x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(ca_key.public_key())
+            .serial_number(1).not_valid_before(_dt.datetime(2025, 1, 1, tzinfo=_dt.timezone.utc))
+            .not_valid_after(_dt.datetime(2035, 1, 1, tzinfo=_dt.timezone.utc))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(ca_key, hashes.SHA256())
+        )
+        csrs = [csr_pem(i) for i in range(args.n)]
+        bare_loop(csrs[:200], ca_cert, ca_key)  # warm-up
+        baseline = bare_loop(csrs, ca_cert, ca_key)
+        project = project_loop(ctx, ca.sn, csrs)
+        results["a_bare_per_s"] = round(baseline)
+        results["b_project_per_s"] = round(project)
+        print(f"(a) bare cryptography loop        {baseline:8.0f} certs/s   1.00 x (baseline)")
+        print(f"(b) pki issue from CSR + store     {project:8.0f} certs/s   {project / baseline:.2f} x (target >= 0.80)")
+
+        if not args.skip_provision:
+            ctx.close()
+            one = provision_run(home, ca.sn, args.provision, 1)
+            two = provision_run(home, ca.sn, args.provision, 2)
+            rss = peak_rss_children_mb()
+            results.update(c_1_worker_per_s=round(one["rate"]), c_2_workers_per_s=round(two["rate"]), c_peak_rss_mb=round(rss))
+            print(f"(c) provision {args.provision} devices, 1 worker  {one['rate']:8.0f} devices/s  {one['rate'] / baseline:.2f} x"
+                  f"   ({one['seconds']:.1f} s)")
+            print(f"(c) provision {args.provision} devices, 2 workers {two['rate']:8.0f} devices/s  {two['rate'] / baseline:.2f} x"
+                  f"   ({two['seconds']:.1f} s; {two['rate'] / one['rate']:.2f} x 1 worker, target >= 1.6)")
+            print(f"(c) peak RSS of the provisioning processes: {rss:.0f} MB (target < 300)")
+            ctx = open_context(settings)
+
+        if not args.skip_list:
+            list_ca = managed.create_ca(ctx, name="List CA")
+            fill_devices(ctx, list_ca.sn, 10_000, start_index=0)
+            small = list_page_ms(ctx, list_ca.sn)
+            fill_devices(ctx, list_ca.sn, 990_000, start_index=10_000)
+            large = list_page_ms(ctx, list_ca.sn)
+            results.update(d_10k_page_ms=round(small, 3), d_1m_page_ms=round(large, 3))
+            print(f"(d) device list page, 10k devices  {small:7.3f} ms (target < 5)")
+            print(f"(d) device list page, 1M devices   {large:7.3f} ms ({large / small:.2f} x the 10k page, target <= 1.5)")
+        ctx.close()
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()
