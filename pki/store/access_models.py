@@ -1,0 +1,1 @@
+"""Tables for principals, access keys, policies and the audit log."""

@@ -1,0 +1,1 @@
+"""Repositories for principals, policies and the audit log.  They never commit."""
