@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
+import sys
+import time
 from pathlib import Path
 
 import click
 
 from ..keys import KEY_TYPES
 from ..services import devices
+from ..services.provision import provision
 from ..x509 import MAX_ITEM_BYTES
 from .common import State, file_arg, json_option, read_input
 from .render import emit, emit_page
@@ -175,3 +178,65 @@ def device_revoke(state: State, sn, ca_sn, reason, as_json) -> None:
     """Revoke a device certificate: final, published on the CRL with its reason."""
     emit(devices.revoke_device(state.context(), ca=ca_sn, sn=sn, reason=reason), as_json=as_json,
          fields=DEVICE_FIELDS)
+
+
+class _Progress:
+    """A progress line with rate and ETA on stderr, redrawn at most a few times a second."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.start = time.monotonic()
+        self.last = 0.0
+
+    def __call__(self, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if now - self.last < 0.25 and done < total:
+            return
+        self.last = now
+        elapsed = max(now - self.start, 1e-6)
+        rate = done / elapsed
+        eta = (total - done) / rate if rate > 0 else 0
+        width = 30
+        filled = int(width * done / total) if total else width
+        click.echo(
+            f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total}  {rate:,.0f}/s  ETA {eta:,.0f}s ",
+            nl=done >= total, err=True,
+        )
+
+
+@device_group.command("provision")
+@click.option("--ca", "ca_sn", required=True, metavar="SN", help="The managed CA that issues.")
+@click.option("--manifest", required=True, type=file_arg(),
+              help="CSV: one client id per row, optional SANs in further columns; header 'client_id' optional.")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Output directory (resumable).")
+@click.option("--format", "fmt", type=click.Choice(["pem", "p12"]), default="pem", show_default=True)
+@click.option("--p12-password-env", metavar="VAR", help="Environment variable holding the PKCS#12 password.")
+@click.option("--workers", type=click.IntRange(1, 256), help="Signing processes (default: all cores).")
+@click.option("--key-type", type=click.Choice(list(KEY_TYPES)), default="ec-p256", show_default=True)
+@click.option("--days", type=int, help="Validity in days (default 365).")
+@click.option("--batch-size", type=click.IntRange(1, 10_000), default=500, show_default=True,
+              help="Devices per store transaction.")
+@click.option("--progress/--no-progress", default=None, help="Progress bar (default: when stderr is a terminal).")
+@json_option
+@click.pass_obj
+def device_provision(state: State, ca_sn, manifest, out, fmt, p12_password_env, workers, key_type, days,
+                     batch_size, progress, as_json) -> None:
+    """Factory batch: generate keys, issue, record and write files for every manifest row.
+
+    Safe to rerun after a crash or kill: it finishes the batch without issuing
+    a device twice. Key files are written mode 0600; out/index.jsonl lists
+    every device (client_id, sn, fingerprint) in manifest order.
+    """
+    password = _password(p12_password_env)
+    show = sys.stderr.isatty() if progress is None else progress
+    result = provision(
+        state.context(), ca=ca_sn, manifest=Path(manifest), out=Path(out), workers=workers, fmt=fmt,
+        p12_password=password, key_type=key_type, days=days, batch_size=batch_size, on_progress=_Progress(show),
+    )
+    emit(
+        {"total": result.total, "issued": result.issued, "skipped_existing": result.skipped_existing,
+         "out": str(result.out), "index": str(result.index)},
+        as_json=as_json,
+    )

@@ -355,10 +355,16 @@ class _Run:
     def cert_path(self, client_id: str) -> str:
         return os.path.join(self.devices, client_id + _CERT_SUFFIX)
 
-    def _key_file_public_key(self, path: str) -> bytes:
-        """The SPKI of the key in a key file we wrote (never the private bytes)."""
+    def _key_file_public_key(self, path: str, *, partial: bool = False) -> bytes | None:
+        """The SPKI of the key in a key file we wrote (never the private bytes).
+
+        ``None`` for a partial cut short by a kill: a worker was still writing
+        it, so its result never reached the writer and it was never committed.
+        """
         with open(path, "rb") as handle:
             data = handle.read()
+        if partial and not _complete(data, self.fmt):
+            return None
         try:
             if self.fmt == "p12":
                 key, _cert, _cas = pkcs12.load_key_and_certificates(data, self.password)
@@ -398,8 +404,8 @@ class _Run:
                 partial = final + _PARTIAL
                 match = None
                 if not os.path.exists(final):
-                    spki = self._key_file_public_key(partial)
-                    for row in repos.devices_of_client(
+                    spki = self._key_file_public_key(partial, partial=True)
+                    for row in () if spki is None else repos.devices_of_client(
                         session, instance=self.ctx.instance, client_id=client_id, limit=1000
                     ):
                         if row.ca_id == self.ca_id and row.status == "ACTIVE" and _public_key_der(
@@ -523,6 +529,19 @@ class _Run:
             "cert_file": f"{DEVICES_DIR}/{client_id}{_CERT_SUFFIX}",
         }
         return json.dumps(entry, separators=(",", ":")).encode() + b"\n"
+
+
+def _complete(data: bytes, fmt: str) -> bool:
+    """Whether a key file was written to its end (torn ones are told apart from a wrong password)."""
+    if fmt == "pem":
+        return data.endswith(b"-----END PRIVATE KEY-----\n")
+    # PKCS#12 is one DER SEQUENCE: complete when its length header matches the size.
+    if len(data) < 2 or data[0] != 0x30:
+        return False
+    if data[1] < 0x80:
+        return len(data) == 2 + data[1]
+    n = data[1] & 0x7F
+    return 0 < n <= 4 and len(data) >= 2 + n and len(data) == 2 + n + int.from_bytes(data[2 : 2 + n], "big")
 
 
 def _truncate_torn_tail(path: Path) -> None:
