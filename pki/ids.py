@@ -7,6 +7,7 @@ import datetime as _dt
 import json
 import re
 import secrets
+import unicodedata
 
 from .errors import InvalidInput
 
@@ -76,6 +77,9 @@ def new_register_code() -> str:
     return secrets.token_hex(32)
 
 
+_CURSOR = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
 def encode_cursor(position: dict) -> str:
     raw = json.dumps(position, separators=(",", ":"), sort_keys=True).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
@@ -87,7 +91,7 @@ def decode_cursor(cursor: str, *, keys: tuple[str, ...]) -> dict:
         "the cursor is not one this server handed out: pass next_cursor from a previous page unchanged",
         code="invalid_cursor",
     )
-    if len(cursor) > 512:
+    if len(cursor) > 512 or not _CURSOR.match(cursor):
         raise error
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
@@ -97,7 +101,9 @@ def decode_cursor(cursor: str, *, keys: tuple[str, ...]) -> dict:
     if not isinstance(position, dict) or set(position) != set(keys):
         raise error
     for value in position.values():
-        if not isinstance(value, (int, str)) or isinstance(value, bool):
+        if isinstance(value, bool) or not isinstance(value, (int, str)):
+            raise error
+        if isinstance(value, int) and not 0 <= value < 2**63:  # a database integer
             raise error
     return position
 
@@ -120,15 +126,18 @@ def validate_name(value: str, *, what: str = "name") -> str:
             code="invalid_name",
         )
     for ch in value:
-        if ord(ch) < 0x20 or ord(ch) == 0x7F or 0x80 <= ord(ch) < 0xA0:
+        # Cc: control characters; Cs: lone surrogates (not encodable); Cf:
+        # invisible format characters such as U+202E, which make two names
+        # look alike.
+        if unicodedata.category(ch) in ("Cc", "Cs", "Cf"):
             raise InvalidInput(
-                f"{what} contains the control character U+{ord(ch):04X}; remove it",
+                f"{what} contains the control or invisible character U+{ord(ch):04X}; remove it",
                 code="invalid_name",
             )
     return value
 
 
-_DURATION = re.compile(r"^\s*(\d{1,9})\s*([smhd])\s*$")
+_DURATION = re.compile(r"^\s*([0-9]{1,9})\s*([smhd])\s*$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 

@@ -127,13 +127,13 @@ def _pem_blocks_slow(data: bytes, *, what: str, max_items: int) -> list[PemBlock
 def _check_size(data: bytes, *, what: str, limit: int) -> None:
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise TypeError(f"{what} must be bytes")
-    if len(data) == 0:
-        raise _bad("empty_input", f"{what}: the input is empty")
     if len(data) > limit:
         raise _bad(
             "input_too_large",
             f"{what}: {len(data)} bytes is more than the {limit} allowed",
         )
+    if not bytes(data).strip():
+        raise _bad("empty_input", f"{what}: the input is empty")
 
 
 def _check_der_framing(der: bytes, *, what: str) -> None:
@@ -186,19 +186,22 @@ def _ders(data: bytes, *, what: str, labels: tuple[str, ...], max_items: int) ->
     return ders
 
 
+# cryptography only warns about a zero or negative serial (and will raise in a
+# later release).  The serial is checked below instead; the warning, process
+# wide, would only be noise (and catch_warnings is not thread-safe).
+warnings.filterwarnings("ignore", message="Parsed a serial number which wasn't positive")
+
+
 def _load_der_certificate(der: bytes, *, what: str) -> x509.Certificate:
-    # cryptography only warns about a zero or negative serial (and will raise in
-    # a later release); either way such a certificate is refused here.
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            cert = x509.load_der_x509_certificate(der)
-            # Names are decoded lazily; read them now so a bad one fails here,
-            # as a parse error, and not later in some check.
-            cert.subject, cert.issuer  # noqa: B018
-        except (ValueError, x509.InvalidVersion) as exc:
-            raise _bad("invalid_certificate", f"{what}: not a valid X.509 certificate") from exc
-    if any("serial number" in str(w.message) for w in caught):
+    try:
+        cert = x509.load_der_x509_certificate(der)
+        # Names are decoded lazily; read them now so a bad one fails here,
+        # as a parse error, and not later in some check.
+        cert.subject, cert.issuer  # noqa: B018
+        serial = cert.serial_number
+    except (ValueError, x509.InvalidVersion) as exc:
+        raise _bad("invalid_certificate", f"{what}: not a valid X.509 certificate") from exc
+    if serial <= 0:
         raise _bad("invalid_serial", f"{what}: its serial number is not positive (RFC 5280 4.1.2.2)")
     return cert
 
@@ -264,6 +267,8 @@ def load_private_key(data: bytes, *, what: str = "private key", password: bytes 
     except InvalidInput:
         raise
     except TypeError as exc:
+        if password is not None:
+            raise _bad("key_not_encrypted", f"{what}: not encrypted, but a password was given; drop it") from exc
         raise _bad("key_password", f"{what}: encrypted; give its password") from exc
     except (ValueError, Exception) as exc:
         raise _bad("invalid_private_key", f"{what}: not a readable private key") from exc
