@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from conftest import fixture_bytes
 from pki.errors import PkiError
+from pki.x509 import parse
 from pki.x509.parse import MAX_BUNDLE_ITEMS, load_certificate, load_certificates, load_csr, load_private_key
 
 PROPERTY = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -73,6 +74,12 @@ DER_SEEDS = [
 _ECHOED_BODY = re.compile(r"[A-Za-z0-9+/]{20,}")
 
 
+def _names_are_readable(cert: x509.Certificate) -> None:
+    # cryptography decodes names lazily; a loaded certificate must not fail later.
+    cert.subject.rfc4514_string()
+    cert.issuer.rfc4514_string()
+
+
 def _check_loader(load, data: bytes) -> None:
     """The contract every parser keeps for any input at all."""
     try:
@@ -85,12 +92,16 @@ def _check_loader(load, data: bytes) -> None:
     event(f"{load.__name__}: loaded")
     if load is load_certificate:
         assert isinstance(result, x509.Certificate)
+        _names_are_readable(result)
     elif load is load_certificates:
         assert isinstance(result, list) and 1 <= len(result) <= MAX_BUNDLE_ITEMS
-        assert all(isinstance(c, x509.Certificate) for c in result)
+        for cert in result:
+            assert isinstance(cert, x509.Certificate)
+            _names_are_readable(cert)
     elif load is load_csr:
         assert isinstance(result, x509.CertificateSigningRequest)
         assert result.is_signature_valid
+        result.subject.rfc4514_string()
     else:
         assert isinstance(result, PRIVATE_KEY_TYPES)
 
@@ -274,6 +285,31 @@ def test_line_mutations_of_valid_pem_are_handled(data):
 @given(rewrapped_der_mutants())
 def test_der_mutations_are_handled(data):
     check_every_loader(data)
+
+
+# --- The one-block fast path agrees with the line-by-line parser ------------------
+
+
+def _blocks_or_code(split, data: bytes):
+    try:
+        return [(b.label, b.der) for b in split(data, what="input", max_items=MAX_BUNDLE_ITEMS)]
+    except PkiError as err:
+        return err.code
+
+
+@PROPERTY
+@given(
+    st.one_of(
+        line_mutants(),
+        byte_mutants(PEM_SEEDS),
+        well_framed_pem(),
+        st.builds(lambda a, pem, b: a + pem + b, st.sampled_from([b"", b" ", b"\n", b"\r\n", b"\t\n "]),
+                  st.sampled_from(PEM_SEEDS), st.sampled_from([b"", b" ", b"\n", b"\r\n", b"\n\x0b", b"\x00"])),
+    )
+)
+def test_fast_and_slow_pem_paths_agree(data):
+    event("one-block regex matches" if parse._ONE_BLOCK.fullmatch(data) else "line by line only")
+    assert _blocks_or_code(parse._pem_blocks, data) == _blocks_or_code(parse._pem_blocks_slow, data)
 
 
 # --- Round trip: surrounding whitespace never changes what loads ------------------

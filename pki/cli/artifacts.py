@@ -2,9 +2,25 @@
 
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
+
 import click
 
-__all__ = ["artifacts_group", "crl_group"]
+from ..ids import parse_duration
+from ..services import artifacts, crls
+from ..services.artifacts import DEFAULT_KEEP
+from ..x509 import MAX_ITEM_BYTES
+from ..x509.crl import MAX_CRL_BYTES
+from .common import State, file_arg, json_option, read_input
+from .render import emit
+
+__all__ = ["artifacts_group", "crl_group", "serve_command"]
+
+
+def _warn(code: str, message: str) -> None:
+    click.echo(f"warning[{code}]: {message}", err=True)
 
 
 @click.group("artifacts")
@@ -12,6 +28,103 @@ def artifacts_group() -> None:
     """Publish the files a broker's TLS handshake reads."""
 
 
+@artifacts_group.command("publish")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="Output directory; brokers read DIR/current/...")
+@click.option("--reload-cmd", help="Shell command to run after a successful publish, e.g. 'systemctl reload mosquitto'.")
+@click.option("--require-crls", is_flag=True, help="Fail (and publish nothing) if an ACTIVE CA has no valid CRL.")
+@click.option("--keep", type=int, default=DEFAULT_KEEP, show_default=True, help="Generations to keep.")
+@click.option("--crl-lifetime", default="7d", show_default=True, help="Lifetime of CRLs signed here (1h..366d).")
+@click.option("--listener-port", type=int, default=8883, show_default=True, help="Port in mosquitto.conf.")
+@click.option("--listener-address", help="Bind address in mosquitto.conf (default: all).")
+@click.option("--server-cert", type=click.Path(dir_okay=False), help="The broker's certificate, for mosquitto.conf.")
+@click.option("--server-key", type=click.Path(dir_okay=False), help="The broker's private key, for mosquitto.conf.")
+@json_option
+@click.pass_obj
+def artifacts_publish(state: State, out_dir, reload_cmd, require_crls, keep, crl_lifetime, listener_port,
+                      listener_address, server_cert, server_key, as_json) -> None:
+    """Write a new generation of trust bundle, CRLs, capath, manifest and mosquitto.conf; switch current."""
+    result = artifacts.publish(
+        state.context(), out_dir=out_dir, require_crls=require_crls, keep=keep,
+        crl_lifetime=parse_duration(crl_lifetime), reload_cmd=reload_cmd, listener_port=listener_port,
+        listener_address=listener_address,
+        server_cert=str(Path(server_cert).absolute()) if server_cert else None,
+        server_key=str(Path(server_key).absolute()) if server_key else None,
+    )
+    for warning in result.warnings:
+        _warn(warning.code, warning.message)
+    if as_json:
+        emit(result, as_json=True)
+    else:
+        click.echo(f"generation {result.generation} published: {result.current} -> {result.directory}")
+        for ca in result.cas:
+            click.echo(f"  CA {ca['sn']}  crl_number={ca['crl_number'] or '-'}  next_update={ca['crl_next_update'] or '-'}")
+
+
 @click.group("crl")
 def crl_group() -> None:
     """CRLs of registered CAs, signed offline where their keys live."""
+
+
+@crl_group.command("request")
+@click.option("--ca", "ca_sn", required=True, metavar="SN", help="The registered CA.")
+@click.option("--lifetime", default="7d", show_default=True, help="Lifetime the signed CRL will have.")
+@click.option("--out", type=click.Path(dir_okay=False), help="Write the request here (default: stdout).")
+@click.pass_obj
+def crl_request(state: State, ca_sn, lifetime, out) -> None:
+    """Export what the CA's next CRL must list, for `pki crl sign` where its key lives."""
+    request = crls.crl_request(state.context(), ca=ca_sn, lifetime=parse_duration(lifetime))
+    text = json.dumps(request, indent=2, sort_keys=True) + "\n"
+    if out:
+        Path(out).write_text(text)
+        click.echo(f"wrote {out} ({len(request['entries'])} entries, CRL number {request['crl_number']})", err=True)
+    else:
+        click.echo(text, nl=False)
+
+
+@crl_group.command("sign")
+@click.option("--ca-cert", required=True, type=file_arg(), help="The CA certificate (PEM or DER).")
+@click.option("--ca-key", required=True, type=file_arg(), help="The CA private key (PEM or DER).")
+@click.option("--request", "request_path", required=True, type=file_arg(), help="From `pki crl request`.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Where to write the CRL (PEM).")
+@click.option("--key-password-env", metavar="VAR", help="Environment variable holding the CA key's password.")
+def crl_sign(ca_cert, ca_key, request_path, out, key_password_env) -> None:
+    """Offline: sign the CRL a request asks for.  Needs no store; the key never leaves this machine."""
+    password = None
+    if key_password_env:
+        if key_password_env not in os.environ:
+            raise click.UsageError(f"environment variable {key_password_env} is not set")
+        password = os.environ[key_password_env].encode()
+    pem = crls.sign_crl_request(
+        ca_certificate=read_input(ca_cert, limit=MAX_ITEM_BYTES),
+        ca_private_key=read_input(ca_key, limit=MAX_ITEM_BYTES),
+        request=read_input(request_path, limit=crls.MAX_REQUEST_BYTES),
+        key_password=password,
+    )
+    Path(out).write_bytes(pem)
+    click.echo(f"wrote {out}", err=True)
+
+
+@crl_group.command("upload")
+@click.option("--ca", "ca_sn", required=True, metavar="SN", help="The registered CA.")
+@click.argument("crl_file", type=file_arg())
+@json_option
+@click.pass_obj
+def crl_upload(state: State, ca_sn, crl_file, as_json) -> None:
+    """Store a registered CA's CRL after checking issuer, signature, freshness and coverage."""
+    info = crls.upload_crl(state.context(), ca=ca_sn, crl=read_input(crl_file, limit=MAX_CRL_BYTES))
+    emit(info, as_json=as_json)
+
+
+@click.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=8080, show_default=True)
+@click.pass_obj
+def serve_command(state: State, host, port) -> None:
+    """Serve the trust bundle, CRLs and OCSP over HTTP (no authentication on these paths)."""
+    import uvicorn
+
+    from ..http import create_app
+
+    state.context()  # fail here, with the CLI's error line, if the store is not usable
+    uvicorn.run(create_app(state.context), host=host, port=port, log_level="info")
