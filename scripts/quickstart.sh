@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# The main job, end to end, on the embedded SQLite default:
-# a customer registers the CA they own by proving they hold its key,
-# then manages its status.  Everything lands in ./demo (recreated each run).
+# The main job, end to end, on the embedded SQLite default: register a CA the
+# customer owns (proof of possession), create a managed CA, provision a factory
+# batch, revoke one device, publish the broker's files, and watch a real TLS
+# handshake accept a good device and refuse the revoked one.
+# Everything lands in ./demo (recreated each run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
@@ -75,4 +77,38 @@ pki ca list
 pki ca activate "$SN"
 pki ca list
 
-printf '\nDone. The store is in demo/.pki; try: PKI_HOME=demo/.pki .venv/bin/pki ca show %s\n' "$SN"
+step "8. Create a managed CA: its key is generated here and sealed under the master key"
+pki ca create --name "Acme Line 1 CA" --json | tee demo/line1.json
+LINE=$(.venv/bin/python -c 'import json;print(json.load(open("demo/line1.json"))["sn"])')
+
+step "9. Factory batch: keys generated here, certificates issued, files written (resumable)"
+printf 'client_id\nsensor-0001\nsensor-0002\nsensor-0003\nsensor-0004\nsensor-0005\n' > demo/manifest.csv
+pki device provision --ca "$LINE" --manifest demo/manifest.csv --out demo/factory
+head -n 2 demo/factory/index.jsonl
+pki device list --ca "$LINE"
+
+step "10. The security team revokes sensor-0002 (its key leaked)"
+REVOKED=$(.venv/bin/python -c 'import json
+for line in open("demo/factory/index.jsonl"):
+    row = json.loads(line)
+    if row["client_id"] == "sensor-0002":
+        print(row["sn"])')
+pki device revoke "$REVOKED" --ca "$LINE" --reason keyCompromise
+
+step "11. The customer's CA keeps its key: its CRL is signed offline, where the key lives, then uploaded"
+pki crl request --ca "$SN" --out demo/customer/crl-request.json
+pki crl sign --ca-cert demo/customer/ca.pem --ca-key demo/customer/ca.key.pem \
+    --request demo/customer/crl-request.json --out demo/customer/crl.pem
+pki crl upload --ca "$SN" demo/customer/crl.pem
+
+step "12. Publish what the broker's TLS handshake reads (trust bundle, CRLs, mosquitto snippet)"
+pki artifacts publish --out demo/broker
+ls demo/broker/current
+sed -n '1,20p' demo/broker/current/mosquitto.conf
+
+step "13. A real TLS handshake with CRL checks, as mosquitto does it: one accepted, one refused"
+.venv/bin/python scripts/demo_handshake.py demo/broker \
+    demo/factory/devices/sensor-0001.crt.pem demo/factory/devices/sensor-0001.key.pem \
+    demo/factory/devices/sensor-0002.crt.pem demo/factory/devices/sensor-0002.key.pem
+
+printf '\nDone. The store is in demo/.pki; try: PKI_HOME=demo/.pki .venv/bin/pki device show --client-id sensor-0002\n'
