@@ -35,8 +35,12 @@ class Context:
     def cached_signer(self, key_id: str) -> Signer | None:
         return self._signers.get(key_id)
 
+    def peek(self, key):
+        """What :meth:`memo` holds for ``key``, or None."""
+        return self._memo.get(key)
+
     def memo(self, key, make):
-        """Per-context cache for immutable derived values (parsed CA certificates...)."""
+        """Per-context cache for derived values (parsed CA certificates, the secret checker...)."""
         try:
             return self._memo[key]
         except KeyError:
@@ -51,6 +55,11 @@ class Context:
         return signer
 
     def close(self) -> None:
+        for value in self._memo.values():
+            closer = getattr(value, "close", None)
+            if callable(closer):
+                closer()
+        self._memo.clear()
         self.store.dispose()
 
 

@@ -15,6 +15,8 @@ Two kinds of function live here:
 from __future__ import annotations
 
 import datetime as _dt
+import threading
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -179,6 +181,9 @@ class VerifyLookup:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
         dialect = engine.dialect
+        self._local = threading.local() if dialect.name == "sqlite" else None
+        self._held: list = []  # every thread's held connection, closed with this object
+        weakref.finalize(self, _close_all, self._held)
         mark = "?" if dialect.paramstyle == "qmark" else "%s"
         self._dbapi_error = dialect.dbapi.Error
         self._secret_sql = (
@@ -193,9 +198,11 @@ class VerifyLookup:
         )
         # The column's own type turns the driver's value (text on SQLite) into aware UTC.
         column = DeviceSecret.__table__.c.secondary_expires_at
-        self._to_datetime = column.type.result_processor(dialect, None) or (lambda v: v)
+        self._to_datetime = column.type.dialect_impl(dialect).result_processor(dialect, None) or (lambda v: v)
 
     def _fetch(self, sql: str, params: tuple):
+        if self._local is not None:
+            return self._fetch_held(sql, params)
         try:
             conn = self._engine.raw_connection()
         except Exception as exc:  # noqa: BLE001 - the pool wraps driver errors in its own types
@@ -211,6 +218,38 @@ class VerifyLookup:
             raise _unavailable(exc) from exc
         finally:
             conn.close()
+
+    def _fetch_held(self, sql: str, params: tuple):
+        # SQLite: a pool checkout and its reset cost twice the query itself,
+        # so each thread keeps one connection, detached from the pool (the
+        # pool's connect hooks already ran: WAL, autocommit).  Autocommit
+        # means no transaction stays open between checks, so writers are
+        # never held up; the connection closes when this object goes.
+        conn = getattr(self._local, "conn", None)
+        try:
+            if conn is None:
+                fairy = self._engine.raw_connection()
+                fairy.detach()
+                conn = self._local.conn = fairy.dbapi_connection
+                self._held.append(conn)
+            cursor = conn.cursor()
+            try:
+                cursor.execute(sql, params)
+                return cursor.fetchone()
+            finally:
+                cursor.close()
+        except Exception as exc:  # noqa: BLE001 - driver or pool error: drop the connection, refuse
+            self._local.conn = None
+            if conn is not None:
+                try:
+                    conn.close()
+                except Exception:  # noqa: BLE001
+                    pass
+            raise _unavailable(exc) from exc
+
+    def close(self) -> None:
+        """Close the connections held for checks (they also close when this object goes)."""
+        _close_all(self._held)
 
     def secret(self, *, access_key_id: str, instance: str) -> SecretState | None:
         row = self._fetch(self._secret_sql, (access_key_id, instance))
@@ -235,6 +274,14 @@ class VerifyLookup:
             status=status, version=version, sealed_key=bytes(sealed), member_blocked=blocked is not None,
             individual_status=individual,
         )
+
+
+def _close_all(connections: list) -> None:
+    while connections:
+        try:
+            connections.pop().close()
+        except Exception:  # noqa: BLE001 - closing is best effort
+            pass
 
 
 def _unavailable(exc: Exception) -> StoreError:
