@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import traceback
@@ -19,7 +20,8 @@ from ..services.managed import DEFAULT_CA_DAYS
 from ..services.setup import initialise
 from ..x509 import MAX_BUNDLE_ITEMS, MAX_ITEM_BYTES
 from .common import CA_FIELDS, State as _State, file_arg as _file, json_option, read_input as _read
-from .artifacts import artifacts_group, crl_group
+from .artifacts import artifacts_group, crl_group, serve_command
+from .access import audit_group, policy_group, user_group
 from .device import device_group
 from .secret import secret_group
 from .render import EXIT_CODES, emit, emit_page, error_line
@@ -193,6 +195,10 @@ cli.add_command(device_group)
 cli.add_command(secret_group)
 cli.add_command(artifacts_group)
 cli.add_command(crl_group)
+cli.add_command(user_group)
+cli.add_command(policy_group)
+cli.add_command(audit_group)
+cli.add_command(serve_command)
 
 
 # -- entry point -----------------------------------------------------------------------
@@ -202,6 +208,10 @@ def main(argv: list[str] | None = None) -> int:
     """Run the CLI; map errors through the one table, tracebacks only with --debug."""
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
+    # The services log why (a failed password check, a skipped CA...): the
+    # details show with --debug, warnings always.
+    logging.basicConfig(stream=sys.stderr, level=logging.INFO if debug else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
     try:
         cli.main(args=args, prog_name="pki", standalone_mode=False)
         return 0

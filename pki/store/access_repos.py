@@ -1,1 +1,266 @@
-"""Repositories for principals, policies and the audit log.  They never commit."""
+"""Repositories for principals, policies and the audit log.  They never commit.
+
+The audit functions are written in SQLAlchemy Core and take a Session or a
+Connection, so a service on the issuance hot path (a bare Connection) can
+append its record in the same transaction as its change.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from collections.abc import Sequence
+
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.engine import Connection
+from sqlmodel import Session
+
+from .access_models import AccessKey, AccessPolicy, AccessUser, AuditHead, AuditRecord, PolicyAttachment
+
+__all__ = [
+    "insert_user",
+    "get_user",
+    "list_users",
+    "update_user",
+    "delete_user",
+    "insert_key",
+    "get_key",
+    "keys_of_users",
+    "count_keys",
+    "update_key",
+    "delete_key",
+    "get_key_with_user",
+    "insert_policy",
+    "get_policy",
+    "list_policies",
+    "delete_policy",
+    "attach",
+    "detach",
+    "attachments_of_users",
+    "users_with_policy",
+    "custom_policies_named",
+    "lock_audit_head",
+    "append_audit",
+    "audit_page",
+    "audit_by_hash",
+    "audit_head",
+]
+
+_Conn = Session | Connection
+
+
+# -- users ----------------------------------------------------------------------------------
+
+
+def insert_user(session: Session, row: AccessUser) -> AccessUser:
+    session.add(row)
+    session.flush()
+    return row
+
+
+def get_user(session: Session, *, name: str, lock: bool = False) -> AccessUser | None:
+    query = select(AccessUser).where(AccessUser.name == name)
+    if lock:
+        query = query.with_for_update()
+    return session.scalars(query).one_or_none()
+
+
+def list_users(session: Session, *, after_id: int | None, limit: int) -> Sequence[AccessUser]:
+    query = select(AccessUser)
+    if after_id is not None:
+        query = query.where(AccessUser.id > after_id)
+    return session.scalars(query.order_by(AccessUser.id).limit(limit)).all()
+
+
+def update_user(session: Session, *, row: AccessUser, now: _dt.datetime, **values) -> AccessUser:
+    for key, value in values.items():
+        setattr(row, key, value)
+    row.updated_at = now
+    session.flush()
+    return row
+
+
+def delete_user(session: Session, *, row: AccessUser) -> None:
+    # Explicit deletes: SQLite enforces ON DELETE CASCADE only with foreign_keys=ON,
+    # which a hand-opened connection may lack.
+    session.execute(delete(AccessKey).where(AccessKey.user_id == row.id))
+    session.execute(delete(PolicyAttachment).where(PolicyAttachment.user_id == row.id))
+    session.execute(delete(AccessUser).where(AccessUser.id == row.id))
+
+
+# -- access keys ------------------------------------------------------------------------------
+
+
+def insert_key(session: Session, row: AccessKey) -> AccessKey:
+    session.add(row)
+    session.flush()
+    return row
+
+
+def get_key(session: Session, *, access_key_id: str) -> AccessKey | None:
+    return session.scalars(select(AccessKey).where(AccessKey.access_key_id == access_key_id)).one_or_none()
+
+
+def count_keys(session: Session, *, user_id: int) -> int:
+    return len(session.scalars(select(AccessKey.id).where(AccessKey.user_id == user_id)).all())
+
+
+def keys_of_users(session: Session, *, user_ids: Sequence[int]) -> Sequence[AccessKey]:
+    if not user_ids:
+        return []
+    return session.scalars(
+        select(AccessKey).where(AccessKey.user_id.in_(list(user_ids))).order_by(AccessKey.id)
+    ).all()
+
+
+def update_key(session: Session, *, row: AccessKey, now: _dt.datetime, **values) -> AccessKey:
+    for key, value in values.items():
+        setattr(row, key, value)
+    row.updated_at = now
+    session.flush()
+    return row
+
+
+def delete_key(session: Session, *, row: AccessKey) -> None:
+    session.execute(delete(AccessKey).where(AccessKey.id == row.id))
+
+
+def get_key_with_user(conn: _Conn, *, access_key_id: str):
+    """One row: the key's status and sealed secret, its user's name, id and status."""
+    k, u = AccessKey.__table__.c, AccessUser.__table__.c
+    query = (
+        select(k.access_key_id, k.status.label("key_status"), k.sealed_secret, u.id.label("user_id"),
+               u.name.label("user_name"), u.status.label("user_status"))
+        .select_from(AccessKey.__table__.join(AccessUser.__table__, k.user_id == u.id))
+        .where(k.access_key_id == access_key_id)
+    )
+    return conn.execute(query).one_or_none()
+
+
+# -- policies -----------------------------------------------------------------------------------
+
+
+def insert_policy(session: Session, row: AccessPolicy) -> AccessPolicy:
+    session.add(row)
+    session.flush()
+    return row
+
+
+def get_policy(session: Session, *, name: str) -> AccessPolicy | None:
+    return session.scalars(select(AccessPolicy).where(AccessPolicy.name == name)).one_or_none()
+
+
+def list_policies(session: Session, *, after_id: int | None, limit: int) -> Sequence[AccessPolicy]:
+    query = select(AccessPolicy)
+    if after_id is not None:
+        query = query.where(AccessPolicy.id > after_id)
+    return session.scalars(query.order_by(AccessPolicy.id).limit(limit)).all()
+
+
+def custom_policies_named(session: Session, *, names: Sequence[str]) -> Sequence[AccessPolicy]:
+    if not names:
+        return []
+    return session.scalars(select(AccessPolicy).where(AccessPolicy.name.in_(list(names)))).all()
+
+
+def delete_policy(session: Session, *, row: AccessPolicy) -> None:
+    session.execute(delete(AccessPolicy).where(AccessPolicy.id == row.id))
+
+
+def attach(session: Session, *, user_id: int, policy_name: str, now: _dt.datetime) -> bool:
+    """True if newly attached, False if it already was."""
+    exists = session.get(PolicyAttachment, (user_id, policy_name))
+    if exists is not None:
+        return False
+    session.add(PolicyAttachment(user_id=user_id, policy_name=policy_name, created_at=now))
+    session.flush()
+    return True
+
+
+def detach(session: Session, *, user_id: int, policy_name: str) -> bool:
+    result = session.execute(
+        delete(PolicyAttachment).where(
+            PolicyAttachment.user_id == user_id, PolicyAttachment.policy_name == policy_name
+        )
+    )
+    return result.rowcount == 1
+
+
+def attachments_of_users(session: Session, *, user_ids: Sequence[int]) -> Sequence[PolicyAttachment]:
+    if not user_ids:
+        return []
+    return session.scalars(
+        select(PolicyAttachment)
+        .where(PolicyAttachment.user_id.in_(list(user_ids)))
+        .order_by(PolicyAttachment.user_id, PolicyAttachment.created_at, PolicyAttachment.policy_name)
+    ).all()
+
+
+def users_with_policy(session: Session, *, policy_name: str) -> Sequence[str]:
+    return session.scalars(
+        select(AccessUser.name)
+        .join(PolicyAttachment, PolicyAttachment.user_id == AccessUser.id)
+        .where(PolicyAttachment.policy_name == policy_name)
+        .order_by(AccessUser.name)
+    ).all()
+
+
+# -- audit log ------------------------------------------------------------------------------------
+
+_HEAD = AuditHead.__table__
+_RECORD = AuditRecord.__table__
+_LOCK_HEAD = select(_HEAD.c.seq, _HEAD.c.hash).where(_HEAD.c.id == 1).with_for_update()
+
+
+def lock_audit_head(conn: _Conn) -> tuple[int, str]:
+    """The newest (seq, hash), locked until the transaction ends.
+
+    PostgreSQL: FOR UPDATE makes concurrent appenders queue here.  SQLite:
+    writers already hold the database lock (BEGIN IMMEDIATE), so no two
+    appenders are ever in this function at once.
+    """
+    row = conn.execute(_LOCK_HEAD).one_or_none()
+    if row is None:
+        raise LookupError("audit_head has no row: the 0005 migration did not run")
+    return int(row.seq), row.hash
+
+
+def append_audit(conn: _Conn, *, values: dict) -> None:
+    """Insert the record and move the head to it (same transaction as the lock)."""
+    conn.execute(insert(_RECORD).values(**values))
+    conn.execute(update(_HEAD).where(_HEAD.c.id == 1).values(seq=values["seq"], hash=values["hash"]))
+
+
+def audit_head(conn: _Conn) -> tuple[int, str]:
+    row = conn.execute(select(_HEAD.c.seq, _HEAD.c.hash).where(_HEAD.c.id == 1)).one()
+    return int(row.seq), row.hash
+
+
+def audit_page(
+    conn: _Conn,
+    *,
+    after_seq: int | None = None,
+    before_seq: int | None = None,
+    limit: int,
+    descending: bool = False,
+    principal: str | None = None,
+    action: str | None = None,
+    result: str | None = None,
+):
+    c = _RECORD.c
+    query = select(_RECORD)
+    if after_seq is not None:
+        query = query.where(c.seq > after_seq)
+    if before_seq is not None:
+        query = query.where(c.seq < before_seq)
+    if principal is not None:
+        query = query.where(c.principal == principal)
+    if action is not None:
+        query = query.where(c.action == action)
+    if result is not None:
+        query = query.where(c.result == result)
+    query = query.order_by(c.seq.desc() if descending else c.seq).limit(limit)
+    return conn.execute(query).all()
+
+
+def audit_by_hash(conn: _Conn, *, hash: str):
+    return conn.execute(select(_RECORD.c.seq).where(_RECORD.c.hash == hash)).one_or_none()

@@ -1,0 +1,308 @@
+"""`pki user ...`, `pki policy ...`, `pki audit ...`: principals, access policies, the audit log."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+
+import click
+
+from ..errors import InvalidInput, InvalidState
+from ..services import access as service
+from ..services import audit as audit_service
+from ..services.policy import ACTIONS, MAX_DOCUMENT_CHARS
+from .common import State, file_arg, json_option, read_input
+from .render import emit, emit_page
+
+__all__ = ["user_group", "policy_group", "audit_group"]
+
+USER_FIELDS = ("name", "status", "policies", "access_keys", "created_at")
+USER_COLUMNS = ("name", "status", "policies")
+KEY_FIELDS = ("user", "access_key_id", "status", "access_key_secret")
+POLICY_FIELDS = ("name", "type", "description", "attached_to", "document")
+POLICY_COLUMNS = ("name", "type", "description")
+DECISION_FIELDS = ("allowed", "decision", "decided_by", "reason", "action", "resource")
+AUDIT_COLUMNS = ("seq", "time", "principal", "action", "result", "resource")
+
+
+def _page_for_text(page):
+    """Lists in the text table: join list values so the columns stay readable."""
+    data = page.as_json()
+    for item in data["items"]:
+        for key, value in list(item.items()):
+            if isinstance(value, list):
+                item[key] = ",".join(v if isinstance(v, str) else v.get("access_key_id", "?") for v in value)
+    return data
+
+
+def _emit_user(result, as_json: bool) -> None:
+    if as_json:
+        emit(result, as_json=True)
+        return
+    data = result.as_json()
+    data["policies"] = ", ".join(data["policies"]) or "-"
+    data["access_keys"] = ", ".join(f"{k['access_key_id']} ({k['status']})" for k in data["access_keys"]) or "-"
+    emit(data, as_json=False, fields=USER_FIELDS)
+
+
+# -- users ---------------------------------------------------------------------------------
+
+
+@click.group("user")
+def user_group() -> None:
+    """Users under the account, and their access keys."""
+
+
+@user_group.command("create")
+@click.argument("name")
+@json_option
+@click.pass_obj
+def user_create(state: State, name: str, as_json: bool) -> None:
+    """Create user NAME with one access key; the secret is shown this once."""
+    emit(service.create_user(state.context(), name), as_json=as_json)
+
+
+@user_group.command("list")
+@click.option("--limit", type=int, default=None, help="Page size (1-1000, default 100).")
+@click.option("--cursor", help="next_cursor of the previous page.")
+@json_option
+@click.pass_obj
+def user_list(state: State, limit, cursor, as_json: bool) -> None:
+    """List users with their policies and access keys."""
+    page = service.list_users(state.context(), limit=limit, cursor=cursor)
+    emit_page(page if as_json else _page_for_text(page), as_json=as_json, columns=USER_COLUMNS)
+
+
+@user_group.command("show")
+@click.argument("name")
+@json_option
+@click.pass_obj
+def user_show(state: State, name: str, as_json: bool) -> None:
+    """Show a user, its policies and its access keys (never their secrets)."""
+    _emit_user(service.show_user(state.context(), name), as_json)
+
+
+def _user_command(name: str, doc: str, action):
+    @user_group.command(name, help=doc)
+    @click.argument("user")
+    @json_option
+    @click.pass_obj
+    def command(state: State, user: str, as_json: bool) -> None:
+        _emit_user(action(state.context(), user), as_json)
+
+    return command
+
+
+_user_command("disable", "Disable USER: all its access keys stop working at once.", service.disable_user)
+_user_command("enable", "Enable USER again.", service.enable_user)
+
+
+@user_group.command("delete")
+@click.argument("user")
+@json_option
+@click.pass_obj
+def user_delete(state: State, user: str, as_json: bool) -> None:
+    """Delete USER with its access keys and policy attachments."""
+    emit(service.delete_user(state.context(), user), as_json=as_json)
+
+
+@user_group.group("key")
+def key_group() -> None:
+    """A user's access keys (at most two, to rotate without a gap)."""
+
+
+@key_group.command("create")
+@click.argument("user")
+@json_option
+@click.pass_obj
+def key_create(state: State, user: str, as_json: bool) -> None:
+    """Create an access key for USER; the secret is shown this once."""
+    emit(service.create_access_key(state.context(), user), as_json=as_json, fields=KEY_FIELDS)
+
+
+def _key_command(name: str, doc: str, action):
+    @key_group.command(name, help=doc)
+    @click.argument("access_key_id")
+    @json_option
+    @click.pass_obj
+    def command(state: State, access_key_id: str, as_json: bool) -> None:
+        emit(action(state.context(), access_key_id), as_json=as_json, fields=KEY_FIELDS)
+
+    return command
+
+
+_key_command("disable", "Disable an access key (requests signed with it are refused).", service.disable_access_key)
+_key_command("enable", "Enable a disabled access key again.", service.enable_access_key)
+_key_command("delete", "Delete an access key for good.", service.delete_access_key)
+
+
+# -- policies ------------------------------------------------------------------------------
+
+
+@click.group("policy")
+def policy_group() -> None:
+    """Access policies (RAM-style documents) and their attachment to users."""
+
+
+@policy_group.command("create")
+@click.argument("name")
+@click.option("--document", "document_path", required=True, type=file_arg(),
+              help="The policy document (JSON: Version, Statement).")
+@click.option("--description", default="", help="What the policy is for.")
+@json_option
+@click.pass_obj
+def policy_create(state: State, name: str, document_path: str, description: str, as_json: bool) -> None:
+    """Create custom policy NAME from a JSON document; a malformed one is refused naming the field."""
+    raw = read_input(document_path, limit=MAX_DOCUMENT_CHARS * 4)
+    emit(service.create_policy(state.context(), name, raw, description=description), as_json=as_json,
+         fields=POLICY_FIELDS)
+
+
+@policy_group.command("list")
+@click.option("--limit", type=int, default=None, help="Page size of custom policies (1-1000, default 100).")
+@click.option("--cursor", help="next_cursor of the previous page.")
+@json_option
+@click.pass_obj
+def policy_list(state: State, limit, cursor, as_json: bool) -> None:
+    """List system and custom policies."""
+    emit_page(service.list_policies(state.context(), limit=limit, cursor=cursor), as_json=as_json,
+              columns=POLICY_COLUMNS)
+
+
+@policy_group.command("show")
+@click.argument("name")
+@json_option
+@click.pass_obj
+def policy_show(state: State, name: str, as_json: bool) -> None:
+    """Show a policy's document and the users it is attached to."""
+    result = service.show_policy(state.context(), name)
+    if as_json:
+        emit(result, as_json=True)
+    else:
+        data = result.as_json()
+        data["document"] = json.dumps(data["document"], indent=2)
+        data["attached_to"] = ", ".join(data["attached_to"] or []) or "-"
+        emit(data, as_json=False, fields=POLICY_FIELDS)
+
+
+@policy_group.command("delete")
+@click.argument("name")
+@json_option
+@click.pass_obj
+def policy_delete(state: State, name: str, as_json: bool) -> None:
+    """Delete a custom policy (refused while it is attached)."""
+    emit(service.delete_policy(state.context(), name), as_json=as_json)
+
+
+@policy_group.command("attach")
+@click.argument("name")
+@click.option("--user", required=True, help="The user to grant the policy to.")
+@json_option
+@click.pass_obj
+def policy_attach(state: State, name: str, user: str, as_json: bool) -> None:
+    """Attach policy NAME (system or custom) to a user."""
+    emit(service.attach_policy(state.context(), name, user=user), as_json=as_json)
+
+
+@policy_group.command("detach")
+@click.argument("name")
+@click.option("--user", required=True, help="The user to take the policy from.")
+@json_option
+@click.pass_obj
+def policy_detach(state: State, name: str, user: str, as_json: bool) -> None:
+    """Detach policy NAME from a user."""
+    emit(service.detach_policy(state.context(), name, user=user), as_json=as_json)
+
+
+def _parse_time(text: str | None):
+    if text is None:
+        return None
+    try:
+        value = _dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidInput(f"{text!r} is not an ISO-8601 time; write e.g. 2026-01-31T18:00:00Z",
+                           code="invalid_time") from None
+    if value.tzinfo is None:
+        raise InvalidInput(f"{text!r} has no time zone; add Z or an offset", code="invalid_time")
+    return value.astimezone(_dt.timezone.utc)
+
+
+@policy_group.command("simulate")
+@click.option("--user", required=True, help="The user (or 'account').")
+@click.option("--action", required=True, help="An action (mq:RegisterCa) or an operation (ca.register).")
+@click.option("--resource", help="acs:mq:{region}:{account}:{instance} (default: this instance).")
+@click.option("--source-ip", help="acs:SourceIp of the simulated request.")
+@click.option("--insecure-transport", is_flag=True, help="Simulate a request without TLS (acs:SecureTransport false).")
+@click.option("--at", "at", help="acs:CurrentTime of the simulated request (ISO-8601; default now).")
+@click.option("--context", "extra", multiple=True, metavar="KEY=VALUE", help="Another condition key; repeatable.")
+@json_option
+@click.pass_obj
+def policy_simulate(state: State, user, action, resource, source_ip, insecure_transport, at, extra, as_json) -> None:
+    """Would USER be allowed ACTION on RESOURCE? Says which statement decides."""
+    pairs = {}
+    for item in extra:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise click.UsageError(f"--context {item!r}: write KEY=VALUE")
+        pairs[key] = value
+    decision = service.simulate(
+        state.context(), user, action, resource, source_ip=source_ip, secure_transport=not insecure_transport,
+        now=_parse_time(at), extra=pairs,
+    )
+    data = decision.as_json()
+    if not as_json and data["decided_by"]:
+        data["decided_by"] = f"{data['decided_by']['policy']} statement {data['decided_by']['statement']}"
+    emit(data, as_json=as_json, fields=DECISION_FIELDS)
+
+
+@policy_group.command("actions")
+@json_option
+def policy_actions(as_json: bool) -> None:
+    """The action catalogue: each operation, its action and dependent actions."""
+    items = [{"operation": op.name, "action": op.action, "dependents": list(op.dependents), "access": op.access,
+              "scope": op.scope} for op in ACTIONS.values()]
+    if as_json:
+        emit({"items": items, "next_cursor": None}, as_json=True)
+        return
+    for item in items:
+        deps = f"  (+ {', '.join(item['dependents'])})" if item["dependents"] else ""
+        click.echo(f"{item['operation']:<22} {item['action']}{deps}")
+
+
+# -- audit ---------------------------------------------------------------------------------
+
+
+@click.group("audit")
+def audit_group() -> None:
+    """The hash-chained audit log of every change and every refusal."""
+
+
+@audit_group.command("list")
+@click.option("--limit", type=int, default=None, help="Page size (1-1000, default 100).")
+@click.option("--cursor", help="next_cursor of the previous page.")
+@click.option("--principal", help="Only records of this principal.")
+@click.option("--action", help="Only records of this action (e.g. mq:IssueDeviceCertificate).")
+@click.option("--result", type=click.Choice(["success", "denied", "failed"]), help="Only records with this result.")
+@click.option("--newest-first", is_flag=True, help="Newest records first.")
+@json_option
+@click.pass_obj
+def audit_list(state: State, limit, cursor, principal, action, result, newest_first, as_json) -> None:
+    """List audit records, oldest first (or --newest-first)."""
+    page = audit_service.list_records(state.context(), limit=limit, cursor=cursor, principal=principal,
+                                      action=action, result=result, newest_first=newest_first)
+    emit_page(page, as_json=as_json, columns=AUDIT_COLUMNS)
+
+
+@audit_group.command("verify")
+@json_option
+@click.pass_obj
+def audit_verify(state: State, as_json: bool) -> None:
+    """Check the whole chain; exits non-zero (audit_chain_broken) naming the first bad record."""
+    result = audit_service.verify(state.context())
+    emit(result.as_json(), as_json=as_json,
+         fields=("ok", "records_checked", "first_bad", "problem", "message", "head_seq", "head_hash"))
+    if not result.ok:
+        raise InvalidState(
+            f"the audit log was tampered with: {result.message}", code="audit_chain_broken",
+            first_bad=result.first_bad, problem=result.problem,
+        )
