@@ -23,6 +23,9 @@ class Settings:
     #: URL templates put into device certificates; ``{ca_sn}`` is replaced.
     crl_url: str | None = None
     ocsp_url: str | None = None
+    #: Names in policy resources: acs:mq:{region}:{account}:{instance}.
+    region: str = "local"
+    account_id: str = "default"
 
     @classmethod
     def load(
@@ -56,4 +59,6 @@ class Settings:
             max_device_days=int(max_days),
             crl_url=env.get("PKI_CRL_URL") or None,
             ocsp_url=env.get("PKI_OCSP_URL") or None,
+            region=validate_name(env.get("PKI_REGION") or "local", what="PKI_REGION"),
+            account_id=validate_name(env.get("PKI_ACCOUNT_ID") or "default", what="PKI_ACCOUNT_ID"),
         )

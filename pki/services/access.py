@@ -100,11 +100,11 @@ ACCOUNT = Principal(kind="account", name=audit.ACCOUNT_PRINCIPAL)
 
 
 def region_of(ctx: Context) -> str:
-    return getattr(ctx.settings, "region", None) or engine.DEFAULT_REGION
+    return ctx.settings.region
 
 
 def account_of(ctx: Context) -> str:
-    return getattr(ctx.settings, "account_id", None) or engine.DEFAULT_ACCOUNT
+    return ctx.settings.account_id
 
 
 def instance_resource(ctx: Context, instance: str | None = None) -> str:

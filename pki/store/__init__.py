@@ -1,6 +1,6 @@
 """Tables, engine, repositories and migrations.  Never imports x509 or keys."""
 
-from . import access_models, artifact_models, secret_models  # noqa: F401  (register their tables)
+from . import access_models, artifact_models, http_models, secret_models  # noqa: F401  (register their tables)
 from .engine import Store, head_revision, normalise_url, sqlite_url
 from .models import CA_STATUSES, DEVICE_STATUSES, CaCertificate, CustodyKey, DeviceCertificate, RegisterCode
 

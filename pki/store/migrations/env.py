@@ -2,7 +2,7 @@
 
 from alembic import context
 
-from pki.store import access_models, artifact_models, models, secret_models  # noqa: F401  (registers the tables)
+from pki.store import access_models, artifact_models, http_models, models, secret_models  # noqa: F401  (registers the tables)
 from sqlmodel import SQLModel
 
 config = context.config

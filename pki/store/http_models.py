@@ -1,0 +1,1 @@
+"""Tables the HTTP service shares between processes: nonces, rate-limit buckets."""

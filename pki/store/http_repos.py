@@ -1,0 +1,1 @@
+"""Repositories for nonces and rate limits.  They never commit."""
