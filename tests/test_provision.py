@@ -355,18 +355,21 @@ def test_sigkill_at_random_points_then_resume(ctx, factory_ca, settings, tmp_pat
             str(out), "2", "40"]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     kills_mid_run = 0
+    # Kill points are positions in the batch, not times: a loaded machine must not
+    # turn "mid-run" into "before the start" or "after the end".
+    targets = sorted(rng.sample(range(40, len(ids) - 300), 5))
     for round_ in range(6):
         proc = subprocess.Popen(argv, env=env, start_new_session=True, stderr=subprocess.PIPE)
         try:
             if round_ == 0:
                 time.sleep(rng.uniform(0.0, 1.5))  # anywhere, start-up and recovery included
             else:
-                # Wait until this run has made progress, then strike at a random point of a batch.
-                start = _index_lines(index)
-                deadline = time.monotonic() + 60
-                while _index_lines(index) == start and proc.poll() is None and time.monotonic() < deadline:
-                    time.sleep(0.005)
-                time.sleep(rng.uniform(0.0, 0.25))
+                # Wait until the index passes this round's target, then strike at a random point of a batch.
+                target = max(targets[round_ - 1], _index_lines(index) + 1)
+                deadline = time.monotonic() + 120
+                while _index_lines(index) < target and proc.poll() is None and time.monotonic() < deadline:
+                    time.sleep(0.002)
+                time.sleep(rng.uniform(0.0, 0.02))
             if proc.poll() is not None:  # it finished (or failed) before the kill
                 assert proc.returncode == 0, proc.stderr.read().decode()[-2000:]
                 break
