@@ -34,7 +34,7 @@ from ..store.access_models import AccessKey, AccessPolicy, AccessUser
 from . import audit
 from . import policy as engine
 from .access_schemas import AccessKeyCreated, AccessKeyPublic, AttachmentPublic, PolicyPublic, UserCreated, UserPublic
-from .cas import page_limit
+from .paging import page_limit
 from .context import Context
 from .policy import ACTIONS, SYSTEM_POLICIES, Decision, Policy, RequestContext
 from .schemas import Page

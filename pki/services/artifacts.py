@@ -29,6 +29,7 @@ from ..errors import ConfigError, InvalidInput, InvalidState
 from ..ids import format_serial
 from ..store import artifact_repos
 from .. import x509 as px509
+from . import audit
 from .context import Context
 from .crls import DEFAULT_CRL_LIFETIME, check_lifetime, ensure_managed_crl, uploaded_crl_problem
 
@@ -369,6 +370,9 @@ def publish(
             raise
         _switch_current(out, generation)
         _prune(gens, keep=keep, current=generation)
+    with ctx.store.transaction() as session:
+        audit.record_change(session, ctx, "artifacts.publish", subject=str(out), generation=generation,
+                            cas=len(ca_entries), crls_signed=signed)
     result = PublishResult(
         generation=generation, directory=str(final), current=str(current_link), published_at=now, cas=ca_entries,
         files=digests, warnings=warnings, crls_signed=signed,

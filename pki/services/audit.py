@@ -46,11 +46,13 @@ from ..errors import InvalidInput
 from ..ids import decode_cursor, encode_cursor
 from ..store import access_repos as repos
 from ..store.access_models import AUDIT_RESULTS, GENESIS_HASH
-from .cas import page_limit
+from .paging import page_limit
+from . import policy
 from .context import Context
 from .schemas import Page, _Public
 
 __all__ = [
+    "record_change",
     "ACCOUNT_PRINCIPAL",
     "Actor",
     "current_actor",
@@ -261,6 +263,24 @@ def record(
     values["hash"] = record_hash(**values)
     repos.append_audit(target, values=values)
     return AuditRecordPublic(**{**values, "details": json.loads(values["details"])})
+
+
+def record_change(
+    target: Session | Connection, ctx: Context, operation: str, *, subject: str, **details: Any
+) -> None:
+    """A successful change, in the transaction that made it: call it last (it holds the head lock).
+
+    ``operation`` is the CLI operation (``"device.issue"``); the record carries
+    its RAM action, the instance resource, and ``subject`` (what changed:
+    a serial, ``ca_sn/sn``, a client id) in its details.
+    """
+    record(
+        target,
+        action=policy.ACTIONS[operation].action,
+        resource=policy.resource_name(ctx.settings.region, ctx.settings.account_id, ctx.instance),
+        details={"operation": operation, "subject": subject, **details},
+        now=ctx.clock.now(),
+    )
 
 
 # == reading =================================================================================

@@ -11,7 +11,9 @@ from ..ids import decode_cursor, encode_cursor, looks_like_fingerprint, parse_fi
 from ..store import CA_STATUSES, CaCertificate, repos
 from .. import x509 as px509
 from .codes import code_digest
+from . import audit
 from .context import Context
+from .paging import DEFAULT_PAGE, MAX_PAGE, page_limit, parse_status
 from .schemas import CaPublic, Page
 
 __all__ = [
@@ -27,29 +29,6 @@ __all__ = [
     "MAX_PAGE",
     "DEFAULT_PAGE",
 ]
-
-DEFAULT_PAGE = 100
-MAX_PAGE = 1000
-
-
-def parse_status(status: str | None, allowed: tuple[str, ...]) -> str | None:
-    if status is None:
-        return None
-    upper = status.upper()
-    if upper not in allowed:
-        raise InvalidInput(
-            f"status {status!r} is not one of {', '.join(allowed)}", code="invalid_status"
-        )
-    return upper
-
-
-def page_limit(limit: int | None) -> int:
-    if limit is None:
-        return DEFAULT_PAGE
-    if not 1 <= limit <= MAX_PAGE:
-        raise InvalidInput(f"limit must be between 1 and {MAX_PAGE}", code="invalid_limit")
-    return limit
-
 
 def resolve_ca(session, *, instance: str, ref: str, lock: bool = False) -> CaCertificate:
     """A CA by serial (any case, colons allowed) or by SHA-256 fingerprint."""
@@ -151,6 +130,7 @@ def register_ca(
             ),
         )
         repos.link_register_code(session, code_sha256=digest, ca_id=row.id)
+        audit.record_change(session, ctx, "ca.register", subject=row.sn, status=row.status)
     return CaPublic.of(row)
 
 
@@ -196,20 +176,21 @@ def show_ca(ctx: Context, ref: str) -> CaPublic:
         return CaPublic.of(resolve_ca(session, instance=ctx.instance, ref=ref))
 
 
-def _set_status(ctx: Context, ref: str, status: str) -> CaPublic:
+def _set_status(ctx: Context, ref: str, status: str, operation: str) -> CaPublic:
     with ctx.store.transaction() as session:
         row = resolve_ca(session, instance=ctx.instance, ref=ref)
-        repos.set_ca_status(session, ca=row, status=status, now=ctx.clock.now())
+        if repos.set_ca_status(session, ca=row, status=status, now=ctx.clock.now()):
+            audit.record_change(session, ctx, operation, subject=row.sn, status=status)
         return CaPublic.of(row)
 
 
 def activate_ca(ctx: Context, ref: str) -> CaPublic:
-    return _set_status(ctx, ref, "ACTIVE")
+    return _set_status(ctx, ref, "ACTIVE", "ca.activate")
 
 
 def deactivate_ca(ctx: Context, ref: str) -> CaPublic:
     """An INACTIVE CA leaves the trust bundle: all its devices are locked out."""
-    return _set_status(ctx, ref, "INACTIVE")
+    return _set_status(ctx, ref, "INACTIVE", "ca.deactivate")
 
 
 def delete_ca(ctx: Context, ref: str, *, cascade: bool = False) -> dict:
@@ -224,4 +205,5 @@ def delete_ca(ctx: Context, ref: str, *, cascade: bool = False) -> dict:
                 devices=devices,
             )
         removed = repos.delete_ca(session, ca=row, cascade=cascade)
+        audit.record_change(session, ctx, "ca.delete", subject=row.sn, devices_deleted=removed)
         return {"sn": row.sn, "deleted": True, "devices_deleted": removed}

@@ -6,8 +6,10 @@ import datetime as _dt
 import hashlib
 
 from ..errors import InvalidInput
+from ..clock import isoformat
 from ..ids import new_register_code
 from ..store import repos
+from . import audit
 from .context import Context
 from .schemas import RegisterCodePublic
 
@@ -34,4 +36,6 @@ def new_code(ctx: Context, *, ttl: _dt.timedelta = DEFAULT_TTL) -> RegisterCodeP
         row = repos.insert_register_code(
             session, instance=ctx.instance, code_sha256=code_digest(code), now=now, expires_at=now + ttl
         )
+        # The code itself is a credential: the log learns only when it expires.
+        audit.record_change(session, ctx, "code.new", subject=ctx.instance, expires_at=isoformat(row.expires_at))
     return RegisterCodePublic(code=code, instance=ctx.instance, expires_at=row.expires_at)

@@ -18,6 +18,7 @@ from ..store.artifact_models import CrlState
 from .. import x509 as px509
 from ..x509.crl import HOLD, REASONS, RevokedEntry
 from .cas import resolve_ca
+from . import audit
 from .context import Context
 from .managed import ca_signer
 
@@ -289,6 +290,7 @@ def upload_crl(ctx: Context, *, ca: str, crl: bytes) -> CrlInfo:
         state.this_update, state.next_update = parsed.last_update_utc, parsed.next_update_utc
         state.entries_sha256, state.entry_count, state.crl_der, state.updated_at = digest, len(parsed), der, now
         artifact_repos.save_crl_state(session, state)
+        audit.record_change(session, ctx, "crl.upload", subject=row.sn, crl_number=state.crl_number)
         return CrlInfo.of(state, ca_sn=row.sn)
 
 

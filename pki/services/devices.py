@@ -31,7 +31,9 @@ from ..ids import (
 from ..keys import KEY_TYPES, generate_private_key
 from ..store import DEVICE_STATUSES, CaCertificate, DeviceCertificate, repos
 from .. import x509 as px509
-from .cas import page_limit, parse_status, resolve_ca
+from .cas import resolve_ca
+from .paging import page_limit, parse_status
+from . import audit
 from .context import Context
 from .managed import _check_can_issue, ca_signer
 from .schemas import DevicePublic, Page
@@ -285,6 +287,7 @@ def issue_device(
             key_type=px509.public_key_type(public_key), now=now,
         )
         repos.insert_device_values(session, values)
+        audit.record_change(session, ctx, "device.issue", subject=f"{state.sn}/{values['sn']}", client_id=client_id)
     device = DevicePublic(ca_sn=state.sn, revocation_reason=None, revoked_at=None,
                           **{k: values[k] for k in _PUBLIC_FROM_VALUES})
     return Issued(device=device, certificate=cert, chain=(ca_cert, *chain), private_key=private_key)
@@ -412,6 +415,7 @@ def register_device(ctx: Context, *, certificate: bytes) -> DevicePublic:
                 code="device_serial_clash",
             )
         row = repos.insert_device(session, DeviceCertificate(**values))
+        audit.record_change(session, ctx, "device.register", subject=f"{issuer.sn}/{row.sn}", client_id=client_id)
         return DevicePublic.of(row, ca_sn=issuer.sn)
 
 
@@ -479,7 +483,7 @@ def list_devices(
 # -- lifecycle ---------------------------------------------------------------------------
 
 
-def _change(ctx: Context, *, ca: str, sn: str, apply) -> DevicePublic:
+def _change(ctx: Context, *, ca: str, sn: str, apply, operation: str) -> DevicePublic:
     now = ctx.clock.now()
     with ctx.store.transaction() as session:
         ca_row, device = _resolve_device(session, ctx, ca=ca, sn=sn)
@@ -492,6 +496,8 @@ def _change(ctx: Context, *, ca: str, sn: str, apply) -> DevicePublic:
             device.updated_at = device.status_changed_at = now
             session.add(device)
             session.flush()
+            audit.record_change(session, ctx, operation, subject=f"{ca_row.sn}/{device.sn}",
+                                status=device.status, reason=device.revocation_reason)
         return DevicePublic.of(device, ca_sn=ca_row.sn)
 
 
@@ -505,12 +511,12 @@ def _to(status: str):
 
 
 def activate_device(ctx: Context, *, ca: str, sn: str) -> DevicePublic:
-    return _change(ctx, ca=ca, sn=sn, apply=_to("ACTIVE"))
+    return _change(ctx, ca=ca, sn=sn, apply=_to("ACTIVE"), operation="device.activate")
 
 
 def deactivate_device(ctx: Context, *, ca: str, sn: str) -> DevicePublic:
     """INACTIVE: on the CRL as certificateHold until activated again."""
-    return _change(ctx, ca=ca, sn=sn, apply=_to("INACTIVE"))
+    return _change(ctx, ca=ca, sn=sn, apply=_to("INACTIVE"), operation="device.deactivate")
 
 
 def revoke_device(ctx: Context, *, ca: str, sn: str, reason: str = "unspecified") -> DevicePublic:
@@ -525,7 +531,7 @@ def revoke_device(ctx: Context, *, ca: str, sn: str, reason: str = "unspecified"
         device.revoked_at = now
         return True
 
-    return _change(ctx, ca=ca, sn=sn, apply=apply)
+    return _change(ctx, ca=ca, sn=sn, apply=apply, operation="device.revoke")
 
 
 def delete_device(ctx: Context, *, ca: str, sn: str) -> dict:
@@ -540,4 +546,5 @@ def delete_device(ctx: Context, *, ca: str, sn: str) -> dict:
                 code="device_still_valid",
             )
         repos.delete_device(session, device=device)
+        audit.record_change(session, ctx, "device.delete", subject=f"{ca_row.sn}/{device.sn}")
         return {"sn": device.sn, "ca_sn": ca_row.sn, "deleted": True}

@@ -13,6 +13,7 @@ from ..keys import KEY_TYPES, new_key_id
 from ..store import CaCertificate, CustodyKey, repos
 from .. import x509 as px509
 from .cas import resolve_ca
+from . import audit
 from .context import Context
 from .schemas import CaPublic
 
@@ -118,6 +119,8 @@ def create_ca(
                 created_at=now, updated_at=now, status_changed_at=now,
             ),
         )
+        audit.record_change(session, ctx, "ca.create", subject=row.sn, key_type=key_type,
+                            parent=parent_row.sn if parent_row is not None else None)
         return CaPublic.of(row)
 
 

@@ -63,6 +63,7 @@ from ..keys import KEY_TYPES, SoftwareKeystore, generate_private_key, load_maste
 from ..store import repos
 from .. import x509 as px509
 from .cas import resolve_ca
+from . import audit
 from .context import Context
 from .devices import DeviceProfile, device_profile, device_row_values, parse_sans, private_key_pem, sign_device
 from .managed import _check_can_issue, ca_signer
@@ -475,7 +476,11 @@ class _Run:
                 raced = repos.active_devices_of_clients(
                     session, ca_id=self.ca_id, client_ids=[item[0] for item in new]
                 )
-                repos.insert_devices(session, [row for client_id, row in new if client_id not in raced])
+                inserted = [row for client_id, row in new if client_id not in raced]
+                repos.insert_devices(session, inserted)
+                # One record per batch, naming every device it issued: each issuance appears exactly once.
+                audit.record_change(session, self.ctx, "device.provision", subject=self.ca_sn,
+                                    devices=[[row["client_id"], row["sn"]] for row in inserted])
             existing.update(raced)
 
         # (3) Committed: the files may now appear under their final names.

@@ -40,7 +40,8 @@ from ..errors import Conflict, InvalidInput, InvalidState, NotFound, PermissionD
 from ..ids import decode_cursor, encode_cursor, validate_client_id, validate_name
 from ..store import secret_repos as repos
 from ..store.secret_models import GROUP_STATUSES, SECRET_STATUSES, DeviceSecret, SecretGroup
-from .cas import page_limit, parse_status
+from .paging import page_limit, parse_status
+from . import audit
 from .context import Context
 from .schemas import Page, UtcTime
 
@@ -357,6 +358,12 @@ def _seal(ctx: Context, raw: bytes, access_key_id: str) -> bytes:
     return ctx.keystore.seal_secret(raw, key_id=access_key_id)
 
 
+def _audit_read(ctx: Context, operation: str, client_id: str, **details) -> None:
+    """Reading a secret changes nothing, but who saw one belongs on the audit log."""
+    with ctx.store.transaction() as session:
+        audit.record_change(session, ctx, operation, subject=client_id, **details)
+
+
 def register_secret(ctx: Context, *, client_id: str) -> SecretPublic:
     """A new credential for ``client_id``; the answer is the only time the secret is shown unasked."""
     validate_client_id(client_id)
@@ -381,6 +388,7 @@ def register_secret(ctx: Context, *, client_id: str) -> SecretPublic:
             ),
         )
         public = SecretPublic.of(row, now=now, secret=base64.b64encode(raw).decode("ascii"))
+        audit.record_change(session, ctx, "secret.register", subject=client_id, access_key_id=access_key_id)
     log.info("secret registered: instance=%s client_id=%r access_key_id=%s", ctx.instance, client_id, access_key_id)
     return public
 
@@ -393,6 +401,7 @@ def show_secret(ctx: Context, *, client_id: str, reveal: bool = False) -> Secret
     secret = None
     if reveal:
         secret = base64.b64encode(ctx.keystore.open_secret(row.sealed_primary, key_id=row.access_key_id)).decode()
+        _audit_read(ctx, "secret.reveal", client_id)
         log.info("secret revealed: instance=%s client_id=%r access_key_id=%s", ctx.instance, client_id,
                  row.access_key_id)
     return SecretPublic.of(row, now=now, secret=secret)
@@ -418,6 +427,7 @@ def refresh_secret(ctx: Context, *, client_id: str, grace: _dt.timedelta = DEFAU
             secondary_expires_at=now + grace if keep else None, rotated_at=now,
         )
         public = SecretPublic.of(row, now=now, secret=base64.b64encode(raw).decode("ascii"))
+        audit.record_change(session, ctx, "secret.refresh", subject=client_id, grace_s=int(grace.total_seconds()))
     _forget(ctx)
     log.info("secret refreshed: instance=%s client_id=%r access_key_id=%s grace=%ss", ctx.instance, client_id,
              row.access_key_id, int(grace.total_seconds()))
@@ -429,6 +439,7 @@ def unregister_secret(ctx: Context, *, client_id: str) -> dict:
     with ctx.store.transaction() as session:
         row = _resolve(session, ctx, client_id, lock=True)
         repos.delete_secret(session, row=row)
+        audit.record_change(session, ctx, "secret.unregister", subject=client_id)
     _forget(ctx)
     log.info("secret unregistered: instance=%s client_id=%r access_key_id=%s", ctx.instance, client_id,
              row.access_key_id)
@@ -442,6 +453,8 @@ def _set_status(ctx: Context, client_id: str, status: str) -> SecretPublic:
         row = _resolve(session, ctx, client_id, lock=True)
         if row.status != status:
             repos.update_secret(session, row=row, now=now, status=status, status_changed_at=now)
+            audit.record_change(session, ctx, "secret.activate" if status == "ACTIVE" else "secret.deactivate",
+                                subject=client_id)
         public = SecretPublic.of(row, now=now)
     _forget(ctx)
     return public
@@ -521,6 +534,7 @@ def create_group(ctx: Context, *, name: str) -> GroupPublic:
             ),
         )
         public = GroupPublic.of(row)
+        audit.record_change(session, ctx, "secret.group.create", subject=name, access_key_id=access_key_id)
     log.info("enrollment group created: instance=%s group=%r access_key_id=%s", ctx.instance, name, access_key_id)
     return public
 
@@ -553,6 +567,8 @@ def _set_group_status(ctx: Context, name: str, status: str) -> GroupPublic:
         row = _resolve_group(session, ctx, name, lock=True)
         if row.status != status:
             repos.update_group(session, row=row, now=now, status=status, status_changed_at=now)
+            audit.record_change(session, ctx, "secret.group.enable" if status == "ACTIVE" else "secret.group.disable",
+                                subject=name)
         public = GroupPublic.of(row)
     _forget(ctx)
     return public
@@ -585,6 +601,8 @@ def _set_member(ctx: Context, *, group: str, client_id: str, blocked: bool) -> M
             repos.block_member(session, group_id=row.id, client_id=client_id, now=now)
         else:
             repos.unblock_member(session, group_id=row.id, client_id=client_id)
+        audit.record_change(session, ctx, "secret.deactivate" if blocked else "secret.activate",
+                            subject=client_id, group=group)
         public = _member(row, client_id, blocked=blocked)
     _forget(ctx)
     log.info("group member %s: instance=%s group=%r client_id=%r", "blocked" if blocked else "unblocked",
@@ -611,6 +629,7 @@ def derive_member_secret(ctx: Context, *, group: str, client_id: str) -> MemberP
         )
     group_key = ctx.keystore.open_secret(row.sealed_key, key_id=row.access_key_id)
     secret = base64.b64encode(hmac_sha256(group_key, client_id.encode("utf-8"))).decode("ascii")
+    _audit_read(ctx, "secret.derive", client_id, group=group)
     log.info("member secret derived: instance=%s group=%r client_id=%r", ctx.instance, group, client_id)
     return _member(row, client_id, blocked=False, secret=secret)
 
