@@ -8,7 +8,6 @@ import json
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 
 from conftest import snapshot
 from helpers import load_pair, make_root, pem, verification_pem

@@ -14,7 +14,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from conftest import snapshot
 from helpers import load_pair, pem, verification_pem
 from lint_tools import assert_lint_clean, assert_openssl_verifies
-from pki.errors import Conflict, InvalidInput, InvalidState, NotFound, PkiError, StoreError
+from pki.errors import Conflict, InvalidInput, InvalidState, NotFound, StoreError
 from pki.keys import KEY_TYPES
 from pki.services import cas, codes, devices, managed
 

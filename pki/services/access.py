@@ -28,13 +28,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import Conflict, InvalidInput, InvalidState, NotFound, PermissionDenied
-from ..ids import decode_cursor, encode_cursor
 from ..store import access_repos as repos
 from ..store.access_models import AccessKey, AccessPolicy, AccessUser
 from . import audit
 from . import policy as engine
 from .access_schemas import AccessKeyCreated, AccessKeyPublic, AttachmentPublic, PolicyPublic, UserCreated, UserPublic
-from .paging import page_limit
+from .paging import after_position, page_limit, page_of
 from .context import Context
 from .policy import ACTIONS, SYSTEM_POLICIES, Decision, Policy, RequestContext
 from .schemas import Page
@@ -182,11 +181,9 @@ def create_user(ctx: Context, name: str) -> UserCreated:
 
 def list_users(ctx: Context, *, limit: int | None = None, cursor: str | None = None) -> Page:
     size = page_limit(limit)
-    after = decode_cursor(cursor, keys=("id",))["id"] if cursor else None
+    after = after_position(cursor)
     with ctx.store.transaction(readonly=True) as session:
         rows = repos.list_users(session, after_id=after, limit=size + 1)
-        more = len(rows) > size
-        rows = rows[:size]
         ids = [r.id for r in rows]
         keys: dict[int, list] = {i: [] for i in ids}
         for k in repos.keys_of_users(session, user_ids=ids):
@@ -194,10 +191,7 @@ def list_users(ctx: Context, *, limit: int | None = None, cursor: str | None = N
         pols: dict[int, list] = {i: [] for i in ids}
         for a in repos.attachments_of_users(session, user_ids=ids):
             pols[a.user_id].append(a.policy_name)
-    return Page(
-        items=[UserPublic.of(r, keys=keys[r.id], policies=pols[r.id]) for r in rows],
-        next_cursor=encode_cursor({"id": rows[-1].id}) if more else None,
-    )
+    return page_of(rows, size, lambda r: UserPublic.of(r, keys=keys[r.id], policies=pols[r.id]))
 
 
 def show_user(ctx: Context, name: str) -> UserPublic:
@@ -370,14 +364,12 @@ def show_policy(ctx: Context, name: str) -> PolicyPublic:
 def list_policies(ctx: Context, *, limit: int | None = None, cursor: str | None = None) -> Page:
     """System policies first (on the first page), then custom ones in creation order."""
     size = page_limit(limit)
-    after = decode_cursor(cursor, keys=("id",))["id"] if cursor else None
+    after = after_position(cursor)
     with ctx.store.transaction(readonly=True) as session:
         rows = repos.list_policies(session, after_id=after, limit=size + 1)
-    more = len(rows) > size
-    rows = rows[:size]
-    items = [] if cursor else [_system_public(p) for p in SYSTEM_POLICIES.values()]
-    items += [_custom_public(r) for r in rows]
-    return Page(items=items, next_cursor=encode_cursor({"id": rows[-1].id}) if more else None)
+    page = page_of(rows, size, _custom_public)
+    system = [] if cursor else [_system_public(p) for p in SYSTEM_POLICIES.values()]
+    return Page(items=system + page.items, next_cursor=page.next_cursor)
 
 
 def delete_policy(ctx: Context, name: str) -> dict:

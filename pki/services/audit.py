@@ -43,10 +43,9 @@ from sqlmodel import Session
 
 from ..clock import SystemClock, ensure_utc
 from ..errors import InvalidInput
-from ..ids import decode_cursor, encode_cursor
 from ..store import access_repos as repos
 from ..store.access_models import AUDIT_RESULTS, GENESIS_HASH
-from .paging import page_limit
+from .paging import after_position, page_limit, page_of
 from . import policy
 from .context import Context
 from .schemas import Page, _Public
@@ -300,9 +299,7 @@ def list_records(
     size = page_limit(limit)
     if result is not None and result not in AUDIT_RESULTS:
         raise InvalidInput(f"result {result!r} is not one of {', '.join(AUDIT_RESULTS)}", code="invalid_result")
-    position = decode_cursor(cursor, keys=("seq",))["seq"] if cursor else None
-    if position is not None and not isinstance(position, int):
-        raise InvalidInput("the cursor is not one this server handed out", code="invalid_cursor")
+    position = after_position(cursor, key="seq")
     with ctx.store.transaction(readonly=True) as session:
         rows = repos.audit_page(
             session,
@@ -314,12 +311,7 @@ def list_records(
             action=action,
             result=result,
         )
-    more = len(rows) > size
-    rows = rows[:size]
-    return Page(
-        items=[AuditRecordPublic.of(r) for r in rows],
-        next_cursor=encode_cursor({"seq": rows[-1].seq}) if more else None,
-    )
+    return page_of(rows, size, AuditRecordPublic.of, key="seq")
 
 
 @dataclass(frozen=True)

@@ -7,13 +7,13 @@ import hmac
 from cryptography.hazmat.primitives import serialization
 
 from ..errors import Conflict, InvalidInput, InvalidState, NotFound
-from ..ids import decode_cursor, encode_cursor, looks_like_fingerprint, parse_fingerprint, parse_serial, validate_name
+from ..ids import looks_like_fingerprint, parse_fingerprint, parse_serial, validate_name
 from ..store import CA_STATUSES, CaCertificate, repos
 from .. import x509 as px509
 from .codes import code_digest
 from . import audit
 from .context import Context
-from .paging import DEFAULT_PAGE, MAX_PAGE, page_limit, parse_status
+from .paging import DEFAULT_PAGE, MAX_PAGE, after_position, page_limit, page_of, parse_status
 from .schemas import CaPublic, Page
 
 __all__ = [
@@ -160,15 +160,10 @@ def list_cas(
 ) -> Page:
     wanted = parse_status(status, CA_STATUSES)
     size = page_limit(limit)
-    after = decode_cursor(cursor, keys=("id",))["id"] if cursor else None
+    after = after_position(cursor)
     with ctx.store.transaction(readonly=True) as session:
         rows = repos.list_cas(session, instance=ctx.instance, status=wanted, after_id=after, limit=size + 1)
-    more = len(rows) > size
-    rows = rows[:size]
-    return Page(
-        items=[CaPublic.of(r) for r in rows],
-        next_cursor=encode_cursor({"id": rows[-1].id}) if more else None,
-    )
+    return page_of(rows, size, CaPublic.of)
 
 
 def show_ca(ctx: Context, ref: str) -> CaPublic:

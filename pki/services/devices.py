@@ -21,8 +21,6 @@ from cryptography.x509.verification import (
 
 from ..errors import Conflict, InvalidInput, InvalidState, NotFound
 from ..ids import (
-    decode_cursor,
-    encode_cursor,
     looks_like_fingerprint,
     parse_fingerprint,
     parse_serial,
@@ -32,7 +30,7 @@ from ..keys import KEY_TYPES, generate_private_key
 from ..store import DEVICE_STATUSES, CaCertificate, DeviceCertificate, repos
 from .. import x509 as px509
 from .cas import resolve_ca
-from .paging import page_limit, parse_status
+from .paging import after_position, page_limit, page_of, parse_status
 from . import audit
 from .context import Context
 from .managed import _check_can_issue, ca_signer
@@ -466,18 +464,13 @@ def list_devices(
 ) -> Page:
     wanted = parse_status(status, DEVICE_STATUSES)
     size = page_limit(limit)
-    after = decode_cursor(cursor, keys=("id",))["id"] if cursor else None
+    after = after_position(cursor)
     with ctx.store.transaction(readonly=True) as session:
         ca_row = resolve_ca(session, instance=ctx.instance, ref=ca)
         rows = repos.list_devices(
             session, ca_id=ca_row.id, status=wanted, expiring_before=expiring_before, after_id=after, limit=size + 1
         )
-    more = len(rows) > size
-    rows = rows[:size]
-    return Page(
-        items=[DevicePublic.of(r, ca_sn=ca_row.sn) for r in rows],
-        next_cursor=encode_cursor({"id": rows[-1].id}) if more else None,
-    )
+    return page_of(rows, size, lambda r: DevicePublic.of(r, ca_sn=ca_row.sn))
 
 
 # -- lifecycle ---------------------------------------------------------------------------

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from ..errors import InvalidInput
+from collections.abc import Callable, Sequence
 
-__all__ = ["DEFAULT_PAGE", "MAX_PAGE", "page_limit", "parse_status"]
+from ..errors import InvalidInput
+from ..ids import decode_cursor, encode_cursor
+from .schemas import Page
+
+__all__ = ["DEFAULT_PAGE", "MAX_PAGE", "after_position", "page_limit", "page_of", "parse_status"]
 
 DEFAULT_PAGE = 100
 MAX_PAGE = 1000
@@ -27,3 +31,23 @@ def page_limit(limit: int | None) -> int:
     if not 1 <= limit <= MAX_PAGE:
         raise InvalidInput(f"limit must be between 1 and {MAX_PAGE}", code="invalid_limit")
     return limit
+
+
+def after_position(cursor: str | None, *, key: str = "id") -> int | None:
+    """Where the previous page ended (None for the first page); refuses foreign cursors."""
+    if not cursor:
+        return None
+    position = decode_cursor(cursor, keys=(key,))[key]
+    if not isinstance(position, int):
+        raise InvalidInput("the cursor is not one this server handed out", code="invalid_cursor")
+    return position
+
+
+def page_of(rows: Sequence, size: int, render: Callable, *, key: str = "id") -> Page:
+    """``rows`` was fetched with ``limit=size + 1``: the extra row only says there is more."""
+    more = len(rows) > size
+    rows = rows[:size]
+    return Page(
+        items=[render(r) for r in rows],
+        next_cursor=encode_cursor({key: getattr(rows[-1], key)}) if more else None,
+    )

@@ -37,10 +37,10 @@ from urllib.parse import quote, unquote
 from pydantic import BaseModel, ConfigDict, Field, model_serializer
 
 from ..errors import Conflict, InvalidInput, InvalidState, NotFound, PermissionDenied
-from ..ids import decode_cursor, encode_cursor, validate_client_id, validate_name
+from ..ids import validate_client_id, validate_name
 from ..store import secret_repos as repos
 from ..store.secret_models import GROUP_STATUSES, SECRET_STATUSES, DeviceSecret, SecretGroup
-from .paging import page_limit, parse_status
+from .paging import after_position, page_limit, page_of, parse_status
 from . import audit
 from .context import Context
 from .schemas import Page, UtcTime
@@ -483,16 +483,11 @@ def list_secrets(
 ) -> Page:
     wanted = parse_status(status, SECRET_STATUSES)
     size = page_limit(limit)
-    after = decode_cursor(cursor, keys=("id",))["id"] if cursor else None
+    after = after_position(cursor)
     now = ctx.clock.now()
     with ctx.store.transaction(readonly=True) as session:
         rows = repos.list_secrets(session, instance=ctx.instance, status=wanted, after_id=after, limit=size + 1)
-    more = len(rows) > size
-    rows = rows[:size]
-    return Page(
-        items=[SecretPublic.of(r, now=now) for r in rows],
-        next_cursor=encode_cursor({"id": rows[-1].id}) if more else None,
-    )
+    return page_of(rows, size, lambda r: SecretPublic.of(r, now=now))
 
 
 # == the service: enrollment groups =========================================================
@@ -550,14 +545,10 @@ def list_groups(
 ) -> Page:
     wanted = parse_status(status, GROUP_STATUSES)
     size = page_limit(limit)
-    after = decode_cursor(cursor, keys=("id",))["id"] if cursor else None
+    after = after_position(cursor)
     with ctx.store.transaction(readonly=True) as session:
         rows = repos.list_groups(session, instance=ctx.instance, status=wanted, after_id=after, limit=size + 1)
-    more = len(rows) > size
-    rows = rows[:size]
-    return Page(
-        items=[GroupPublic.of(r) for r in rows], next_cursor=encode_cursor({"id": rows[-1].id}) if more else None
-    )
+    return page_of(rows, size, GroupPublic.of)
 
 
 def _set_group_status(ctx: Context, name: str, status: str) -> GroupPublic:
