@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as _dt
 from collections.abc import Sequence
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.engine import Connection
 from sqlmodel import Session
 
@@ -224,10 +224,19 @@ def lock_audit_head(conn: _Conn) -> tuple[int, str]:
     return int(row.seq), row.hash
 
 
+# Built once: the append is on every change's path, issuance included.
+_INSERT_RECORD = insert(_RECORD)
+_MOVE_HEAD = (
+    update(_HEAD)
+    .where(_HEAD.c.id == 1)
+    .values(seq=bindparam("new_seq"), hash=bindparam("new_hash"))
+)
+
+
 def append_audit(conn: _Conn, *, values: dict) -> None:
     """Insert the record and move the head to it (same transaction as the lock)."""
-    conn.execute(insert(_RECORD).values(**values))
-    conn.execute(update(_HEAD).where(_HEAD.c.id == 1).values(seq=values["seq"], hash=values["hash"]))
+    conn.execute(_INSERT_RECORD, [values])
+    conn.execute(_MOVE_HEAD, {"new_seq": values["seq"], "new_hash": values["hash"]})
 
 
 def audit_head(conn: _Conn) -> tuple[int, str]:
