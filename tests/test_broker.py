@@ -295,7 +295,6 @@ def _mqtt_publish(port: int, dev: Device, server_ca: Path, client_id: str) -> bo
 def mosquitto_bin():
     if shutil.which("mosquitto") is None:
         skip_or_fail("mosquitto is not installed")
-    pytest.importorskip("paho.mqtt.client")
 
 
 def test_mosquitto_accepts_and_refuses_after_publish(world, tmp_path, mosquitto_bin):
