@@ -135,3 +135,27 @@ def snapshot(ctx: Context) -> dict[str, list[tuple]]:
             out[table.name] = [tuple(r) for r in rows]
     return out
 
+
+
+@pytest.fixture
+def pki(settings, ctx, capsys):
+    """Run `pki ...` in process against the test store; returns (exit code, stdout, stderr)."""
+    from pki.cli.main import main
+
+    base = ["--home", str(settings.home), "--database-url", settings.database_url]
+
+    def run(*args: str):
+        code = main([*base, *args])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
+def cli_json(run, *args):
+    """`run(*args, "--json")`, which must succeed; its parsed output."""
+    import json
+
+    code, out, err = run(*args, "--json")
+    assert code == 0, err
+    return json.loads(out)

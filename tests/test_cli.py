@@ -11,28 +11,11 @@ from pathlib import Path
 import pytest
 
 import openssl_tools as ot
-from conftest import FIXTURES, snapshot
+from conftest import FIXTURES, cli_json as _json, snapshot
 from pki.cli.main import main
 from pki.cli.render import EXIT_CODES
 
 
-@pytest.fixture
-def pki(settings, ctx, capsys):
-    """Run `pki ...` in process against the test store; returns (exit code, stdout, stderr)."""
-    base = ["--home", str(settings.home), "--database-url", settings.database_url]
-
-    def run(*args: str):
-        code = main([*base, *args])
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return run
-
-
-def _json(run, *args):
-    code, out, err = run(*args, "--json")
-    assert code == 0, err
-    return json.loads(out)
 
 
 def test_customer_flow_with_openssl(pki, tmp_path, openssl):

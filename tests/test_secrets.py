@@ -14,8 +14,7 @@ from urllib.parse import quote
 import pytest
 from sqlalchemy import text
 
-from conftest import FIXTURES, snapshot
-from pki.cli.main import main
+from conftest import cli_json as _json, FIXTURES, snapshot
 from pki.cli.render import EXIT_CODES
 from pki.errors import ConfigError, Conflict, InvalidInput, InvalidState, NotFound, PermissionDenied
 from pki.services import secrets as svc
@@ -612,22 +611,6 @@ def test_migration_downgrades_and_upgrades(database_url):
 # -- the CLI -----------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def pki(settings, ctx, capsys):
-    base = ["--home", str(settings.home), "--database-url", settings.database_url]
-
-    def run(*args: str):
-        code = main([*base, *args])
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return run
-
-
-def _json(run, *args):
-    code, out, err = run(*args, "--json")
-    assert code == 0, err
-    return json.loads(out)
 
 
 def test_cli_flow(pki, ctx):

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from pki.cli.main import main
+from conftest import cli_json as _json
+
 from pki.cli.render import EXIT_CODES
 from pki.errors import Conflict, InvalidInput, InvalidState, NotFound, PermissionDenied
 from pki.services import access, audit
@@ -181,22 +182,6 @@ def test_authorize_refusal_tells_what_to_do_and_is_audited(ctx):
 # -- the CLI ----------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def pki(settings, ctx, capsys):
-    base = ["--home", str(settings.home), "--database-url", settings.database_url]
-
-    def run(*args: str):
-        code = main([*base, *args])
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return run
-
-
-def _json(run, *args):
-    code, out, err = run(*args, "--json")
-    assert code == 0, err
-    return json.loads(out)
 
 
 def test_cli_users_keys_policies_simulate(pki, tmp_path):
