@@ -21,6 +21,8 @@ __all__ = [
     "PermissionDenied",
     "ConfigError",
     "StoreError",
+    "Unauthenticated",
+    "RateLimited",
     "InternalError",
     "FAMILIES",
 ]
@@ -94,6 +96,20 @@ class StoreError(PkiError):
     default_code = "store_error"
 
 
+class Unauthenticated(PkiError):
+    """The caller could not be identified (no or a bad request signature)."""
+
+    family = "unauthenticated"
+    default_code = "unauthenticated"
+
+
+class RateLimited(PkiError):
+    """Too many requests for one access key; ``retry_after`` says when to come back."""
+
+    family = "rate_limited"
+    default_code = "rate_limited"
+
+
 class InternalError(PkiError):
     family = "internal"
     default_code = "internal_error"
@@ -108,5 +124,7 @@ FAMILIES: tuple[type[PkiError], ...] = (
     PermissionDenied,
     ConfigError,
     StoreError,
+    Unauthenticated,
+    RateLimited,
     InternalError,
 )

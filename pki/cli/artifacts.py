@@ -119,12 +119,49 @@ def crl_upload(state: State, ca_sn, crl_file, as_json) -> None:
 @click.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=int, default=8080, show_default=True)
+@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Worker processes (each its own connection pool; all share the database).")
+@click.option("--rate-limit", metavar="N/s", help="Per access key: token bucket refill, e.g. 50/s or 600/m "
+              "[PKI_HTTP_RATE_LIMIT; default none]. Buckets live in the database: shared by every process.")
+@click.option("--burst", type=float, help="Token bucket size (default: one second's worth) [PKI_HTTP_RATE_BURST].")
+@click.option("--max-body", type=click.IntRange(1024, 64 * 1024 * 1024), help="Largest request body in bytes "
+              "(default 1 MiB).")
+@click.option("--trusted-proxy", "trusted_proxies", multiple=True, metavar="CIDR",
+              help="Believe X-Forwarded-For from these peers; repeatable (default: none).")
+@click.option("--artifacts-dir", type=click.Path(file_okay=False),
+              help="Where POST /v1/artifacts/publish writes (default: publishing over HTTP is refused).")
+@click.option("--access-log/--no-access-log", default=True, show_default=True,
+              help="One JSON line per request on stderr (logger pki.http.access).")
 @click.pass_obj
-def serve_command(state: State, host, port) -> None:
-    """Serve the trust bundle, CRLs and OCSP over HTTP (no authentication on these paths)."""
+def serve_command(state: State, host, port, workers, rate_limit, burst, max_body, trusted_proxies, artifacts_dir,
+                  access_log) -> None:
+    """Serve the /v1 API (signed requests) and the trust bundle, CRLs and OCSP (no authentication)."""
     import uvicorn
 
-    from ..http import create_app
+    from ..services.authn import RateLimit
 
+    settings = state.settings
     state.context()  # fail here, with the CLI's error line, if the store is not usable
-    uvicorn.run(create_app(state.context), host=host, port=port, log_level="info")
+    if rate_limit:
+        try:
+            RateLimit.parse(rate_limit, burst)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--rate-limit") from None
+    env = {
+        "PKI_HOME": str(settings.home), "PKI_DATABASE_URL": settings.database_url,
+        "PKI_MASTER_KEY_FILE": str(settings.master_key_file), "PKI_INSTANCE": settings.instance,
+        "PKI_HTTP_ACCESS_LOG": "1" if access_log else "0",
+    }
+    if rate_limit:
+        env["PKI_HTTP_RATE_LIMIT"] = rate_limit
+    if burst:
+        env["PKI_HTTP_RATE_BURST"] = str(burst)
+    if max_body:
+        env["PKI_HTTP_MAX_BODY"] = str(max_body)
+    if trusted_proxies:
+        env["PKI_HTTP_TRUSTED_PROXIES"] = ",".join(trusted_proxies)
+    if artifacts_dir:
+        env["PKI_HTTP_ARTIFACTS_DIR"] = str(Path(artifacts_dir).absolute())
+    os.environ.update(env)  # the worker processes build their app from these
+    uvicorn.run("pki.http.asgi:app_from_env", factory=True, host=host, port=port, workers=workers,
+                log_level="info", access_log=False)

@@ -20,6 +20,8 @@ EXIT_CODES = {
     "permission_denied": 7,
     "config": 8,
     "store": 9,
+    "unauthenticated": 10,
+    "rate_limited": 11,
 }
 
 

@@ -1,9 +1,16 @@
 """The HTTP service: ``create_app(ctx_factory)``.
 
-For now (issue 5) only what a broker or a device fetches without
-credentials: the trust bundle, CRLs and the OCSP responder.  The /v1 API
-joins later as more routers on the same app; every path that needs no
-authentication is listed in :data:`PUBLIC_PATHS`, and nowhere else.
+Two kinds of paths on one app:
+
+- what a broker or a device fetches without credentials: the trust bundle,
+  CRLs and the OCSP responder, listed in :data:`PUBLIC_PATHS` and nowhere
+  else (plus ``/openapi.json`` and ``/docs``, which describe the API);
+- the /v1 API (:mod:`pki.http.v1`): every CLI operation, JSON in and out,
+  each request signed (:mod:`pki.signing`) and authorized.
+
+Errors are RFC 7807 problem documents (``application/problem+json``) with
+the stable code the CLI prints; the status comes from :data:`HTTP_STATUS`,
+the one table from error family to status.
 """
 
 from __future__ import annotations
@@ -11,18 +18,30 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import logging
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
 from fastapi import APIRouter, FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..errors import PkiError
 from ..services import artifacts, crls, ocsp
 from ..services.context import Context
 from ..x509.ocsp import MAX_OCSP_REQUEST_BYTES, unsuccessful_response
+from .. import signing
+from ..services.authn import RateLimit
+from .middleware import PkiMiddleware
+from .models import Problem
+from .v1 import PREFIX, ROUTE_TABLE
 
-__all__ = ["create_app", "PUBLIC_PATHS", "HTTP_STATUS"]
+__all__ = ["create_app", "PUBLIC_PATHS", "HTTP_STATUS", "MAX_BODY_BYTES"]
+
+log = logging.getLogger("pki.http")
 
 #: Paths answered without authentication: what TLS clients and brokers fetch.
 PUBLIC_PATHS: tuple[str, ...] = ("/ca-bundle.pem", "/crl/{ca_sn}.pem", "/ocsp", "/ocsp/{request:path}")
@@ -30,58 +49,94 @@ PUBLIC_PATHS: tuple[str, ...] = ("/ca-bundle.pem", "/crl/{ca_sn}.pem", "/ocsp", 
 #: The one table from error family to HTTP status.
 HTTP_STATUS = {
     "invalid_input": 400,
+    "unauthenticated": 401,
+    "permission_denied": 403,
     "not_found": 404,
     "conflict": 409,
     "invalid_state": 409,
-    "permission_denied": 403,
+    "too_large": 413,
+    "rate_limited": 429,
     "config": 500,
     "store": 503,
     "internal": 500,
 }
 
+#: Largest request body accepted on any path (413 request_too_large beyond).
+MAX_BODY_BYTES = 1024 * 1024
+
 PEM_CERTS = "application/x-pem-file"
 OCSP_REQUEST = "application/ocsp-request"
 OCSP_RESPONSE = "application/ocsp-response"
+PROBLEM = "application/problem+json"
 
 
-def _problem(exc: PkiError) -> JSONResponse:
+def _request_id(request: Request | None) -> str | None:
+    return request.scope.get("state", {}).get("request_id") if request is not None else None
+
+
+def _problem_response(status: int, code: str, detail: str, request: Request | None = None, *, headers=None,
+                      **extra) -> JSONResponse:
+    body = {"type": f"urn:pki:error:{code}", "title": code, "status": status, "detail": detail, "code": code,
+            "request_id": _request_id(request), **extra}
+    return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
+
+
+def _problem(exc: PkiError, request: Request | None = None) -> JSONResponse:
     status = HTTP_STATUS.get(exc.family, 500)
-    body = {"type": f"urn:pki:error:{exc.code}", "title": exc.code, "status": status, "detail": exc.message,
-            "code": exc.code}
-    return JSONResponse(body, status_code=status, media_type="application/problem+json")
+    headers = {}
+    if exc.family == "rate_limited":
+        headers["Retry-After"] = str(exc.data.get("retry_after", 1))
+    if exc.family == "unauthenticated":
+        headers["WWW-Authenticate"] = signing.ALGORITHM
+    extra = {k: v for k, v in exc.data.items() if k not in ("type", "title", "status", "detail", "code")
+             and isinstance(v, (str, int, float, bool, list, dict, type(None)))}
+    return _problem_response(status, exc.code, exc.message, request, headers=headers or None,
+                             **{**extra, "family": exc.family})
 
 
 def _public_router(get_ctx: Callable[[], Context]) -> APIRouter:
     router = APIRouter()
 
-    @router.get(PUBLIC_PATHS[0])
+    pem = {200: {"description": "PEM", "content": {PEM_CERTS: {"schema": {"type": "string"}}}}}
+    problem = {"content": {PROBLEM: {"schema": {"$ref": "#/components/schemas/Problem"}}}}
+    ocsp_answer = {200: {"description": "DER OCSP response (errors as unsuccessful OCSP responses)",
+                         "content": {OCSP_RESPONSE: {"schema": {"type": "string", "format": "binary"}}}}}
+    text = {"content": {"text/plain": {"schema": {"type": "string"}}}}
+
+    @router.get(PUBLIC_PATHS[0], response_class=Response, responses=pem, tags=["Public"])
     def ca_bundle() -> Response:
         ctx = get_ctx()
         return Response(artifacts.live_trust_bundle(ctx), media_type=PEM_CERTS)
 
-    @router.get(PUBLIC_PATHS[1])
+    @router.get(PUBLIC_PATHS[1], response_class=Response, tags=["Public"],
+                responses={**pem, 400: {"description": "Bad serial", **problem},
+                           404: {"description": "No such CA", **problem},
+                           409: {"description": "No CRL", **problem}})
     def crl(ca_sn: str) -> Response:
         info = crls.current_crl(get_ctx(), ca=ca_sn)
         return Response(info.pem, media_type=PEM_CERTS, headers={"Cache-Control": "max-age=300"})
 
-    @router.post(PUBLIC_PATHS[2])
+    @router.post(PUBLIC_PATHS[2], response_class=Response, tags=["Public"],
+                 responses={**ocsp_answer, 413: {"description": "Too large", **text},
+                            415: {"description": "Wrong Content-Type", **text}})
     async def ocsp_post(request: Request) -> Response:
         if request.headers.get("content-type", "").split(";")[0].strip().lower() != OCSP_REQUEST:
-            return Response(status_code=415, content=f"Content-Type must be {OCSP_REQUEST}\n")
+            return Response(status_code=415, content=f"Content-Type must be {OCSP_REQUEST}\n", media_type="text/plain")
         declared = request.headers.get("content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > MAX_OCSP_REQUEST_BYTES):
-            return Response(status_code=413, content="OCSP request too large\n")
+            return Response(status_code=413, content="OCSP request too large\n", media_type="text/plain")
         body = bytearray()
         async for chunk in request.stream():
             body += chunk
             if len(body) > MAX_OCSP_REQUEST_BYTES:
-                return Response(status_code=413, content="OCSP request too large\n")
+                return Response(status_code=413, content="OCSP request too large\n", media_type="text/plain")
         return await _ocsp_answer(get_ctx, bytes(body))
 
-    @router.get(PUBLIC_PATHS[3])
+    @router.get(PUBLIC_PATHS[3], response_class=Response, tags=["Public"],
+                responses={**ocsp_answer, 414: {"description": "Too large", **text}})
     async def ocsp_get(request: str) -> Response:
         if len(request) > MAX_OCSP_REQUEST_BYTES * 2:
-            return Response(status_code=414, content="OCSP request too large\n")
+            return Response(status_code=414, content="OCSP request too large\n", media_type="text/plain")
         try:
             der = base64.b64decode(request, validate=True)
         except (binascii.Error, ValueError):
@@ -104,12 +159,105 @@ async def _ocsp_answer(get_ctx, der: bytes) -> Response:
     return Response(answer, media_type=OCSP_RESPONSE)
 
 
-def create_app(ctx_factory: Callable[[], Context]) -> FastAPI:
-    """The app; ``ctx_factory`` makes the one Context it serves from, on first use."""
+def _validation_problem(request: Request, exc: RequestValidationError) -> JSONResponse:
+    # Never echo the input back: it may be a secret or a private key.
+    errors = [{"loc": [str(p) for p in e.get("loc", ())], "msg": e.get("msg", ""), "type": e.get("type", "")}
+              for e in exc.errors()][:20]
+    where = ", ".join(".".join(e["loc"]) + ": " + e["msg"] for e in errors[:3])
+    return _problem_response(400, "invalid_request", f"the request does not match the API: {where}; see /docs",
+                             request, errors=errors)
+
+
+def _http_problem(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    codes = {404: "route_not_found", 405: "method_not_allowed"}
+    code = codes.get(exc.status_code, f"http_{exc.status_code}")
+    detail = exc.detail if isinstance(exc.detail, str) else code
+    if exc.status_code == 404:
+        detail = f"no such path {request.url.path}; /docs lists the API"
+    return _problem_response(exc.status_code, code, detail, request, headers=getattr(exc, "headers", None))
+
+
+def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unexpected error on %s %s (request %s)", request.method, request.url.path, _request_id(request))
+    return _problem_response(500, "internal_error", f"unexpected {type(exc).__name__}; the server log has the "
+                             f"details (request id {_request_id(request)})", request)
+
+
+_PROBLEM_STATUSES = {400: "Invalid request", 401: "Not signed, or badly signed", 403: "Not allowed",
+                     404: "Not found", 409: "Conflict or invalid state", 413: "Body too large",
+                     429: "Rate limited (see Retry-After)", 503: "The database is unavailable"}
+
+_DESCRIPTION = f"""Device PKI: CAs, device certificates and secrets for MQTT fleets.
+
+Every `/v1` request is signed with an access key (`pki user create`,
+`pki user key create`); the Python client `pki.client.Client` does it.
+The scheme (see `pki.signing`): headers `{signing.HEADER_ACCESS_KEY}`,
+`{signing.HEADER_TIMESTAMP}` (Unix seconds), `{signing.HEADER_NONCE}` (16-128 of A-Z a-z 0-9 _ -,
+never reused) and `{signing.HEADER_SIGNATURE}` = hex HMAC-SHA256, keyed with the secret, of
+
+    {signing.ALGORITHM}\\nMETHOD\\nPATH\\nSORTED_QUERY\\nTIMESTAMP\\nNONCE\\nACCESS_KEY_ID\\nhex(SHA-256(body))
+
+Timestamps more than {signing.MAX_SKEW} s off are refused (401 `signature_expired`), so is a nonce
+used twice (401 `nonce_replayed`). Errors are RFC 7807 problem documents with a stable `code`.
+
+Not over HTTP: `pki device provision` (it writes key files where it runs: use it there, or issue one
+device per request), and the offline helpers `pki ca verification-cert` and `pki crl sign`
+(they need a CA private key that must never reach the server).
+Unauthenticated: {", ".join(PUBLIC_PATHS)}.
+"""
+
+
+def _openapi(app: FastAPI) -> dict:
+    if app.openapi_schema:
+        return app.openapi_schema
+    schema = get_openapi(title=app.title, version=app.version, description=_DESCRIPTION, routes=app.routes)
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    components["Problem"] = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
+    ref = {"$ref": "#/components/schemas/Problem"}
+    for path, item in schema.get("paths", {}).items():
+        if not path.startswith(PREFIX + "/"):
+            continue
+        for op in item.values():
+            responses = op.setdefault("responses", {})
+            responses.pop("422", None)
+            for status, text in _PROBLEM_STATUSES.items():
+                responses.setdefault(str(status), {"description": text, "content": {PROBLEM: {"schema": ref}}})
+    for name in ("HTTPValidationError", "ValidationError"):
+        components.pop(name, None)
+    app.openapi_schema = schema
+    return schema
+
+
+_DOCS = """<!doctype html><html><head><meta charset="utf-8"><title>Device PKI API</title>
+<link rel="stylesheet" href="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui.css"></head>
+<body><div id="ui"></div>
+<noscript>The API description is at <a href="/openapi.json">/openapi.json</a>.</noscript>
+<script src="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui-bundle.js"></script>
+<script>SwaggerUIBundle({url: "/openapi.json", dom_id: "#ui"});</script>
+<p>The machine-readable description: <a href="/openapi.json">/openapi.json</a>.</p></body></html>"""
+
+
+def create_app(
+    ctx_factory: Callable[[], Context],
+    *,
+    rate_limit: RateLimit | None = None,
+    max_body: int = MAX_BODY_BYTES,
+    trusted_proxies: tuple[str, ...] = (),
+    artifacts_dir: str | Path | None = None,
+) -> FastAPI:
+    """The app; ``ctx_factory`` makes the one Context it serves from, on first use.
+
+    ``rate_limit``: token bucket per access key (None: no limit).
+    ``trusted_proxies``: CIDRs whose ``X-Forwarded-For`` is believed.
+    ``artifacts_dir``: where ``POST /v1/artifacts/publish`` writes (None: refused).
+    """
     holder: dict[str, Context] = {}
     lock = threading.Lock()
 
     def get_ctx() -> Context:
+        ctx = holder.get("ctx")
+        if ctx is not None:
+            return ctx
         with lock:
             if "ctx" not in holder:
                 holder["ctx"] = ctx_factory()
@@ -121,7 +269,27 @@ def create_app(ctx_factory: Callable[[], Context]) -> FastAPI:
         if "ctx" in holder:
             holder.pop("ctx").close()
 
-    app = FastAPI(title="Device PKI", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
-    app.add_exception_handler(PkiError, lambda _request, exc: _problem(exc))
+    app = FastAPI(title="Device PKI", version="1", lifespan=lifespan, docs_url=None, redoc_url=None,
+                  openapi_url=None, generate_unique_id_function=lambda route: route.name)
+    app.state.get_ctx = get_ctx
+    app.state.rate_limit = rate_limit
+    app.state.artifacts_dir = str(artifacts_dir) if artifacts_dir is not None else None
+    app.add_exception_handler(PkiError, lambda request, exc: _problem(exc, request))
+    app.add_exception_handler(RequestValidationError, _validation_problem)
+    app.add_exception_handler(StarletteHTTPException, _http_problem)
+    app.add_exception_handler(Exception, _unexpected)
     app.include_router(_public_router(get_ctx))
+    for router, tag in ROUTE_TABLE:
+        app.include_router(router, prefix=PREFIX, tags=[tag])
+
+    @app.get("/openapi.json", include_in_schema=False)
+    def openapi_json() -> JSONResponse:
+        return JSONResponse(_openapi(app))
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return HTMLResponse(_DOCS)
+
+    app.openapi = lambda: _openapi(app)
+    app.add_middleware(PkiMiddleware, max_body=max_body, trusted_proxies=trusted_proxies)
     return app

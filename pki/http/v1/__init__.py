@@ -1,0 +1,23 @@
+"""The /v1 API: one module per endpoint family, and the one route table below.
+
+Every route here needs a signed request (:mod:`pki.signing`) and is
+authorized per operation (:func:`pki.services.access.authorize`); the paths
+that need neither are :data:`pki.http.app.PUBLIC_PATHS`, and only those.
+"""
+
+from __future__ import annotations
+
+from . import access, artifacts, cas, devices, secrets
+
+__all__ = ["ROUTE_TABLE", "PREFIX"]
+
+PREFIX = "/v1"
+
+#: (router, OpenAPI tag): every /v1 endpoint family.
+ROUTE_TABLE = (
+    (cas.router, "CAs"),
+    (devices.router, "Device certificates"),
+    (secrets.router, "Device secrets"),
+    (artifacts.router, "Artifacts"),
+    (access.router, "Users, policies and audit"),
+)

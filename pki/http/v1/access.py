@@ -1,0 +1,157 @@
+"""/v1/users, /v1/access-keys, /v1/policies, /v1/audit: principals, policies and the audit log."""
+
+from __future__ import annotations
+
+import datetime as _dt
+from typing import Literal
+
+from fastapi import APIRouter, Query
+
+from ...errors import InvalidInput, InvalidState
+from ...services import access as service
+from ...services import audit as audit_service
+from ...services.policy import ACTIONS
+from .. import models as m
+from ._common import CALLER, CURSOR, LIMIT, Caller, out
+
+router = APIRouter()
+
+
+# -- users and access keys ---------------------------------------------------------------------
+
+
+@router.post("/users", status_code=201, response_model=m.UserCreated,
+             summary="Create a user with one access key (the secret is in this answer only)")
+def user_create(body: m.UserCreate, caller: Caller = CALLER):
+    return out(caller.run("user.create", service.create_user, body.name), 201)
+
+
+@router.get("/users", response_model=m.UserPage, summary="List users")
+def user_list(limit: int | None = LIMIT, cursor: str | None = CURSOR, caller: Caller = CALLER):
+    return out(caller.run("user.list", service.list_users, limit=limit, cursor=cursor))
+
+
+@router.get("/users/{name}", response_model=m.UserPublic, summary="Show a user")
+def user_show(name: str, caller: Caller = CALLER):
+    return out(caller.run("user.show", service.show_user, name))
+
+
+@router.post("/users/{name}/disable", response_model=m.UserPublic, summary="Disable a user (its keys stop working)")
+def user_disable(name: str, caller: Caller = CALLER):
+    return out(caller.run("user.disable", service.disable_user, name))
+
+
+@router.post("/users/{name}/enable", response_model=m.UserPublic, summary="Enable a user again")
+def user_enable(name: str, caller: Caller = CALLER):
+    return out(caller.run("user.enable", service.enable_user, name))
+
+
+@router.delete("/users/{name}", response_model=m.Deleted, summary="Delete a user with its keys")
+def user_delete(name: str, caller: Caller = CALLER):
+    return out(caller.run("user.delete", service.delete_user, name))
+
+
+@router.post("/users/{name}/keys", status_code=201, response_model=m.AccessKeyCreated,
+             summary="Create an access key (the secret is in this answer only)")
+def key_create(name: str, caller: Caller = CALLER):
+    return out(caller.run("user.key.create", service.create_access_key, name), 201)
+
+
+@router.post("/access-keys/{access_key_id}/disable", response_model=m.AccessKeyPublic, summary="Disable an access key")
+def key_disable(access_key_id: str, caller: Caller = CALLER):
+    return out(caller.run("user.key.disable", service.disable_access_key, access_key_id))
+
+
+@router.post("/access-keys/{access_key_id}/enable", response_model=m.AccessKeyPublic, summary="Enable an access key")
+def key_enable(access_key_id: str, caller: Caller = CALLER):
+    return out(caller.run("user.key.enable", service.enable_access_key, access_key_id))
+
+
+@router.delete("/access-keys/{access_key_id}", response_model=m.Deleted, summary="Delete an access key")
+def key_delete(access_key_id: str, caller: Caller = CALLER):
+    return out(caller.run("user.key.delete", service.delete_access_key, access_key_id))
+
+
+# -- policies ----------------------------------------------------------------------------------
+
+
+@router.post("/policies", status_code=201, response_model=m.PolicyPublic, summary="Create a custom policy")
+def policy_create(body: m.PolicyCreate, caller: Caller = CALLER):
+    return out(caller.run("policy.create", service.create_policy, body.name, body.document,
+                          description=body.description), 201)
+
+
+@router.get("/policies", response_model=m.PolicyPage, summary="List system and custom policies")
+def policy_list(limit: int | None = LIMIT, cursor: str | None = CURSOR, caller: Caller = CALLER):
+    return out(caller.run("policy.list", service.list_policies, limit=limit, cursor=cursor))
+
+
+@router.get("/policies/actions", response_model=m.ActionPage,
+            summary="The action catalogue (any authenticated caller)")
+def policy_actions(caller: Caller = CALLER):
+    items = [{"operation": op.name, "action": op.action, "dependents": list(op.dependents), "access": op.access,
+              "scope": op.scope} for op in ACTIONS.values()]
+    return out({"items": items, "next_cursor": None})
+
+
+@router.post("/policies/simulate", response_model=m.DecisionOut,
+             summary="Would a user be allowed an action? Says which statement decides")
+def policy_simulate(body: m.PolicySimulate, caller: Caller = CALLER):
+    return out(caller.run("policy.simulate", service.simulate, body.user, body.action, body.resource,
+                          source_ip=body.source_ip, secure_transport=body.secure_transport,
+                          now=_parse_time(body.at), extra=body.context))
+
+
+@router.get("/policies/{name}", response_model=m.PolicyPublic, summary="Show a policy")
+def policy_show(name: str, caller: Caller = CALLER):
+    return out(caller.run("policy.show", service.show_policy, name))
+
+
+@router.delete("/policies/{name}", response_model=m.Deleted, summary="Delete a custom policy")
+def policy_delete(name: str, caller: Caller = CALLER):
+    return out(caller.run("policy.delete", service.delete_policy, name))
+
+
+@router.post("/policies/{name}/attach", response_model=m.AttachmentPublic, summary="Attach a policy to a user")
+def policy_attach(name: str, body: m.PolicyAttach, caller: Caller = CALLER):
+    return out(caller.run("policy.attach", service.attach_policy, name, user=body.user))
+
+
+@router.post("/policies/{name}/detach", response_model=m.AttachmentPublic, summary="Detach a policy from a user")
+def policy_detach(name: str, body: m.PolicyAttach, caller: Caller = CALLER):
+    return out(caller.run("policy.detach", service.detach_policy, name, user=body.user))
+
+
+def _parse_time(text: str | None):
+    if text is None:
+        return None
+    try:
+        value = _dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidInput(f"{text!r} is not an ISO-8601 time; write e.g. 2026-01-31T18:00:00Z",
+                           code="invalid_time") from None
+    if value.tzinfo is None:
+        raise InvalidInput(f"{text!r} has no time zone; add Z or an offset", code="invalid_time")
+    return value.astimezone(_dt.timezone.utc)
+
+
+# -- audit -------------------------------------------------------------------------------------
+
+
+@router.get("/audit", response_model=m.AuditPage, summary="List audit records")
+def audit_list(limit: int | None = LIMIT, cursor: str | None = CURSOR,
+               principal: str | None = Query(None, max_length=128), action: str | None = Query(None, max_length=128),
+               result: Literal["success", "denied", "failed"] | None = None, newest_first: bool = False,
+               caller: Caller = CALLER):
+    return out(caller.run("audit.list", audit_service.list_records, limit=limit, cursor=cursor, principal=principal,
+                          action=action, result=result, newest_first=newest_first))
+
+
+@router.get("/audit/verify", response_model=m.AuditVerifyOut,
+            summary="Check the whole chain (409 audit_chain_broken naming the first bad record)")
+def audit_verify(caller: Caller = CALLER):
+    result = caller.run("audit.verify", audit_service.verify)
+    if not result.ok:
+        raise InvalidState(f"the audit log was tampered with: {result.message}", code="audit_chain_broken",
+                           first_bad=result.first_bad, problem=result.problem)
+    return out(result)

@@ -1,0 +1,100 @@
+"""/v1 device certificates: issue, register, find, change status.
+
+``pki device provision`` has no endpoint: it writes key files on the machine
+that runs it.  Over HTTP a factory line issues one device per request
+(``POST /v1/cas/{ca_sn}/devices``), or runs ``provision`` where the files
+should be.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from typing import Literal
+
+from fastapi import APIRouter, Query
+
+from ...errors import InvalidInput
+from ...services import devices
+from .. import models as m
+from ._common import CALLER, CURSOR, LIMIT, Caller, out
+
+router = APIRouter()
+
+
+def _issue(ctx, *, body: m.DeviceIssue, ca_sn: str) -> dict:
+    issued = devices.issue_device(
+        ctx, ca=ca_sn, csr=body.csr_pem.encode() if body.csr_pem is not None else None, generate=body.generate,
+        client_id=body.client_id, days=body.days, sans=tuple(body.sans), key_type=body.key_type)
+    result = {**issued.device.as_json(), "certificate_pem": issued.certificate_pem, "chain_pem": issued.chain_pem}
+    if issued.private_key is not None:
+        result["private_key_pem"] = devices.private_key_pem(issued.private_key).decode("ascii")
+    return result
+
+
+@router.post("/cas/{ca_sn}/devices", status_code=201, response_model=m.IssuedDevice,
+             summary="Issue a device certificate from a CSR or with a key generated here")
+def device_issue(ca_sn: str, body: m.DeviceIssue, caller: Caller = CALLER):
+    return out(caller.run("device.issue", _issue, body=body, ca_sn=ca_sn), 201)
+
+
+@router.post("/devices/register", status_code=201, response_model=m.DevicePublic,
+             summary="Record a device certificate issued elsewhere")
+def device_register(body: m.DeviceRegister, caller: Caller = CALLER):
+    return out(caller.run("device.register", devices.register_device, certificate=body.certificate_pem.encode()),
+               201)
+
+
+def _iso(value: str | None) -> _dt.datetime | None:
+    if value is None:
+        return None
+    try:
+        parsed = _dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidInput("expiring_before: give an ISO-8601 date or time, e.g. 2027-01-31T12:00:00Z",
+                           code="invalid_time") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=_dt.timezone.utc)
+
+
+@router.get("/cas/{ca_sn}/devices", response_model=m.DevicePage, summary="List a CA's device certificates")
+def device_list(ca_sn: str, status: Literal["ACTIVE", "INACTIVE", "REVOKED"] | None = None,
+                expiring_before: str | None = Query(None, max_length=64), limit: int | None = LIMIT,
+                cursor: str | None = CURSOR, caller: Caller = CALLER):
+    return out(caller.run("device.list", devices.list_devices, ca=ca_sn, status=status,
+                          expiring_before=_iso(expiring_before), limit=limit, cursor=cursor))
+
+
+@router.get("/devices", response_model=m.DevicePage, summary="Find device certificates by fingerprint or client id")
+def device_find(fingerprint: str | None = Query(None, max_length=128),
+                client_id: str | None = Query(None, max_length=256), caller: Caller = CALLER):
+    if not fingerprint and not client_id:
+        raise InvalidInput("give fingerprint or client_id", code="invalid_request")
+    return out(caller.run("device.find", devices.find_devices, fingerprint=fingerprint, client_id=client_id))
+
+
+@router.get("/cas/{ca_sn}/devices/{sn}", response_model=m.DevicePublic, summary="Show a device certificate")
+def device_show(ca_sn: str, sn: str, caller: Caller = CALLER):
+    return out(caller.run("device.show", devices.show_device, ca=ca_sn, sn=sn))
+
+
+@router.post("/cas/{ca_sn}/devices/{sn}/activate", response_model=m.DevicePublic,
+             summary="Let an INACTIVE device certificate in again")
+def device_activate(ca_sn: str, sn: str, caller: Caller = CALLER):
+    return out(caller.run("device.activate", devices.activate_device, ca=ca_sn, sn=sn))
+
+
+@router.post("/cas/{ca_sn}/devices/{sn}/deactivate", response_model=m.DevicePublic,
+             summary="Hold a device certificate (certificateHold on the CRL)")
+def device_deactivate(ca_sn: str, sn: str, caller: Caller = CALLER):
+    return out(caller.run("device.deactivate", devices.deactivate_device, ca=ca_sn, sn=sn))
+
+
+@router.post("/cas/{ca_sn}/devices/{sn}/revoke", response_model=m.DevicePublic,
+             summary="Revoke a device certificate (final)")
+def device_revoke(ca_sn: str, sn: str, body: m.DeviceRevoke, caller: Caller = CALLER):
+    return out(caller.run("device.revoke", devices.revoke_device, ca=ca_sn, sn=sn, reason=body.reason))
+
+
+@router.delete("/cas/{ca_sn}/devices/{sn}", response_model=m.Deleted,
+               summary="Delete an expired device certificate")
+def device_delete(ca_sn: str, sn: str, caller: Caller = CALLER):
+    return out(caller.run("device.delete", devices.delete_device, ca=ca_sn, sn=sn))

@@ -1,0 +1,104 @@
+"""Who is calling: signature, replay and rate checks, all against the shared database.
+
+Nothing here lives in one process's memory except a cache of unsealed access
+key secrets (immutable per key id, kept by :func:`access.resolve_access_key`):
+nonces and token buckets are rows (``pki.store.http_repos``), so any number
+of ``pki serve`` processes on one PostgreSQL refuse the same replay and share
+one rate limit per access key.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import math
+import random
+from dataclasses import dataclass
+
+from .. import signing
+from ..errors import PermissionDenied, RateLimited
+from ..store import http_repos
+from . import access
+from .access import Principal
+from .context import Context
+
+__all__ = ["RateLimit", "RateLimited", "authenticate"]
+
+#: A nonce is kept this long after its timestamp: the window plus a margin.
+NONCE_TTL = _dt.timedelta(seconds=2 * signing.MAX_SKEW + 60)
+#: About one request in this many also deletes expired nonces.
+PURGE_ONE_IN = 200
+_CAS_ATTEMPTS = 8
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """Token bucket per access key: ``rate`` requests/s sustained, bursts of ``burst``."""
+
+    rate: float
+    burst: float
+
+    def __post_init__(self) -> None:
+        if not (self.rate > 0 and self.burst >= 1):
+            raise ValueError("a rate limit needs rate > 0 and burst >= 1")
+
+    @classmethod
+    def parse(cls, text: str, burst: float | None = None) -> "RateLimit":
+        """``"50/s"``, ``"600/m"``, ``"20"`` (per second); burst defaults to one second's worth, at least 1."""
+        number, _, unit = text.partition("/")
+        per = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0}.get(unit.strip().lower())
+        try:
+            rate = float(number) / per  # type: ignore[operator]
+        except (TypeError, ValueError):
+            raise ValueError(f"rate limit {text!r}: write N/s, N/m or N/h") from None
+        return cls(rate=rate, burst=float(burst) if burst else max(1.0, rate))
+
+
+def _take_token(conn, *, access_key_id: str, limit: RateLimit, now: float) -> float | None:
+    """None if a token was taken; else seconds until one will be there."""
+    for _ in range(_CAS_ATTEMPTS):
+        row = http_repos.get_bucket(conn, access_key_id=access_key_id)
+        if row is None:
+            if http_repos.create_bucket(conn, access_key_id=access_key_id, tokens=limit.burst - 1, at=now):
+                return None
+            continue
+        elapsed = max(0.0, now - row.updated_at)
+        tokens = min(limit.burst, row.tokens + elapsed * limit.rate)
+        if tokens < 1:
+            return (1 - tokens) / limit.rate
+        if http_repos.take_from_bucket(conn, access_key_id=access_key_id, version=row.version, tokens=tokens - 1,
+                                       at=max(now, row.updated_at)):
+            return None
+    # Lost the compare-and-set every time: the bucket is that busy, so refuse.
+    return 1.0 / limit.rate
+
+
+def authenticate(ctx: Context, *, method: str, path: str, query: str, headers, body: bytes,
+                 rate_limit: RateLimit | None) -> Principal:
+    """The principal that signed this request, or SignatureError / RateLimited."""
+    now = ctx.clock.now()
+    signed = signing.parse_headers(headers, now=now.timestamp())
+    try:
+        principal, secret = access.resolve_access_key(ctx, signed.access_key_id)
+    except PermissionDenied as exc:
+        raise signing.SignatureError(exc.message, code=exc.code) from None
+    signing.check_signature(signed, secret=secret, method=method, path=path, query=query, body=body)
+    retry_after = None
+    with ctx.store.core_transaction() as conn:
+        fresh = http_repos.remember_nonce(
+            conn, access_key_id=signed.access_key_id, nonce=signed.nonce,
+            expires_at=_dt.datetime.fromtimestamp(signed.epoch, _dt.timezone.utc) + NONCE_TTL)
+        if fresh and rate_limit is not None:
+            retry_after = _take_token(conn, access_key_id=signed.access_key_id, limit=rate_limit,
+                                      now=now.timestamp())
+        if fresh and random.randrange(PURGE_ONE_IN) == 0:
+            http_repos.purge_nonces(conn, now=now)
+    if not fresh:
+        raise signing.SignatureError(
+            f"nonce {signed.nonce} was already used with this access key; use a new nonce for every request",
+            code="nonce_replayed")
+    if retry_after is not None:
+        seconds = max(1, math.ceil(retry_after))
+        raise RateLimited(
+            f"access key {signed.access_key_id} is over its rate limit; retry after {seconds} s",
+            code="rate_limited", retry_after=seconds)
+    return principal

@@ -1,0 +1,57 @@
+"""The layers of DESIGN.md, checked on the source: dependencies point down only."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PKG = Path(__file__).resolve().parent.parent / "pki"
+FRONT_ENDS = {"click", "fastapi", "starlette", "uvicorn"}
+
+
+def _imports(path: Path) -> set[str]:
+    """Absolute module names a file imports (relative imports resolved against the package)."""
+    module = ".".join(path.relative_to(PKG.parent).with_suffix("").parts)
+    package = module.rsplit(".", 1)[0] if path.name != "__init__.py" else module
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                prefix = ".".join(base)
+                target = f"{prefix}.{node.module}" if node.module else prefix
+                names.add(target)
+                names.update(f"{target}.{alias.name}" for alias in node.names)
+            elif node.module:
+                names.add(node.module)
+    return names
+
+
+def _files(*packages: str):
+    for package in packages:
+        yield from sorted((PKG / package).rglob("*.py"))
+
+
+@pytest.mark.parametrize("path", list(_files("services", "x509", "keys", "store")), ids=lambda p: str(p.relative_to(PKG)))
+def test_lower_layers_never_import_a_front_end(path):
+    bad = {n for n in _imports(path) if n.split(".")[0] in FRONT_ENDS or n.startswith(("pki.cli", "pki.http"))}
+    assert not bad, f"{path.relative_to(PKG)} imports {sorted(bad)}"
+
+
+@pytest.mark.parametrize("layer", ["x509", "keys", "store"])
+def test_x509_keys_store_never_import_each_other_or_services(layer):
+    others = {"x509", "keys", "store", "services"} - {layer}
+    for path in _files(layer):
+        bad = {n for n in _imports(path) if n.startswith("pki.") and n.split(".")[1] in others}
+        assert not bad, f"{path.relative_to(PKG)} imports {sorted(bad)}"
+
+
+@pytest.mark.parametrize("front", ["cli", "http"])
+def test_front_ends_never_open_the_store(front):
+    for path in _files(front):
+        bad = {n for n in _imports(path) if n.startswith(("pki.store", "sqlalchemy", "sqlmodel"))}
+        assert not bad, f"{path.relative_to(PKG)} imports {sorted(bad)}"
