@@ -14,9 +14,9 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from conftest import snapshot
 from helpers import load_pair, pem, verification_pem
 from lint_tools import assert_lint_clean, assert_openssl_verifies
-from pki.errors import Conflict, InvalidInput, InvalidState, NotFound, StoreError
+from pki.errors import Conflict, InvalidInput, InvalidState, NotFound, PkiError, StoreError
 from pki.keys import KEY_TYPES
-from pki.services import cas, codes, devices, managed
+from pki.services import audit, cas, codes, devices, managed
 
 
 def _csr(key, cn="device-1", *, extensions=()):
@@ -307,3 +307,63 @@ def test_no_private_key_material_in_the_sqlite_file(sqlite_ctx):
         scalar = k.private_numbers().private_value.to_bytes(32, "big")
         for needle in (der, scalar, scalar.hex().encode(), devices.private_key_pem(k)):
             assert needle not in blob
+
+
+# -- BAD_INPUTS 26 with certificates only openssl will make; BAD_INPUTS 22's race ---------------
+
+
+@pytest.mark.parametrize("serial", ["0", "-5", str(2**168)])
+def test_register_refuses_out_of_range_serials(ctx, customer_ca, tmp_path, openssl, serial):
+    import subprocess
+
+    _, cert, key = customer_ca
+    (tmp_path / "ca.pem").write_bytes(pem(cert))
+    (tmp_path / "ca.key").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                        serialization.NoEncryption()))
+    leaf_key = ec.generate_private_key(ec.SECP256R1())
+    (tmp_path / "leaf.csr").write_bytes(_csr(leaf_key, "odd-serial"))
+    (tmp_path / "ext.cnf").write_text("basicConstraints=critical,CA:FALSE\nextendedKeyUsage=clientAuth\n")
+    subprocess.run(
+        ["openssl", "x509", "-req", "-in", tmp_path / "leaf.csr", "-CA", tmp_path / "ca.pem", "-CAkey",
+         tmp_path / "ca.key", "-set_serial", serial, "-days", "30", "-sha256", "-extfile", tmp_path / "ext.cnf",
+         "-out", tmp_path / "leaf.pem"],
+        check=True, capture_output=True, timeout=60,
+    )
+    _refused(ctx, InvalidInput, "invalid_serial",
+             lambda: devices.register_device(ctx, certificate=(tmp_path / "leaf.pem").read_bytes()))
+
+
+def test_deactivation_racing_registrations_never_lets_one_in_after_it(ctx, customer_ca):
+    """Registrations lock the CA row: none commits under a CA whose deactivation committed first."""
+    import threading
+
+    row, cert, key = customer_ca
+    leaves = [pem(_leaf(cert, key, cn=f"race-{i}")) for i in range(12)]
+    start = threading.Barrier(13)
+    outcomes: list[str] = []
+
+    def register(leaf: bytes) -> None:
+        start.wait()
+        try:
+            devices.register_device(ctx, certificate=leaf)
+            outcomes.append("ok")
+        except PkiError as exc:
+            outcomes.append(exc.code)
+
+    def deactivate() -> None:
+        start.wait()
+        cas.deactivate_ca(ctx, row.sn)
+
+    threads = [threading.Thread(target=register, args=(leaf,)) for leaf in leaves]
+    threads.append(threading.Thread(target=deactivate))
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert set(outcomes) <= {"ok", "ca_inactive"} and len(outcomes) == 12
+    # Every registration that won happened before the deactivation in the audit order.
+    records = [r.details for r in audit.list_records(ctx, limit=1000).items]
+    ops = [d["operation"] for d in records]
+    deactivated_at = ops.index("ca.deactivate")
+    assert all(op != "device.register" for op in ops[deactivated_at:])
+    assert ops.count("device.register") == outcomes.count("ok")
