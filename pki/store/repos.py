@@ -282,15 +282,25 @@ def list_devices(
     after_id: int | None,
     limit: int,
 ) -> Sequence[DeviceCertificate]:
-    """A keyset page in id order: the index (ca_id, [status,] id) serves it at any depth."""
-    query = select(DeviceCertificate).where(DeviceCertificate.ca_id == ca_id)
+    """A keyset page in id order: the index (ca_id, [status,] id) serves it at any depth.
+
+    Plain rows of the listed columns: no certificate bodies, no ORM objects.
+    """
+    query = select(*_LIST_COLUMNS).where(DeviceCertificate.ca_id == ca_id)
     if status is not None:
         query = query.where(DeviceCertificate.status == status)
     if expiring_before is not None:
         query = query.where(DeviceCertificate.not_after < expiring_before)
     if after_id is not None:
         query = query.where(DeviceCertificate.id > after_id)
-    return session.scalars(query.order_by(DeviceCertificate.id).limit(limit)).all()
+    return session.execute(query.order_by(DeviceCertificate.id).limit(limit)).all()
+
+
+_LIST_COLUMNS = tuple(
+    getattr(DeviceCertificate, name)
+    for name in ("id", "sn", "client_id", "status", "source", "fingerprint_sha256", "key_type", "not_before",
+                 "not_after", "revocation_reason", "revoked_at", "created_at", "updated_at", "status_changed_at")
+)
 
 
 def delete_device(session: Session, *, device: DeviceCertificate) -> None:
