@@ -8,9 +8,8 @@ import json
 import click
 
 from ..errors import InvalidInput, InvalidState
-from ..services import access as service
-from ..services import audit as audit_service
-from ..services.policy import ACTIONS, MAX_DOCUMENT_CHARS
+from ..services.policy import MAX_DOCUMENT_CHARS
+from . import backend
 from .common import State, file_arg, json_option, read_input
 from .render import emit, emit_page
 
@@ -27,7 +26,7 @@ AUDIT_COLUMNS = ("seq", "time", "principal", "action", "result", "resource")
 
 def _page_for_text(page):
     """Lists in the text table: join list values so the columns stay readable."""
-    data = page.as_json()
+    data = page
     for item in data["items"]:
         for key, value in list(item.items()):
             if isinstance(value, list):
@@ -39,7 +38,7 @@ def _emit_user(result, as_json: bool) -> None:
     if as_json:
         emit(result, as_json=True)
         return
-    data = result.as_json()
+    data = dict(result)
     data["policies"] = ", ".join(data["policies"]) or "-"
     data["access_keys"] = ", ".join(f"{k['access_key_id']} ({k['status']})" for k in data["access_keys"]) or "-"
     emit(data, as_json=False, fields=USER_FIELDS)
@@ -59,7 +58,7 @@ def user_group() -> None:
 @click.pass_obj
 def user_create(state: State, name: str, as_json: bool) -> None:
     """Create user NAME with one access key; the secret is shown this once."""
-    emit(service.create_user(state.context(), name), as_json=as_json)
+    emit(backend.call(state, "user.create", name=name), as_json=as_json)
 
 
 @user_group.command("list")
@@ -69,7 +68,7 @@ def user_create(state: State, name: str, as_json: bool) -> None:
 @click.pass_obj
 def user_list(state: State, limit, cursor, as_json: bool) -> None:
     """List users with their policies and access keys."""
-    page = service.list_users(state.context(), limit=limit, cursor=cursor)
+    page = backend.call(state, "user.list", limit=limit, cursor=cursor)
     emit_page(page if as_json else _page_for_text(page), as_json=as_json, columns=USER_COLUMNS)
 
 
@@ -79,22 +78,22 @@ def user_list(state: State, limit, cursor, as_json: bool) -> None:
 @click.pass_obj
 def user_show(state: State, name: str, as_json: bool) -> None:
     """Show a user, its policies and its access keys (never their secrets)."""
-    _emit_user(service.show_user(state.context(), name), as_json)
+    _emit_user(backend.call(state, "user.show", name=name), as_json)
 
 
-def _user_command(name: str, doc: str, action):
+def _user_command(name: str, doc: str):
     @user_group.command(name, help=doc)
     @click.argument("user")
     @json_option
     @click.pass_obj
     def command(state: State, user: str, as_json: bool) -> None:
-        _emit_user(action(state.context(), user), as_json)
+        _emit_user(backend.call(state, f"user.{name}", name=user), as_json)
 
     return command
 
 
-_user_command("disable", "Disable USER: all its access keys stop working at once.", service.disable_user)
-_user_command("enable", "Enable USER again.", service.enable_user)
+_user_command("disable", "Disable USER: all its access keys stop working at once.")
+_user_command("enable", "Enable USER again.")
 
 
 @user_group.command("delete")
@@ -103,7 +102,7 @@ _user_command("enable", "Enable USER again.", service.enable_user)
 @click.pass_obj
 def user_delete(state: State, user: str, as_json: bool) -> None:
     """Delete USER with its access keys and policy attachments."""
-    emit(service.delete_user(state.context(), user), as_json=as_json)
+    emit(backend.call(state, "user.delete", name=user), as_json=as_json)
 
 
 @user_group.group("key")
@@ -117,23 +116,24 @@ def key_group() -> None:
 @click.pass_obj
 def key_create(state: State, user: str, as_json: bool) -> None:
     """Create an access key for USER; the secret is shown this once."""
-    emit(service.create_access_key(state.context(), user), as_json=as_json, fields=KEY_FIELDS)
+    emit(backend.call(state, "user.key.create", user=user), as_json=as_json, fields=KEY_FIELDS)
 
 
-def _key_command(name: str, doc: str, action):
+def _key_command(name: str, doc: str):
     @key_group.command(name, help=doc)
     @click.argument("access_key_id")
     @json_option
     @click.pass_obj
     def command(state: State, access_key_id: str, as_json: bool) -> None:
-        emit(action(state.context(), access_key_id), as_json=as_json, fields=KEY_FIELDS)
+        emit(backend.call(state, f"user.key.{name}", access_key_id=access_key_id), as_json=as_json,
+             fields=KEY_FIELDS)
 
     return command
 
 
-_key_command("disable", "Disable an access key (requests signed with it are refused).", service.disable_access_key)
-_key_command("enable", "Enable a disabled access key again.", service.enable_access_key)
-_key_command("delete", "Delete an access key for good.", service.delete_access_key)
+_key_command("disable", "Disable an access key (requests signed with it are refused).")
+_key_command("enable", "Enable a disabled access key again.")
+_key_command("delete", "Delete an access key for good.")
 
 
 # -- policies ------------------------------------------------------------------------------
@@ -154,7 +154,7 @@ def policy_group() -> None:
 def policy_create(state: State, name: str, document_path: str, description: str, as_json: bool) -> None:
     """Create custom policy NAME from a JSON document; a malformed one is refused naming the field."""
     raw = read_input(document_path, limit=MAX_DOCUMENT_CHARS * 4)
-    emit(service.create_policy(state.context(), name, raw, description=description), as_json=as_json,
+    emit(backend.call(state, "policy.create", name=name, document=raw, description=description), as_json=as_json,
          fields=POLICY_FIELDS)
 
 
@@ -165,7 +165,7 @@ def policy_create(state: State, name: str, document_path: str, description: str,
 @click.pass_obj
 def policy_list(state: State, limit, cursor, as_json: bool) -> None:
     """List system and custom policies."""
-    emit_page(service.list_policies(state.context(), limit=limit, cursor=cursor), as_json=as_json,
+    emit_page(backend.call(state, "policy.list", limit=limit, cursor=cursor), as_json=as_json,
               columns=POLICY_COLUMNS)
 
 
@@ -175,11 +175,11 @@ def policy_list(state: State, limit, cursor, as_json: bool) -> None:
 @click.pass_obj
 def policy_show(state: State, name: str, as_json: bool) -> None:
     """Show a policy's document and the users it is attached to."""
-    result = service.show_policy(state.context(), name)
+    result = backend.call(state, "policy.show", name=name)
     if as_json:
         emit(result, as_json=True)
     else:
-        data = result.as_json()
+        data = dict(result)
         data["document"] = json.dumps(data["document"], indent=2)
         data["attached_to"] = ", ".join(data["attached_to"] or []) or "-"
         emit(data, as_json=False, fields=POLICY_FIELDS)
@@ -191,7 +191,7 @@ def policy_show(state: State, name: str, as_json: bool) -> None:
 @click.pass_obj
 def policy_delete(state: State, name: str, as_json: bool) -> None:
     """Delete a custom policy (refused while it is attached)."""
-    emit(service.delete_policy(state.context(), name), as_json=as_json)
+    emit(backend.call(state, "policy.delete", name=name), as_json=as_json)
 
 
 @policy_group.command("attach")
@@ -201,7 +201,7 @@ def policy_delete(state: State, name: str, as_json: bool) -> None:
 @click.pass_obj
 def policy_attach(state: State, name: str, user: str, as_json: bool) -> None:
     """Attach policy NAME (system or custom) to a user."""
-    emit(service.attach_policy(state.context(), name, user=user), as_json=as_json)
+    emit(backend.call(state, "policy.attach", name=name, user=user), as_json=as_json)
 
 
 @policy_group.command("detach")
@@ -211,7 +211,7 @@ def policy_attach(state: State, name: str, user: str, as_json: bool) -> None:
 @click.pass_obj
 def policy_detach(state: State, name: str, user: str, as_json: bool) -> None:
     """Detach policy NAME from a user."""
-    emit(service.detach_policy(state.context(), name, user=user), as_json=as_json)
+    emit(backend.call(state, "policy.detach", name=name, user=user), as_json=as_json)
 
 
 def _parse_time(text: str | None):
@@ -245,11 +245,11 @@ def policy_simulate(state: State, user, action, resource, source_ip, insecure_tr
         if not sep or not key:
             raise click.UsageError(f"--context {item!r}: write KEY=VALUE")
         pairs[key] = value
-    decision = service.simulate(
-        state.context(), user, action, resource, source_ip=source_ip, secure_transport=not insecure_transport,
-        now=_parse_time(at), extra=pairs,
+    when = _parse_time(at)
+    data = backend.call(
+        state, "policy.simulate", user=user, action=action, resource=resource, source_ip=source_ip,
+        secure_transport=not insecure_transport, at=when.isoformat() if when else None, context=pairs,
     )
-    data = decision.as_json()
     if not as_json and data["decided_by"]:
         data["decided_by"] = f"{data['decided_by']['policy']} statement {data['decided_by']['statement']}"
     emit(data, as_json=as_json, fields=DECISION_FIELDS)
@@ -257,14 +257,14 @@ def policy_simulate(state: State, user, action, resource, source_ip, insecure_tr
 
 @policy_group.command("actions")
 @json_option
-def policy_actions(as_json: bool) -> None:
+@click.pass_obj
+def policy_actions(state: State, as_json: bool) -> None:
     """The action catalogue: each operation, its action and dependent actions."""
-    items = [{"operation": op.name, "action": op.action, "dependents": list(op.dependents), "access": op.access,
-              "scope": op.scope} for op in ACTIONS.values()]
+    page = backend.call(state, "policy.actions")
     if as_json:
-        emit({"items": items, "next_cursor": None}, as_json=True)
+        emit(page, as_json=True)
         return
-    for item in items:
+    for item in page["items"]:
         deps = f"  (+ {', '.join(item['dependents'])})" if item["dependents"] else ""
         click.echo(f"{item['operation']:<22} {item['action']}{deps}")
 
@@ -288,7 +288,7 @@ def audit_group() -> None:
 @click.pass_obj
 def audit_list(state: State, limit, cursor, principal, action, result, newest_first, as_json) -> None:
     """List audit records, oldest first (or --newest-first)."""
-    page = audit_service.list_records(state.context(), limit=limit, cursor=cursor, principal=principal,
+    page = backend.call(state, "audit.list", limit=limit, cursor=cursor, principal=principal,
                                       action=action, result=result, newest_first=newest_first)
     emit_page(page, as_json=as_json, columns=AUDIT_COLUMNS)
 
@@ -298,11 +298,11 @@ def audit_list(state: State, limit, cursor, principal, action, result, newest_fi
 @click.pass_obj
 def audit_verify(state: State, as_json: bool) -> None:
     """Check the whole chain; exits non-zero (audit_chain_broken) naming the first bad record."""
-    result = audit_service.verify(state.context())
-    emit(result.as_json(), as_json=as_json,
+    result = backend.call(state, "audit.verify")
+    emit(result, as_json=as_json,
          fields=("ok", "records_checked", "first_bad", "problem", "message", "head_seq", "head_hash"))
-    if not result.ok:
+    if not result["ok"]:
         raise InvalidState(
-            f"the audit log was tampered with: {result.message}", code="audit_chain_broken",
-            first_bad=result.first_bad, problem=result.problem,
+            f"the audit log was tampered with: {result['message']}", code="audit_chain_broken",
+            first_bad=result.get("first_bad"), problem=result.get("problem"),
         )

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import click
 
-from ..ids import parse_duration
-from ..services import artifacts, crls
+from ..services import crls
 from ..services.artifacts import DEFAULT_KEEP
 from ..x509 import MAX_ITEM_BYTES
 from ..x509.crl import MAX_CRL_BYTES
+from . import backend
 from .common import State, file_arg, json_option, read_input
 from .render import emit
 
@@ -29,8 +29,9 @@ def artifacts_group() -> None:
 
 
 @artifacts_group.command("publish")
-@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
-              help="Output directory; brokers read DIR/current/...")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False),
+              help="Output directory; brokers read DIR/current/... (required locally; against a server it "
+              "publishes into its own `pki serve --artifacts-dir`).")
 @click.option("--reload-cmd", help="Shell command to run after a successful publish, e.g. 'systemctl reload mosquitto'.")
 @click.option("--require-crls", is_flag=True, help="Fail (and publish nothing) if an ACTIVE CA has no valid CRL.")
 @click.option("--keep", type=int, default=DEFAULT_KEEP, show_default=True, help="Generations to keep.")
@@ -44,20 +45,20 @@ def artifacts_group() -> None:
 def artifacts_publish(state: State, out_dir, reload_cmd, require_crls, keep, crl_lifetime, listener_port,
                       listener_address, server_cert, server_key, as_json) -> None:
     """Write a new generation of trust bundle, CRLs, capath, manifest and mosquitto.conf; switch current."""
-    result = artifacts.publish(
-        state.context(), out_dir=out_dir, require_crls=require_crls, keep=keep,
-        crl_lifetime=parse_duration(crl_lifetime), reload_cmd=reload_cmd, listener_port=listener_port,
+    result = backend.call(
+        state, "artifacts.publish", out_dir=out_dir, require_crls=require_crls, keep=keep,
+        crl_lifetime=crl_lifetime, reload_cmd=reload_cmd, listener_port=listener_port,
         listener_address=listener_address,
         server_cert=str(Path(server_cert).absolute()) if server_cert else None,
         server_key=str(Path(server_key).absolute()) if server_key else None,
     )
-    for warning in result.warnings:
-        _warn(warning.code, warning.message)
+    for warning in result.get("warnings", ()):
+        _warn(warning["code"], warning["message"])
     if as_json:
         emit(result, as_json=True)
     else:
-        click.echo(f"generation {result.generation} published: {result.current} -> {result.directory}")
-        for ca in result.cas:
+        click.echo(f"generation {result['generation']} published: {result['current']} -> {result['directory']}")
+        for ca in result.get("cas", ()):
             click.echo(f"  CA {ca['sn']}  crl_number={ca['crl_number'] or '-'}  next_update={ca['crl_next_update'] or '-'}")
 
 
@@ -73,7 +74,7 @@ def crl_group() -> None:
 @click.pass_obj
 def crl_request(state: State, ca_sn, lifetime, out) -> None:
     """Export what the CA's next CRL must list, for `pki crl sign` where its key lives."""
-    request = crls.crl_request(state.context(), ca=ca_sn, lifetime=parse_duration(lifetime))
+    request = backend.call(state, "crl.request", ca=ca_sn, lifetime=lifetime)
     text = json.dumps(request, indent=2, sort_keys=True) + "\n"
     if out:
         Path(out).write_text(text)
@@ -112,7 +113,7 @@ def crl_sign(ca_cert, ca_key, request_path, out, key_password_env) -> None:
 @click.pass_obj
 def crl_upload(state: State, ca_sn, crl_file, as_json) -> None:
     """Store a registered CA's CRL after checking issuer, signature, freshness and coverage."""
-    info = crls.upload_crl(state.context(), ca=ca_sn, crl=read_input(crl_file, limit=MAX_CRL_BYTES))
+    info = backend.call(state, "crl.upload", ca=ca_sn, crl=read_input(crl_file, limit=MAX_CRL_BYTES))
     emit(info, as_json=as_json)
 
 
@@ -135,7 +136,10 @@ def crl_upload(state: State, ca_sn, crl_file, as_json) -> None:
 @click.pass_obj
 def serve_command(state: State, host, port, workers, rate_limit, burst, max_body, trusted_proxies, artifacts_dir,
                   access_log) -> None:
-    """Serve the /v1 API (signed requests) and the trust bundle, CRLs and OCSP (no authentication)."""
+    """Serve the /v1 API (signed requests) and the trust bundle, CRLs and OCSP (no authentication).
+
+    Always on this machine's store: PKI_SERVER and a profile, the client side's settings, are ignored.
+    """
     import uvicorn
 
     from ..services.authn import RateLimit

@@ -10,10 +10,15 @@ from pathlib import Path
 
 import click
 
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.serialization import pkcs12
+
 from ..keys import KEY_TYPES
 from ..services import devices
 from ..services.provision import provision
 from ..x509 import MAX_ITEM_BYTES
+from . import backend
 from .common import State, file_arg, json_option, read_input
 from .render import emit, emit_page
 
@@ -37,6 +42,18 @@ def _write_private(path: Path, data: bytes) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as fh:
         fh.write(data)
+
+
+def _pkcs12(issued: dict, password: bytes) -> bytes:
+    """The PKCS#12 of an issuance answer (local or remote: both carry the PEMs)."""
+    chain = x509.load_pem_x509_certificates(issued["chain_pem"].encode()) if issued.get("chain_pem") else []
+    return pkcs12.serialize_key_and_certificates(
+        name=issued["client_id"].encode(),
+        key=serialization.load_pem_private_key(issued["private_key_pem"].encode(), password=None),
+        cert=x509.load_pem_x509_certificate(issued["certificate_pem"].encode()),
+        cas=chain,
+        encryption_algorithm=serialization.BestAvailableEncryption(password),
+    )
 
 
 @click.group("device")
@@ -67,27 +84,26 @@ def device_issue(state: State, ca_sn, csr, generate, client_id, days, sans, key_
     password = _password(p12_password_env)
     if fmt == "p12" and not password:
         raise click.UsageError("--format p12 needs --p12-password-env")
-    issued = devices.issue_device(
-        state.context(), ca=ca_sn, csr=read_input(csr, limit=MAX_ITEM_BYTES) if csr else None,
+    result = backend.call(
+        state, "device.issue", ca=ca_sn, csr=read_input(csr, limit=MAX_ITEM_BYTES) if csr else None,
         generate=generate, client_id=client_id, days=days, sans=sans, key_type=key_type,
     )
-    result = {**issued.device.as_json(), "certificate_pem": issued.certificate_pem, "chain_pem": issued.chain_pem}
     if out:
+        # The key (generated here or on the server) goes to a 0600 file, never to stdout.
+        key_pem = result.pop("private_key_pem", None)
         directory = Path(out)
         directory.mkdir(parents=True, exist_ok=True)
-        name = issued.device.client_id
-        (directory / f"{name}.pem").write_text(issued.certificate_pem + issued.chain_pem)
+        name = result["client_id"]
+        (directory / f"{name}.pem").write_text(result["certificate_pem"] + result["chain_pem"])
         files = [str(directory / f"{name}.pem")]
-        if issued.private_key is not None:
+        if key_pem is not None:
             if fmt == "p12":
-                _write_private(directory / f"{name}.p12", devices.pkcs12_bytes(issued, password=password))
+                _write_private(directory / f"{name}.p12", _pkcs12({**result, "private_key_pem": key_pem}, password))
                 files.append(str(directory / f"{name}.p12"))
             else:
-                _write_private(directory / f"{name}.key.pem", devices.private_key_pem(issued.private_key))
+                _write_private(directory / f"{name}.key.pem", key_pem.encode("ascii"))
                 files.append(str(directory / f"{name}.key.pem"))
         result["files"] = files
-    elif issued.private_key is not None:
-        result["private_key_pem"] = devices.private_key_pem(issued.private_key).decode("ascii")
     fields = DEVICE_FIELDS + ("files",) if out else DEVICE_FIELDS + ("certificate_pem", "private_key_pem")
     emit(result, as_json=as_json, fields=fields)
 
@@ -98,7 +114,7 @@ def device_issue(state: State, ca_sn, csr, generate, client_id, days, sans, key_
 @click.pass_obj
 def device_register(state: State, cert_path, as_json) -> None:
     """Record a device certificate issued elsewhere by an ACTIVE CA of this instance."""
-    result = devices.register_device(state.context(), certificate=read_input(cert_path, limit=MAX_ITEM_BYTES))
+    result = backend.call(state, "device.register", certificate=read_input(cert_path, limit=MAX_ITEM_BYTES))
     emit(result, as_json=as_json, fields=DEVICE_FIELDS)
 
 
@@ -122,9 +138,10 @@ def _iso_date(value: str | None) -> _dt.datetime | None:
 @click.pass_obj
 def device_list(state: State, ca_sn, status, expiring_before, limit, cursor, as_json) -> None:
     """List a CA's device certificates, a page at a time."""
-    page = devices.list_devices(
-        state.context(), ca=ca_sn, status=status, expiring_before=_iso_date(expiring_before), limit=limit,
-        cursor=cursor,
+    before = _iso_date(expiring_before)
+    page = backend.call(
+        state, "device.list", ca=ca_sn, status=status, expiring_before=before.isoformat() if before else None,
+        limit=limit, cursor=cursor,
     )
     emit_page(page, as_json=as_json, columns=DEVICE_COLUMNS)
 
@@ -141,30 +158,29 @@ def device_show(state: State, sn, ca_sn, fingerprint, client_id, as_json) -> Non
     if sn is not None:
         if ca_sn is None:
             raise click.UsageError("a device serial needs --ca")
-        emit(devices.show_device(state.context(), ca=ca_sn, sn=sn), as_json=as_json, fields=DEVICE_FIELDS)
+        emit(backend.call(state, "device.show", ca=ca_sn, sn=sn), as_json=as_json, fields=DEVICE_FIELDS)
     elif fingerprint or client_id:
-        page = devices.find_devices(state.context(), fingerprint=fingerprint, client_id=client_id)
+        page = backend.call(state, "device.find", fingerprint=fingerprint, client_id=client_id)
         emit_page(page, as_json=as_json, columns=("ca_sn",) + DEVICE_COLUMNS)
     else:
         raise click.UsageError("give SN --ca CA, --fingerprint F or --client-id ID")
 
 
-def _lifecycle(name: str, doc: str, action):
+def _lifecycle(name: str, doc: str):
     @device_group.command(name, help=doc)
     @click.argument("sn")
     @click.option("--ca", "ca_sn", required=True, metavar="SN")
     @json_option
     @click.pass_obj
     def command(state: State, sn, ca_sn, as_json) -> None:
-        emit(action(state.context(), ca=ca_sn, sn=sn), as_json=as_json, fields=DEVICE_FIELDS)
+        emit(backend.call(state, f"device.{name}", ca=ca_sn, sn=sn), as_json=as_json, fields=DEVICE_FIELDS)
 
     return command
 
 
-_lifecycle("activate", "Let an INACTIVE device certificate in again.", devices.activate_device)
-_lifecycle("deactivate", "Hold a device certificate (INACTIVE; on the CRL as certificateHold).",
-           devices.deactivate_device)
-_lifecycle("delete", "Delete an expired device certificate (revoke a valid one instead).", devices.delete_device)
+_lifecycle("activate", "Let an INACTIVE device certificate in again.")
+_lifecycle("deactivate", "Hold a device certificate (INACTIVE; on the CRL as certificateHold).")
+_lifecycle("delete", "Delete an expired device certificate (revoke a valid one instead).")
 
 
 @device_group.command("revoke")
@@ -176,7 +192,7 @@ _lifecycle("delete", "Delete an expired device certificate (revoke a valid one i
 @click.pass_obj
 def device_revoke(state: State, sn, ca_sn, reason, as_json) -> None:
     """Revoke a device certificate: final, published on the CRL with its reason."""
-    emit(devices.revoke_device(state.context(), ca=ca_sn, sn=sn, reason=reason), as_json=as_json,
+    emit(backend.call(state, "device.revoke", ca=ca_sn, sn=sn, reason=reason), as_json=as_json,
          fields=DEVICE_FIELDS)
 
 
@@ -227,8 +243,11 @@ def device_provision(state: State, ca_sn, manifest, out, fmt, p12_password_env, 
 
     Safe to rerun after a crash or kill: it finishes the batch without issuing
     a device twice. Key files are written mode 0600; out/index.jsonl lists
-    every device (client_id, sn, fingerprint) in manifest order.
+    every device (client_id, sn, fingerprint) in manifest order.  Local only.
     """
+    backend.require_local(state, "device provision", "it signs with worker processes on this machine's store; "
+                          "against a server issue one device per request with `pki device issue --generate "
+                          "--out DIR`, or run provision where `pki serve` runs")
     password = _password(p12_password_env)
     show = sys.stderr.isatty() if progress is None else progress
     result = provision(

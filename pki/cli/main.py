@@ -1,4 +1,4 @@
-"""The `pki` command.  Parses, calls a service, renders; no logic of its own."""
+"""The `pki` command.  Parses, calls an operation (:mod:`.backend`: local store or server), renders."""
 
 from __future__ import annotations
 
@@ -11,15 +11,13 @@ from pathlib import Path
 import click
 
 from ..errors import InternalError, PkiError
-from ..ids import parse_duration
-from ..services import cas as ca_service
-from ..services import codes as code_service
 from ..keys import KEY_TYPES
-from ..services import managed, offline
+from ..services import offline
 from ..services.managed import DEFAULT_CA_DAYS
 from ..services.setup import initialise
 from ..x509 import MAX_BUNDLE_ITEMS, MAX_ITEM_BYTES
-from .common import CA_FIELDS, State as _State, file_arg as _file, json_option, read_input as _read
+from . import backend
+from .common import CA_FIELDS, Remote, State as _State, file_arg as _file, json_option, read_input as _read
 from .artifacts import artifacts_group, crl_group, serve_command
 from .access import audit_group, policy_group, user_group
 from .device import device_group
@@ -37,13 +35,28 @@ CA_COLUMNS = ("sn", "name", "status", "source", "key_type", "not_after")
 @click.option("--master-key-file", envvar="PKI_MASTER_KEY_FILE",
               help="Key that encrypts private keys at rest [PKI_MASTER_KEY_FILE, default HOME/master.key].")
 @click.option("--instance", envvar="PKI_INSTANCE", help="Broker deployment [PKI_INSTANCE, default 'default'].")
+@click.option("--server", envvar="PKI_SERVER", metavar="URL",
+              help="Remote mode: run every command against this `pki serve` [PKI_SERVER, or the profile's].")
+@click.option("--access-key-id", envvar="PKI_ACCESS_KEY_ID", metavar="AK",
+              help="Remote mode: the access key that signs requests [PKI_ACCESS_KEY_ID, or the profile's]. "
+              "Its secret comes only from PKI_ACCESS_KEY_SECRET or the profile, never a flag (ps shows flags).")
+@click.option("--profile", "profile", envvar="PKI_PROFILE", type=click.Path(dir_okay=False), metavar="FILE",
+              help="Remote mode: JSON {server, access_key_id, access_key_secret}, mode 0600 "
+              "[PKI_PROFILE, default ~/.config/pki/profile.json if it exists].")
+@click.option("--local", is_flag=True, help="Use the local store even if PKI_SERVER or a profile names a server.")
 @click.option("--debug", is_flag=True, help="Show tracebacks on errors.")
 @click.version_option(package_name="device-pki", prog_name="pki")
 @click.pass_context
-def cli(ctx: click.Context, home, database_url, master_key_file, instance, debug) -> None:
-    """Device PKI: CAs, device certificates and secrets for MQTT fleets."""
+def cli(ctx: click.Context, home, database_url, master_key_file, instance, server, access_key_id, profile, local,
+        debug) -> None:
+    """Device PKI: CAs, device certificates and secrets for MQTT fleets.
+
+    Every command runs on the local store, or against a server (remote mode,
+    requests signed) when PKI_SERVER or a profile names one.
+    """
     state = _State(dict(home=home, database_url=database_url, master_key_file=master_key_file,
-                        instance=instance))
+                        instance=instance),
+                   Remote(server=server, access_key_id=access_key_id, profile=profile, local=local))
     ctx.obj = state
     ctx.meta["debug"] = debug
     ctx.call_on_close(state.close)
@@ -53,7 +66,9 @@ def cli(ctx: click.Context, home, database_url, master_key_file, instance, debug
 @json_option
 @click.pass_obj
 def init_cmd(state: _State, as_json: bool) -> None:
-    """Create (or upgrade) the data directory, the schema and the master key."""
+    """Create (or upgrade) the data directory, the schema and the master key (local only)."""
+    backend.require_local(state, "init", "it prepares a store on this machine; a server's store is prepared "
+                          "where `pki serve` runs")
     emit(initialise(state.settings), as_json=as_json)
 
 
@@ -75,7 +90,7 @@ def code_new(state: _State, ttl: str, as_json: bool) -> None:
     Put it as the CN of a verification certificate signed by the CA's key, then
     run `pki ca register`.
     """
-    emit(code_service.new_code(state.context(), ttl=parse_duration(ttl)), as_json=as_json)
+    emit(backend.call(state, "code.new", ttl=ttl), as_json=as_json)
 
 
 # -- CAs --------------------------------------------------------------------------------
@@ -125,8 +140,8 @@ def ca_verification_cert(ca_cert, ca_key, code, out, key_password_env) -> None:
 @click.pass_obj
 def ca_register(state: _State, cert_path, verification, name, inactive, chain, as_json) -> None:
     """Register a CA you own, proving you hold its private key."""
-    result = ca_service.register_ca(
-        state.context(),
+    result = backend.call(
+        state, "ca.register",
         certificate=_read(cert_path, limit=MAX_ITEM_BYTES),
         verification=_read(verification, limit=MAX_ITEM_BYTES),
         name=name,
@@ -144,25 +159,24 @@ def ca_register(state: _State, cert_path, verification, name, inactive, chain, a
 @click.pass_obj
 def ca_list(state: _State, status, limit, cursor, as_json) -> None:
     """List CAs of the instance, a page at a time."""
-    page = ca_service.list_cas(state.context(), status=status, limit=limit, cursor=cursor)
+    page = backend.call(state, "ca.list", status=status, limit=limit, cursor=cursor)
     emit_page(page, as_json=as_json, columns=CA_COLUMNS)
 
 
-def _ca_ref_command(name: str, doc: str, action):
+def _ca_ref_command(name: str, doc: str):
     @ca_group.command(name, help=doc)
     @click.argument("ref", metavar="SN")
     @json_option
     @click.pass_obj
     def command(state: _State, ref: str, as_json: bool) -> None:
-        emit(action(state.context(), ref), as_json=as_json, fields=CA_FIELDS)
+        emit(backend.call(state, f"ca.{name}", ref=ref), as_json=as_json, fields=CA_FIELDS)
 
     return command
 
 
-_ca_ref_command("show", "Show a CA by serial number or SHA-256 fingerprint.", ca_service.show_ca)
-_ca_ref_command("activate", "Trust a CA again (it returns to the trust bundle).", ca_service.activate_ca)
-_ca_ref_command("deactivate", "Stop trusting a CA: every device under it is locked out.",
-                ca_service.deactivate_ca)
+_ca_ref_command("show", "Show a CA by serial number or SHA-256 fingerprint.")
+_ca_ref_command("activate", "Trust a CA again (it returns to the trust bundle).")
+_ca_ref_command("deactivate", "Stop trusting a CA: every device under it is locked out.")
 
 
 @ca_group.command("delete")
@@ -172,7 +186,7 @@ _ca_ref_command("deactivate", "Stop trusting a CA: every device under it is lock
 @click.pass_obj
 def ca_delete(state: _State, ref: str, cascade: bool, as_json: bool) -> None:
     """Delete a CA (refused while it has device certificates, unless --cascade)."""
-    emit(ca_service.delete_ca(state.context(), ref, cascade=cascade), as_json=as_json)
+    emit(backend.call(state, "ca.delete", ref=ref, cascade=cascade), as_json=as_json)
 
 
 @ca_group.command("create")
@@ -185,8 +199,8 @@ def ca_delete(state: _State, ref: str, cascade: bool, as_json: bool) -> None:
 @click.pass_obj
 def ca_create(state: _State, name, key_type, days, parent, path_length, as_json) -> None:
     """Create a managed CA; its private key stays in this PKI's key custody."""
-    result = managed.create_ca(
-        state.context(), name=name, key_type=key_type, days=days, parent=parent, path_length=path_length
+    result = backend.call(
+        state, "ca.create", name=name, key_type=key_type, days=days, parent=parent, path_length=path_length
     )
     emit(result, as_json=as_json, fields=CA_FIELDS)
 

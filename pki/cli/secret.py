@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import datetime as _dt
 import os
 
 import click
 
-from ..ids import parse_duration
-from ..services import secrets as service
+from . import backend
 from .common import State, json_option
 from .render import emit, emit_page
 
@@ -22,11 +20,6 @@ GROUP_COLUMNS = ("name", "access_key_id", "status")
 MEMBER_FIELDS = ("client_id", "group", "access_key_id", "username", "status", "group_status", "secret")
 
 
-def _duration(text: str) -> _dt.timedelta:
-    # "0" alone means none, as the issue writes it; anything else needs a unit.
-    return _dt.timedelta(0) if text.strip() == "0" else parse_duration(text)
-
-
 @click.group("secret")
 def secret_group() -> None:
     """Per-device secrets for the broker's username/password check."""
@@ -38,7 +31,7 @@ def secret_group() -> None:
 @click.pass_obj
 def secret_register(state: State, client_id: str, as_json: bool) -> None:
     """Create the credential of CLIENT_ID; the secret is shown this once (or with show --reveal)."""
-    emit(service.register_secret(state.context(), client_id=client_id), as_json=as_json, fields=SECRET_FIELDS)
+    emit(backend.call(state, "secret.register", client_id=client_id), as_json=as_json, fields=SECRET_FIELDS)
 
 
 @secret_group.command("show")
@@ -48,7 +41,7 @@ def secret_register(state: State, client_id: str, as_json: bool) -> None:
 @click.pass_obj
 def secret_show(state: State, client_id: str, reveal: bool, as_json: bool) -> None:
     """Show the credential of CLIENT_ID (the secret only with --reveal)."""
-    emit(service.show_secret(state.context(), client_id=client_id, reveal=reveal), as_json=as_json,
+    emit(backend.call(state, "secret.show", client_id=client_id, reveal=reveal), as_json=as_json,
          fields=SECRET_FIELDS)
 
 
@@ -60,7 +53,7 @@ def secret_show(state: State, client_id: str, reveal: bool, as_json: bool) -> No
 @click.pass_obj
 def secret_refresh(state: State, client_id: str, grace: str, as_json: bool) -> None:
     """Give CLIENT_ID a new secret; the old one stays valid for the grace period."""
-    emit(service.refresh_secret(state.context(), client_id=client_id, grace=_duration(grace)), as_json=as_json,
+    emit(backend.call(state, "secret.refresh", client_id=client_id, grace=grace), as_json=as_json,
          fields=SECRET_FIELDS)
 
 
@@ -70,25 +63,24 @@ def secret_refresh(state: State, client_id: str, grace: str, as_json: bool) -> N
 @click.pass_obj
 def secret_unregister(state: State, client_id: str, as_json: bool) -> None:
     """Delete the credential of CLIENT_ID: its secrets stop passing at once."""
-    emit(service.unregister_secret(state.context(), client_id=client_id), as_json=as_json)
+    emit(backend.call(state, "secret.unregister", client_id=client_id), as_json=as_json)
 
 
-def _status_command(name: str, doc: str, action):
+def _status_command(name: str, doc: str):
     @secret_group.command(name, help=doc)
     @click.argument("client_id")
     @click.option("--group", metavar="NAME", help="Act on CLIENT_ID as a member of this enrollment group.")
     @json_option
     @click.pass_obj
     def command(state: State, client_id: str, group: str | None, as_json: bool) -> None:
-        result = action(state.context(), client_id=client_id, group=group)
+        result = backend.call(state, f"secret.{name}", client_id=client_id, group=group)
         emit(result, as_json=as_json, fields=MEMBER_FIELDS if group else SECRET_FIELDS)
 
     return command
 
 
-_status_command("activate", "Let CLIENT_ID's credential (or group membership) pass again.", service.activate_secret)
-_status_command("deactivate", "Refuse CLIENT_ID's credential (or, with --group, its membership) until activated.",
-                service.deactivate_secret)
+_status_command("activate", "Let CLIENT_ID's credential (or group membership) pass again.")
+_status_command("deactivate", "Refuse CLIENT_ID's credential (or, with --group, its membership) until activated.")
 
 
 @secret_group.command("list")
@@ -99,7 +91,7 @@ _status_command("deactivate", "Refuse CLIENT_ID's credential (or, with --group, 
 @click.pass_obj
 def secret_list(state: State, status, limit, cursor, as_json: bool) -> None:
     """List the instance's credentials (never their secrets), a page at a time."""
-    page = service.list_secrets(state.context(), status=status, limit=limit, cursor=cursor)
+    page = backend.call(state, "secret.list", status=status, limit=limit, cursor=cursor)
     emit_page(page, as_json=as_json, columns=SECRET_COLUMNS)
 
 
@@ -122,10 +114,8 @@ def secret_verify(state: State, client_id, username, password, password_env, clo
         if password_env not in os.environ:
             raise click.UsageError(f"environment variable {password_env} is not set")
         password = os.environ[password_env]
-    result = service.authenticate(
-        state.context(), client_id=client_id, username=username, password=password,
-        clock_skew=_duration(clock_skew),
-    )
+    result = backend.call(state, "secret.verify", client_id=client_id, username=username, password=password,
+                          clock_skew=clock_skew)
     emit(result, as_json=as_json)
 
 
@@ -136,7 +126,7 @@ def secret_verify(state: State, client_id, username, password, password_env, clo
 @click.pass_obj
 def secret_derive(state: State, group: str, client_id: str, as_json: bool) -> None:
     """The secret of CLIENT_ID as a member of an enrollment group, for the factory line."""
-    emit(service.derive_member_secret(state.context(), group=group, client_id=client_id), as_json=as_json,
+    emit(backend.call(state, "secret.derive", group=group, client_id=client_id), as_json=as_json,
          fields=MEMBER_FIELDS)
 
 
@@ -154,7 +144,7 @@ def group_group() -> None:
 @click.pass_obj
 def group_create(state: State, name: str, as_json: bool) -> None:
     """Create an enrollment group with a fresh key (never shown; `secret derive` gives members' secrets)."""
-    emit(service.create_group(state.context(), name=name), as_json=as_json, fields=GROUP_FIELDS)
+    emit(backend.call(state, "secret.group.create", name=name), as_json=as_json, fields=GROUP_FIELDS)
 
 
 @group_group.command("show")
@@ -163,7 +153,7 @@ def group_create(state: State, name: str, as_json: bool) -> None:
 @click.pass_obj
 def group_show(state: State, name: str, as_json: bool) -> None:
     """Show an enrollment group."""
-    emit(service.show_group(state.context(), name=name), as_json=as_json, fields=GROUP_FIELDS)
+    emit(backend.call(state, "secret.group.show", name=name), as_json=as_json, fields=GROUP_FIELDS)
 
 
 @group_group.command("list")
@@ -174,7 +164,7 @@ def group_show(state: State, name: str, as_json: bool) -> None:
 @click.pass_obj
 def group_list(state: State, status, limit, cursor, as_json: bool) -> None:
     """List the instance's enrollment groups."""
-    page = service.list_groups(state.context(), status=status, limit=limit, cursor=cursor)
+    page = backend.call(state, "secret.group.list", status=status, limit=limit, cursor=cursor)
     emit_page(page, as_json=as_json, columns=GROUP_COLUMNS)
 
 
@@ -184,7 +174,7 @@ def group_list(state: State, status, limit, cursor, as_json: bool) -> None:
 @click.pass_obj
 def group_disable(state: State, name: str, as_json: bool) -> None:
     """Refuse every member of the group until it is enabled again."""
-    emit(service.disable_group(state.context(), name=name), as_json=as_json, fields=GROUP_FIELDS)
+    emit(backend.call(state, "secret.group.disable", name=name), as_json=as_json, fields=GROUP_FIELDS)
 
 
 @group_group.command("enable")
@@ -193,4 +183,4 @@ def group_disable(state: State, name: str, as_json: bool) -> None:
 @click.pass_obj
 def group_enable(state: State, name: str, as_json: bool) -> None:
     """Let the group's members pass again."""
-    emit(service.enable_group(state.context(), name=name), as_json=as_json, fields=GROUP_FIELDS)
+    emit(backend.call(state, "secret.group.enable", name=name), as_json=as_json, fields=GROUP_FIELDS)

@@ -1,0 +1,292 @@
+"""The one place where the CLI chooses between the local store and a server.
+
+Each CLI operation is one row of :data:`OPERATIONS`: how to run it on the
+local store (a service call) and how to ask a server for it (method, path,
+body).  A command calls ``backend.call(state, "ca.register", certificate=...,
+...)`` with the values it parsed, and gets the same JSON-able answer either
+way: a local result's ``as_json()`` or the server's JSON, which is the same
+shape by construction (the HTTP layer renders the services' models).  Errors
+are PkiErrors either way (:class:`pki.client.ApiError` carries the server's
+code and family), so ``main`` prints and exits the same.
+
+Operation names are the access-policy operation names (``pki policy actions``).
+Remote request building, by default:
+
+- ``{name}`` in the path takes that argument (percent-encoded);
+- GET and DELETE send the other arguments as the query, POST as the JSON body
+  (arguments that are None are left out, so the server's defaults apply);
+- a row may give its own ``body`` builder (files read as bytes become PEM text)
+  and ``query`` names for a POST.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import json
+import string
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+import click
+
+from ..errors import ConfigError, PkiError
+from ..ids import parse_duration
+from ..services import access, artifacts, audit, cas, codes, crls, devices, managed
+from ..services import secrets as secret_service
+from ..services.policy import ACTIONS, parse_policy
+
+__all__ = ["call", "is_remote", "require_local", "OPERATIONS", "Operation", "ServerUnreachable"]
+
+
+class ServerUnreachable(PkiError):
+    """No answer from the server: in remote mode it is the store, hence the family."""
+
+    family = "store"
+    default_code = "server_unreachable"
+
+
+@dataclass(frozen=True)
+class Operation:
+    local: Callable[..., Any]
+    method: str | None = None
+    path: str = ""
+    query: tuple[str, ...] = ()
+    body: Callable[..., dict] | None = None
+    #: Turns a server refusal into the answer the local call gives (audit verify's broken chain).
+    recover: Callable[[PkiError], Any] | None = None
+    #: False for what needs no store locally (the action catalogue).
+    store: bool = True
+
+
+def is_remote(state) -> bool:
+    return state.remote() is not None
+
+
+def require_local(state, command: str, why: str) -> None:
+    """Refuse a command that only runs on the local store while remote mode is on."""
+    if state.server is not None:
+        raise ConfigError(f"`pki {command}` is local-only: {why}. Unset PKI_SERVER (or pass --local) to run it "
+                          "on this machine's store", code="local_only", server=state.server)
+
+
+def call(state, operation: str, **kwargs: Any) -> Any:
+    """Run one operation on the store or the server; a JSON-able answer either way."""
+    op = OPERATIONS[operation]
+    client = state.remote()
+    if client is None:
+        result = op.local(state.context() if op.store else None, **kwargs)
+        return result.as_json() if hasattr(result, "as_json") else result
+    if op.method is None:
+        raise ConfigError(f"{operation} has no remote form; run it without PKI_SERVER", code="local_only")
+    import httpx
+
+    from ..client import ApiError
+
+    method, path, params, body = _request(op, kwargs)
+    try:
+        return client.call(method, path, json=body, params=params)
+    except ApiError as exc:
+        if op.recover is not None:
+            recovered = op.recover(exc)
+            if recovered is not None:
+                return recovered
+        raise
+    except httpx.TransportError as exc:
+        raise ServerUnreachable(f"no answer from {client.http.base_url} ({type(exc).__name__}: {exc}); check "
+                                "PKI_SERVER and that `pki serve` runs there", server=str(client.http.base_url)) \
+            from None
+    except ValueError:
+        raise ServerUnreachable(f"{client.http.base_url} did not answer JSON; is PKI_SERVER a `pki serve`?",
+                                code="bad_server_response") from None
+
+
+def _request(op: Operation, kwargs: Mapping[str, Any]) -> tuple[str, str, dict | None, dict | None]:
+    names = [field for _, field, _, _ in string.Formatter().parse(op.path) if field]
+    path = op.path.format_map({n: quote(str(kwargs[n]), safe="") for n in names})
+    rest = {k: v for k, v in kwargs.items() if k not in names}
+    if op.method in ("GET", "DELETE"):
+        return op.method, path, _drop_none(rest), None
+    params = _drop_none({k: rest.pop(k) for k in op.query if k in rest})
+    body = op.body(**rest) if op.body is not None else _drop_none(rest)
+    return op.method, path, params or None, body
+
+
+def _drop_none(values: Mapping[str, Any]) -> dict:
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def _pem(data: bytes | None, label: str) -> str | None:
+    """A file as read (PEM or DER) as the PEM text the API takes."""
+    if data is None:
+        return None
+    if data.lstrip().startswith(b"-----BEGIN"):
+        return data.decode("utf-8", errors="replace")
+    b64 = base64.b64encode(data).decode("ascii")
+    lines = "\n".join(b64[i:i + 64] for i in range(0, len(b64), 64))
+    return f"-----BEGIN {label}-----\n{lines}\n-----END {label}-----\n"
+
+
+def _grace(text: str) -> _dt.timedelta:
+    # "0" alone means none, as the issue writes it; anything else needs a unit.
+    return _dt.timedelta(0) if text.strip() == "0" else parse_duration(text)
+
+
+def _iso(text: str | None) -> _dt.datetime | None:
+    return _dt.datetime.fromisoformat(text) if text is not None else None
+
+
+# -- local forms that need more than one service call --------------------------------------------
+
+
+def _issue(ctx, *, ca, csr, generate, client_id, days, sans, key_type) -> dict:
+    issued = devices.issue_device(ctx, ca=ca, csr=csr, generate=generate, client_id=client_id, days=days,
+                                  sans=tuple(sans), key_type=key_type)
+    result = {**issued.device.as_json(), "certificate_pem": issued.certificate_pem, "chain_pem": issued.chain_pem}
+    if issued.private_key is not None:
+        result["private_key_pem"] = devices.private_key_pem(issued.private_key).decode("ascii")
+    return result
+
+
+def _publish_local(ctx, *, out_dir, crl_lifetime, **kw):
+    if out_dir is None:
+        raise click.UsageError("Missing option '--out'.")
+    return artifacts.publish(ctx, out_dir=out_dir, crl_lifetime=parse_duration(crl_lifetime), **kw)
+
+
+#: What only a local publish can do: the files (and the broker) are on the server's machine.
+_PUBLISH_LOCAL_ONLY = {"out_dir": "--out", "reload_cmd": "--reload-cmd", "listener_address": "--listener-address",
+                       "server_cert": "--server-cert", "server_key": "--server-key"}
+
+
+def _publish_body(*, require_crls, keep, crl_lifetime, listener_port, **local_only) -> dict:
+    given = [flag for name, flag in _PUBLISH_LOCAL_ONLY.items() if local_only.get(name) is not None]
+    if given:
+        raise click.UsageError(
+            f"{', '.join(given)}: local-only with `pki artifacts publish`; against a server it publishes into the "
+            "directory `pki serve --artifacts-dir` names, on the server's machine (run the reload there)")
+    return {"require_crls": require_crls, "keep": keep, "crl_lifetime": crl_lifetime, "listener_port": listener_port}
+
+
+def _actions(ctx=None) -> dict:
+    return {"items": [{"operation": op.name, "action": op.action, "dependents": list(op.dependents),
+                       "access": op.access, "scope": op.scope} for op in ACTIONS.values()], "next_cursor": None}
+
+
+def _policy_document(name: str, document: bytes) -> dict:
+    parse_policy(document, name=name)  # refused here, naming the bad field, exactly as locally
+    return json.loads(document)
+
+
+def _audit_broken(exc: PkiError) -> dict | None:
+    if exc.code != "audit_chain_broken":
+        return None
+    message = exc.message.removeprefix("the audit log was tampered with: ")
+    return {"ok": False, "first_bad": exc.data.get("first_bad"), "problem": exc.data.get("problem"),
+            "message": message}
+
+
+# -- the table -------------------------------------------------------------------------------------
+
+_ = Operation
+OPERATIONS: dict[str, Operation] = {
+    # register codes, CAs, CRLs
+    "code.new": _(lambda ctx, *, ttl: codes.new_code(ctx, ttl=parse_duration(ttl)), "POST", "/v1/codes"),
+    "ca.register": _(
+        lambda ctx, **kw: cas.register_ca(ctx, **kw), "POST", "/v1/cas/register",
+        body=lambda *, certificate, verification, name, inactive, chain: _drop_none({
+            "certificate_pem": _pem(certificate, "CERTIFICATE"), "verification_pem": _pem(verification, "CERTIFICATE"),
+            "name": name, "inactive": inactive, "chain_pem": _pem(chain, "CERTIFICATE")})),
+    "ca.create": _(lambda ctx, **kw: managed.create_ca(ctx, **kw), "POST", "/v1/cas"),
+    "ca.list": _(lambda ctx, **kw: cas.list_cas(ctx, **kw), "GET", "/v1/cas"),
+    "ca.show": _(lambda ctx, *, ref: cas.show_ca(ctx, ref), "GET", "/v1/cas/{ref}"),
+    "ca.activate": _(lambda ctx, *, ref: cas.activate_ca(ctx, ref), "POST", "/v1/cas/{ref}/activate"),
+    "ca.deactivate": _(lambda ctx, *, ref: cas.deactivate_ca(ctx, ref), "POST", "/v1/cas/{ref}/deactivate"),
+    "ca.delete": _(lambda ctx, *, ref, cascade: cas.delete_ca(ctx, ref, cascade=cascade), "DELETE", "/v1/cas/{ref}"),
+    "crl.request": _(lambda ctx, *, ca, lifetime: crls.crl_request(ctx, ca=ca, lifetime=parse_duration(lifetime)),
+                     "GET", "/v1/cas/{ca}/crl-request"),
+    "crl.upload": _(lambda ctx, *, ca, crl: crls.upload_crl(ctx, ca=ca, crl=crl), "POST", "/v1/cas/{ca}/crl",
+                    body=lambda *, crl: {"crl_pem": _pem(crl, "X509 CRL")}),
+    # device certificates
+    "device.issue": _(
+        _issue, "POST", "/v1/cas/{ca}/devices",
+        body=lambda *, csr, generate, client_id, days, sans, key_type: _drop_none({
+            "csr_pem": _pem(csr, "CERTIFICATE REQUEST"), "generate": generate, "client_id": client_id,
+            "days": days, "sans": list(sans), "key_type": key_type})),
+    "device.register": _(lambda ctx, *, certificate: devices.register_device(ctx, certificate=certificate),
+                         "POST", "/v1/devices/register",
+                         body=lambda *, certificate: {"certificate_pem": _pem(certificate, "CERTIFICATE")}),
+    "device.list": _(lambda ctx, *, expiring_before=None, **kw: devices.list_devices(
+        ctx, expiring_before=_iso(expiring_before), **kw), "GET", "/v1/cas/{ca}/devices"),
+    "device.find": _(lambda ctx, **kw: devices.find_devices(ctx, **kw), "GET", "/v1/devices"),
+    "device.show": _(lambda ctx, **kw: devices.show_device(ctx, **kw), "GET", "/v1/cas/{ca}/devices/{sn}"),
+    "device.activate": _(lambda ctx, **kw: devices.activate_device(ctx, **kw), "POST",
+                         "/v1/cas/{ca}/devices/{sn}/activate"),
+    "device.deactivate": _(lambda ctx, **kw: devices.deactivate_device(ctx, **kw), "POST",
+                           "/v1/cas/{ca}/devices/{sn}/deactivate"),
+    "device.revoke": _(lambda ctx, **kw: devices.revoke_device(ctx, **kw), "POST", "/v1/cas/{ca}/devices/{sn}/revoke"),
+    "device.delete": _(lambda ctx, **kw: devices.delete_device(ctx, **kw), "DELETE", "/v1/cas/{ca}/devices/{sn}"),
+    # device secrets and enrollment groups
+    "secret.register": _(lambda ctx, **kw: secret_service.register_secret(ctx, **kw), "POST", "/v1/secrets"),
+    "secret.show": _(lambda ctx, **kw: secret_service.show_secret(ctx, **kw), "GET", "/v1/secrets/{client_id}"),
+    "secret.refresh": _(lambda ctx, *, client_id, grace: secret_service.refresh_secret(
+        ctx, client_id=client_id, grace=_grace(grace)), "POST", "/v1/secrets/{client_id}/refresh"),
+    "secret.unregister": _(lambda ctx, **kw: secret_service.unregister_secret(ctx, **kw), "DELETE",
+                           "/v1/secrets/{client_id}"),
+    "secret.activate": _(lambda ctx, **kw: secret_service.activate_secret(ctx, **kw), "POST",
+                         "/v1/secrets/{client_id}/activate", query=("group",)),
+    "secret.deactivate": _(lambda ctx, **kw: secret_service.deactivate_secret(ctx, **kw), "POST",
+                           "/v1/secrets/{client_id}/deactivate", query=("group",)),
+    "secret.list": _(lambda ctx, **kw: secret_service.list_secrets(ctx, **kw), "GET", "/v1/secrets"),
+    "secret.verify": _(lambda ctx, *, clock_skew, **kw: secret_service.authenticate(
+        ctx, clock_skew=_grace(clock_skew), **kw), "POST", "/v1/secrets/verify"),
+    "secret.derive": _(lambda ctx, **kw: secret_service.derive_member_secret(ctx, **kw), "GET",
+                       "/v1/secret-groups/{group}/members/{client_id}/secret"),
+    "secret.group.create": _(lambda ctx, **kw: secret_service.create_group(ctx, **kw), "POST", "/v1/secret-groups"),
+    "secret.group.show": _(lambda ctx, **kw: secret_service.show_group(ctx, **kw), "GET", "/v1/secret-groups/{name}"),
+    "secret.group.list": _(lambda ctx, **kw: secret_service.list_groups(ctx, **kw), "GET", "/v1/secret-groups"),
+    "secret.group.disable": _(lambda ctx, **kw: secret_service.disable_group(ctx, **kw), "POST",
+                              "/v1/secret-groups/{name}/disable"),
+    "secret.group.enable": _(lambda ctx, **kw: secret_service.enable_group(ctx, **kw), "POST",
+                             "/v1/secret-groups/{name}/enable"),
+    # broker artifacts: the server writes into its own --artifacts-dir; the local form takes more options
+    "artifacts.publish": _(_publish_local, "POST", "/v1/artifacts/publish", body=_publish_body),
+    # users, access keys, policies, audit
+    "user.create": _(lambda ctx, *, name: access.create_user(ctx, name), "POST", "/v1/users"),
+    "user.list": _(lambda ctx, **kw: access.list_users(ctx, **kw), "GET", "/v1/users"),
+    "user.show": _(lambda ctx, *, name: access.show_user(ctx, name), "GET", "/v1/users/{name}"),
+    "user.disable": _(lambda ctx, *, name: access.disable_user(ctx, name), "POST", "/v1/users/{name}/disable"),
+    "user.enable": _(lambda ctx, *, name: access.enable_user(ctx, name), "POST", "/v1/users/{name}/enable"),
+    "user.delete": _(lambda ctx, *, name: access.delete_user(ctx, name), "DELETE", "/v1/users/{name}"),
+    "user.key.create": _(lambda ctx, *, user: access.create_access_key(ctx, user), "POST", "/v1/users/{user}/keys"),
+    "user.key.disable": _(lambda ctx, *, access_key_id: access.disable_access_key(ctx, access_key_id), "POST",
+                          "/v1/access-keys/{access_key_id}/disable"),
+    "user.key.enable": _(lambda ctx, *, access_key_id: access.enable_access_key(ctx, access_key_id), "POST",
+                         "/v1/access-keys/{access_key_id}/enable"),
+    "user.key.delete": _(lambda ctx, *, access_key_id: access.delete_access_key(ctx, access_key_id), "DELETE",
+                         "/v1/access-keys/{access_key_id}"),
+    "policy.create": _(
+        lambda ctx, *, name, document, description: access.create_policy(ctx, name, document,
+                                                                         description=description),
+        "POST", "/v1/policies",
+        body=lambda *, name, document, description: {"name": name, "document": _policy_document(name, document),
+                                                     "description": description}),
+    "policy.list": _(lambda ctx, **kw: access.list_policies(ctx, **kw), "GET", "/v1/policies"),
+    "policy.show": _(lambda ctx, *, name: access.show_policy(ctx, name), "GET", "/v1/policies/{name}"),
+    "policy.delete": _(lambda ctx, *, name: access.delete_policy(ctx, name), "DELETE", "/v1/policies/{name}"),
+    "policy.attach": _(lambda ctx, *, name, user: access.attach_policy(ctx, name, user=user), "POST",
+                       "/v1/policies/{name}/attach"),
+    "policy.detach": _(lambda ctx, *, name, user: access.detach_policy(ctx, name, user=user), "POST",
+                       "/v1/policies/{name}/detach"),
+    "policy.simulate": _(
+        lambda ctx, *, user, action, resource, source_ip, secure_transport, at, context: access.simulate(
+            ctx, user, action, resource, source_ip=source_ip, secure_transport=secure_transport,
+            now=_iso(at), extra=context),
+        "POST", "/v1/policies/simulate"),
+    "policy.actions": _(_actions, "GET", "/v1/policies/actions", store=False),
+    "audit.list": _(lambda ctx, **kw: audit.list_records(ctx, **kw), "GET", "/v1/audit"),
+    "audit.verify": _(lambda ctx: audit.verify(ctx), "GET", "/v1/audit/verify", recover=_audit_broken),
+}
+del _
