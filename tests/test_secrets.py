@@ -570,27 +570,6 @@ def test_no_secret_or_group_key_in_the_sqlite_files(sqlite_ctx):
 # -- schema ------------------------------------------------------------------------------------
 
 
-def test_tables_match_the_migration(ctx):
-    from alembic.autogenerate import compare_metadata
-    from alembic.runtime.migration import MigrationContext
-    from sqlmodel import SQLModel
-
-    mine = {"device_secret", "secret_group", "secret_group_block"}
-    with ctx.store.engine.connect() as conn:
-        diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": False}), SQLModel.metadata)
-
-    def touches(entry) -> bool:
-        entry = entry[0] if isinstance(entry, list) else entry
-        for part in entry[1:]:
-            name = getattr(part, "name", None) if not isinstance(part, str) else part
-            table = getattr(part, "table", None)
-            if name in mine or getattr(table, "name", None) in mine:
-                return True
-        return False
-
-    assert [d for d in diff if touches(d)] == []
-
-
 def test_migration_downgrades_and_upgrades(database_url):
     from alembic import command
 

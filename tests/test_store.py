@@ -50,3 +50,17 @@ def test_unreachable_database_is_a_store_error():
     with pytest.raises(StoreError) as err:
         store.check_schema()
     assert err.value.code == "store_unavailable"
+
+
+def test_migrations_build_exactly_the_tables_the_models_describe(database_url):
+    """Every table, column, index and constraint of every model comes from a migration, and nothing else."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+    from sqlmodel import SQLModel
+
+    store = Store(database_url)
+    store.upgrade()
+    with store.engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": False}), SQLModel.metadata)
+    store.dispose()
+    assert diff == []
