@@ -14,7 +14,15 @@ from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.engine import Connection
 from sqlmodel import Session
 
-from .access_models import AccessKey, AccessPolicy, AccessUser, AuditHead, AuditRecord, PolicyAttachment
+from .access_models import (
+    AccessKey,
+    AccessPolicy,
+    AccessUser,
+    AuditHead,
+    AuditRecord,
+    PolicyAttachment,
+)
+from .repos import keyset_page
 
 __all__ = [
     "insert_user",
@@ -65,10 +73,7 @@ def get_user(session: Session, *, name: str, lock: bool = False) -> AccessUser |
 
 
 def list_users(session: Session, *, after_id: int | None, limit: int) -> Sequence[AccessUser]:
-    query = select(AccessUser)
-    if after_id is not None:
-        query = query.where(AccessUser.id > after_id)
-    return session.scalars(query.order_by(AccessUser.id).limit(limit)).all()
+    return keyset_page(session, AccessUser, after_id=after_id, limit=limit)
 
 
 def update_user(session: Session, *, row: AccessUser, now: _dt.datetime, **values) -> AccessUser:
@@ -150,10 +155,7 @@ def get_policy(session: Session, *, name: str) -> AccessPolicy | None:
 
 
 def list_policies(session: Session, *, after_id: int | None, limit: int) -> Sequence[AccessPolicy]:
-    query = select(AccessPolicy)
-    if after_id is not None:
-        query = query.where(AccessPolicy.id > after_id)
-    return session.scalars(query.order_by(AccessPolicy.id).limit(limit)).all()
+    return keyset_page(session, AccessPolicy, after_id=after_id, limit=limit)
 
 
 def custom_policies_named(session: Session, *, names: Sequence[str]) -> Sequence[AccessPolicy]:

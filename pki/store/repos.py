@@ -25,6 +25,7 @@ __all__ = [
     "get_ca_by_fingerprint",
     "get_issuer_state",
     "find_ca_clash",
+    "keyset_page",
     "list_cas",
     "set_ca_status",
     "count_devices_of_ca",
@@ -175,16 +176,21 @@ def find_ca_clash(
     ).first()
 
 
+def keyset_page(session: Session, model, *where, after_id: int | None, limit: int, status: str | None = None):
+    """One page of ``model`` rows in id order after ``after_id``: the same cost at any depth."""
+    query = select(model).where(*where)
+    if status is not None:
+        query = query.where(model.status == status)
+    if after_id is not None:
+        query = query.where(model.id > after_id)
+    return session.scalars(query.order_by(model.id).limit(limit)).all()
+
+
 def list_cas(
     session: Session, *, instance: str, status: str | None, after_id: int | None, limit: int
 ) -> Sequence[CaCertificate]:
-    """One page in id order; keyset pagination, so a page costs the same anywhere."""
-    query = select(CaCertificate).where(CaCertificate.instance == instance)
-    if status is not None:
-        query = query.where(CaCertificate.status == status)
-    if after_id is not None:
-        query = query.where(CaCertificate.id > after_id)
-    return session.scalars(query.order_by(CaCertificate.id).limit(limit)).all()
+    return keyset_page(session, CaCertificate, CaCertificate.instance == instance, status=status,
+                       after_id=after_id, limit=limit)
 
 
 def set_ca_status(session: Session, *, ca: CaCertificate, status: str, now: _dt.datetime) -> bool:

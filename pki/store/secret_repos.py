@@ -25,6 +25,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from ..errors import StoreError
+from .repos import keyset_page
 from .secret_models import DeviceSecret, SecretGroup, SecretGroupBlock
 
 __all__ = [
@@ -69,17 +70,12 @@ def get_secret(session: Session, *, instance: str, client_id: str, lock: bool = 
 def list_secrets(
     session: Session, *, instance: str, status: str | None, after_id: int | None, limit: int
 ) -> Sequence[DeviceSecret]:
-    """One page in id order (keyset pagination)."""
-    query = select(DeviceSecret).where(DeviceSecret.instance == instance)
-    if status is not None:
-        query = query.where(DeviceSecret.status == status)
-    if after_id is not None:
-        query = query.where(DeviceSecret.id > after_id)
-    return session.scalars(query.order_by(DeviceSecret.id).limit(limit)).all()
+    return keyset_page(session, DeviceSecret, DeviceSecret.instance == instance, status=status,
+                       after_id=after_id, limit=limit)
 
 
-def update_secret(session: Session, *, row: DeviceSecret, now: _dt.datetime, **values) -> DeviceSecret:
-    """Apply ``values``, bump the version (the verification cache keys on it)."""
+def _update_versioned(session: Session, row, now: _dt.datetime, values: dict):
+    """Apply ``values`` and bump the version: the verification cache keys on it."""
     for name, value in values.items():
         setattr(row, name, value)
     row.version += 1
@@ -87,6 +83,10 @@ def update_secret(session: Session, *, row: DeviceSecret, now: _dt.datetime, **v
     session.add(row)
     session.flush()
     return row
+
+
+def update_secret(session: Session, *, row: DeviceSecret, now: _dt.datetime, **values) -> DeviceSecret:
+    return _update_versioned(session, row, now, values)
 
 
 def delete_secret(session: Session, *, row: DeviceSecret) -> None:
@@ -110,22 +110,12 @@ def get_group(session: Session, *, instance: str, name: str, lock: bool = False)
 def list_groups(
     session: Session, *, instance: str, status: str | None, after_id: int | None, limit: int
 ) -> Sequence[SecretGroup]:
-    query = select(SecretGroup).where(SecretGroup.instance == instance)
-    if status is not None:
-        query = query.where(SecretGroup.status == status)
-    if after_id is not None:
-        query = query.where(SecretGroup.id > after_id)
-    return session.scalars(query.order_by(SecretGroup.id).limit(limit)).all()
+    return keyset_page(session, SecretGroup, SecretGroup.instance == instance, status=status,
+                       after_id=after_id, limit=limit)
 
 
 def update_group(session: Session, *, row: SecretGroup, now: _dt.datetime, **values) -> SecretGroup:
-    for name, value in values.items():
-        setattr(row, name, value)
-    row.version += 1
-    row.updated_at = now
-    session.add(row)
-    session.flush()
-    return row
+    return _update_versioned(session, row, now, values)
 
 
 def is_member_blocked(session: Session, *, group_id: int, client_id: str) -> bool:
