@@ -23,6 +23,7 @@ __all__ = [
     "validate_client_id",
     "CLIENT_ID_ALPHABET",
     "parse_duration",
+    "parse_time",
     "MAX_SERIAL_OCTETS",
 ]
 
@@ -167,3 +168,23 @@ def validate_client_id(value: str) -> str:
             code="invalid_client_id",
         )
     return value
+
+
+def parse_time(text: str, *, what: str = "time", naive_is_utc: bool = False) -> _dt.datetime:
+    """An ISO-8601 date or time, in UTC.
+
+    A time without a zone is refused unless ``naive_is_utc`` (a date such as
+    ``2027-01-31`` in a filter means midnight UTC).
+    """
+    try:
+        value = _dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace("z", "+00:00"))
+    except (ValueError, AttributeError):
+        raise InvalidInput(
+            f"{what}: {text!r} is not an ISO-8601 time; write e.g. 2027-01-31 or 2027-01-31T18:00:00Z",
+            code="invalid_time",
+        ) from None
+    if value.tzinfo is None:
+        if not naive_is_utc:
+            raise InvalidInput(f"{what}: {text!r} has no time zone; add Z or an offset", code="invalid_time")
+        value = value.replace(tzinfo=_dt.timezone.utc)
+    return value.astimezone(_dt.timezone.utc)

@@ -96,3 +96,18 @@ def test_issue_errors(pki):
     code, _, err = pki("device", "issue", "--ca", root["sn"], "--generate", "--client-id", "x", "--format", "p12",
                        ok=False)
     assert code == 2  # usage: p12 needs --out and a password
+
+
+def test_expiring_before_filter_through_the_cli(pki):
+    root = pki("ca", "create", "--name", "Root", "--json")
+    pki("device", "issue", "--ca", root["sn"], "--generate", "--client-id", "short", "--days", "10", "--json")
+    pki("device", "issue", "--ca", root["sn"], "--generate", "--client-id", "long", "--days", "300", "--json")
+    page = pki("device", "list", "--ca", root["sn"], "--expiring-before", "2099-01-01", "--json")
+    assert {d["client_id"] for d in page["items"]} == {"short", "long"}
+    import datetime as dt
+
+    soon = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=30)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    page = pki("device", "list", "--ca", root["sn"], "--expiring-before", soon, "--json")
+    assert [d["client_id"] for d in page["items"]] == ["short"]
+    code, _, err = pki("device", "list", "--ca", root["sn"], "--expiring-before", "soon", ok=False)
+    assert code == EXIT_CODES["invalid_input"] and err.startswith("error[invalid_time]: ")

@@ -782,3 +782,18 @@ def test_invisible_and_unencodable_characters_refused(name):
 def test_duration_takes_ascii_digits_only():
     with pytest.raises(InvalidInput):
         parse_duration("\u0661h")
+
+
+def test_parse_time_strict_and_lenient():
+    import datetime as dt
+
+    from pki.ids import parse_time
+
+    utc = dt.timezone.utc
+    assert parse_time("2027-01-31T18:00:00Z") == dt.datetime(2027, 1, 31, 18, tzinfo=utc)
+    assert parse_time("2027-01-31T20:00:00+02:00") == dt.datetime(2027, 1, 31, 18, tzinfo=utc)
+    assert parse_time("2027-01-31", naive_is_utc=True) == dt.datetime(2027, 1, 31, tzinfo=utc)
+    for bad, lenient in (("2027-01-31", False), ("tomorrow", True), ("", True)):
+        with pytest.raises(InvalidInput) as err:
+            parse_time(bad, naive_is_utc=lenient)
+        assert err.value.code == "invalid_time"

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import datetime as _dt
 import json
 
 import click
 
-from ..errors import InvalidInput, InvalidState
+from ..errors import InvalidState
+from ..ids import parse_time
 from ..services.policy import MAX_DOCUMENT_CHARS
 from . import backend
 from .common import State, file_arg, json_option, read_input
@@ -214,19 +214,6 @@ def policy_detach(state: State, name: str, user: str, as_json: bool) -> None:
     emit(backend.call(state, "policy.detach", name=name, user=user), as_json=as_json)
 
 
-def _parse_time(text: str | None):
-    if text is None:
-        return None
-    try:
-        value = _dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise InvalidInput(f"{text!r} is not an ISO-8601 time; write e.g. 2026-01-31T18:00:00Z",
-                           code="invalid_time") from None
-    if value.tzinfo is None:
-        raise InvalidInput(f"{text!r} has no time zone; add Z or an offset", code="invalid_time")
-    return value.astimezone(_dt.timezone.utc)
-
-
 @policy_group.command("simulate")
 @click.option("--user", required=True, help="The user (or 'account').")
 @click.option("--action", required=True, help="An action (mq:RegisterCa) or an operation (ca.register).")
@@ -245,7 +232,7 @@ def policy_simulate(state: State, user, action, resource, source_ip, insecure_tr
         if not sep or not key:
             raise click.UsageError(f"--context {item!r}: write KEY=VALUE")
         pairs[key] = value
-    when = _parse_time(at)
+    when = parse_time(at, what="--at") if at is not None else None
     data = backend.call(
         state, "policy.simulate", user=user, action=action, resource=resource, source_ip=source_ip,
         secure_transport=not insecure_transport, at=when.isoformat() if when else None, context=pairs,

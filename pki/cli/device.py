@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import datetime as _dt
 import os
 import sys
 import time
 from pathlib import Path
 
 import click
-
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
 
+from ..ids import parse_time
 from ..keys import KEY_TYPES
 from ..services import devices
 from ..services.provision import provision
@@ -118,16 +117,6 @@ def device_register(state: State, cert_path, as_json) -> None:
     emit(result, as_json=as_json, fields=DEVICE_FIELDS)
 
 
-def _iso_date(value: str | None) -> _dt.datetime | None:
-    if value is None:
-        return None
-    try:
-        parsed = _dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise click.BadParameter("give an ISO-8601 date or time, e.g. 2027-01-31 or 2027-01-31T12:00:00Z")
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=_dt.timezone.utc)
-
-
 @device_group.command("list")
 @click.option("--ca", "ca_sn", required=True, metavar="SN")
 @click.option("--status", type=click.Choice(["ACTIVE", "INACTIVE", "REVOKED"], case_sensitive=False))
@@ -138,7 +127,8 @@ def _iso_date(value: str | None) -> _dt.datetime | None:
 @click.pass_obj
 def device_list(state: State, ca_sn, status, expiring_before, limit, cursor, as_json) -> None:
     """List a CA's device certificates, a page at a time."""
-    before = _iso_date(expiring_before)
+    before = (parse_time(expiring_before, what="--expiring-before", naive_is_utc=True)
+              if expiring_before is not None else None)
     page = backend.call(
         state, "device.list", ca=ca_sn, status=status, expiring_before=before.isoformat() if before else None,
         limit=limit, cursor=cursor,

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import datetime as _dt
 from typing import Literal
 
 from fastapi import APIRouter, Query
 
-from ...errors import InvalidInput, InvalidState
+from ...errors import InvalidState
+from ...ids import parse_time
 from ...services import access as service
 from ...services import audit as audit_service
 from ...services.policy import ACTIONS
@@ -99,7 +99,7 @@ def policy_actions(caller: Caller = CALLER):
 def policy_simulate(body: m.PolicySimulate, caller: Caller = CALLER):
     return out(caller.run("policy.simulate", service.simulate, body.user, body.action, body.resource,
                           source_ip=body.source_ip, secure_transport=body.secure_transport,
-                          now=_parse_time(body.at), extra=body.context))
+                          now=parse_time(body.at, what="at") if body.at is not None else None, extra=body.context))
 
 
 @router.get("/policies/{name}", response_model=m.PolicyPublic, summary="Show a policy")
@@ -120,19 +120,6 @@ def policy_attach(name: str, body: m.PolicyAttach, caller: Caller = CALLER):
 @router.post("/policies/{name}/detach", response_model=m.AttachmentPublic, summary="Detach a policy from a user")
 def policy_detach(name: str, body: m.PolicyAttach, caller: Caller = CALLER):
     return out(caller.run("policy.detach", service.detach_policy, name, user=body.user))
-
-
-def _parse_time(text: str | None):
-    if text is None:
-        return None
-    try:
-        value = _dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise InvalidInput(f"{text!r} is not an ISO-8601 time; write e.g. 2026-01-31T18:00:00Z",
-                           code="invalid_time") from None
-    if value.tzinfo is None:
-        raise InvalidInput(f"{text!r} has no time zone; add Z or an offset", code="invalid_time")
-    return value.astimezone(_dt.timezone.utc)
 
 
 # -- audit -------------------------------------------------------------------------------------

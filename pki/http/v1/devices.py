@@ -8,12 +8,12 @@ should be.
 
 from __future__ import annotations
 
-import datetime as _dt
 from typing import Literal
 
 from fastapi import APIRouter, Query
 
 from ...errors import InvalidInput
+from ...ids import parse_time
 from ...services import devices
 from .. import models as m
 from ._common import CALLER, CURSOR, LIMIT, Caller, out
@@ -44,23 +44,12 @@ def device_register(body: m.DeviceRegister, caller: Caller = CALLER):
                201)
 
 
-def _iso(value: str | None) -> _dt.datetime | None:
-    if value is None:
-        return None
-    try:
-        parsed = _dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise InvalidInput("expiring_before: give an ISO-8601 date or time, e.g. 2027-01-31T12:00:00Z",
-                           code="invalid_time") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=_dt.timezone.utc)
-
-
 @router.get("/cas/{ca_sn}/devices", response_model=m.DevicePage, summary="List a CA's device certificates")
 def device_list(ca_sn: str, status: Literal["ACTIVE", "INACTIVE", "REVOKED"] | None = None,
                 expiring_before: str | None = Query(None, max_length=64), limit: int | None = LIMIT,
                 cursor: str | None = CURSOR, caller: Caller = CALLER):
     return out(caller.run("device.list", devices.list_devices, ca=ca_sn, status=status,
-                          expiring_before=_iso(expiring_before), limit=limit, cursor=cursor))
+                          expiring_before=parse_time(expiring_before, what="expiring_before", naive_is_utc=True) if expiring_before else None, limit=limit, cursor=cursor))
 
 
 @router.get("/devices", response_model=m.DevicePage, summary="Find device certificates by fingerprint or client id")
