@@ -7,45 +7,21 @@ process is refused by the other.
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
+import contextlib
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import httpx
 import pytest
 
-from http_helpers import csr_pem, make_user
+from http_helpers import csr_pem, make_user, serve_process
 from pki.client import Client
 from pki.config import Settings
 from pki import signing
-from pki.services import audit, devices, managed, open_context
+from pki.services import access, audit, devices, managed, open_context
 from pki.services.setup import initialise
 
 CLIENTS = 8
 PER_CLIENT = 6
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_ready(url: str, proc: subprocess.Popen, log: Path) -> None:
-    for _ in range(300):  # a bound on waiting for start-up, not a timed assertion
-        if proc.poll() is not None:
-            pytest.fail(f"pki serve exited with {proc.returncode}: {log.read_text()[-2000:]}")
-        try:
-            if httpx.get(url + "/openapi.json", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    pytest.fail(f"pki serve did not start: {log.read_text()[-2000:]}")
 
 
 @pytest.mark.postgres
@@ -54,62 +30,75 @@ def test_two_servers_eight_clients(pg_url, tmp_path):
     settings = Settings.load(home=tmp_path / "home", database_url=pg_url, environ={})
     initialise(settings)
     ctx = open_context(settings)
-    procs = []
     try:
         admin = make_user(ctx, "factory", "PkiFactoryProvisioner")
         ca = managed.create_ca(ctx, name="Scale Root")
-        env = {**os.environ, "PKI_HOME": str(settings.home), "PKI_DATABASE_URL": pg_url,
-               "PKI_MASTER_KEY_FILE": str(settings.master_key_file)}
-        urls = []
-        for i in range(2):
-            port = _free_port()
-            log = tmp_path / f"serve{i}.log"
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "pki.cli.main", "serve", "--host", "127.0.0.1", "--port", str(port)],
-                env=env, stdout=subprocess.DEVNULL, stderr=log.open("wb"))
-            procs.append((proc, log))
-            urls.append(f"http://127.0.0.1:{port}")
-        for (proc, log), url in zip(procs, urls):
-            _wait_ready(url, proc, log)
-
-        def worker(index: int) -> list[tuple[str, str]]:
-            out = []
-            with Client(urls[index % 2], admin.access_key_id, admin.access_key_secret) as client:
-                for n in range(PER_CLIENT):
-                    r = client.request("POST", f"/v1/cas/{ca.sn}/devices",
-                                       json={"csr_pem": csr_pem(f"c{index}-d{n}")})
-                    assert r.status_code == 201, r.text
-                    out.append((r.json()["sn"], r.headers["x-request-id"]))
-            return out
-
-        with ThreadPoolExecutor(CLIENTS) as pool:
-            results = [pair for chunk in pool.map(worker, range(CLIENTS)) for pair in chunk]
-
-        serials = [sn for sn, _ in results]
-        assert len(serials) == CLIENTS * PER_CLIENT
-        assert len(set(serials)) == len(serials), "duplicate serial"
-        stored = devices.list_devices(ctx, ca=ca.sn, limit=1000).items
-        assert sorted(d.sn for d in stored) == sorted(serials), "lost or extra record"
-
-        records = audit.list_records(ctx, action="mq:IssueDeviceCertificate", limit=1000).items
-        assert all(r.principal == "factory" and r.result == "success" for r in records)
-        logged = [r.request_id for r in records]
-        assert sorted(logged) == sorted(rid for _, rid in results), "issuance missing or doubled on the audit log"
-        assert audit.verify(ctx).ok
-
-        # A nonce spent on one process is refused by the other.
-        headers = signing.signed_headers(access_key_id=admin.access_key_id, secret=admin.access_key_secret,
-                                         method="GET", path=f"/v1/cas/{ca.sn}")
-        first = httpx.get(f"{urls[0]}/v1/cas/{ca.sn}", headers=headers)
-        second = httpx.get(f"{urls[1]}/v1/cas/{ca.sn}", headers=headers)
-        assert first.status_code == 403  # signed fine; the provisioner may not read CAs
-        assert second.status_code == 401 and second.json()["code"] == "nonce_replayed"
+        with contextlib.ExitStack() as stack:
+            urls = [stack.enter_context(serve_process(settings, tmp_path / f"serve{i}.log")) for i in range(2)]
+            _eight_clients(ctx, ca, admin, urls)
+            _nonce_shared(ca, admin, urls)
+            _access_changes_reach_every_process(ctx, ca, admin, urls)
     finally:
-        for proc, _log in procs:
-            proc.terminate()
-        for proc, _log in procs:
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
         ctx.close()
+
+
+def _eight_clients(ctx, ca, admin, urls) -> None:
+    def worker(index: int) -> list[tuple[str, str]]:
+        out = []
+        with Client(urls[index % 2], admin.access_key_id, admin.access_key_secret) as client:
+            for n in range(PER_CLIENT):
+                r = client.request("POST", f"/v1/cas/{ca.sn}/devices",
+                                   json={"csr_pem": csr_pem(f"c{index}-d{n}")})
+                assert r.status_code == 201, r.text
+                out.append((r.json()["sn"], r.headers["x-request-id"]))
+        return out
+
+    with ThreadPoolExecutor(CLIENTS) as pool:
+        results = [pair for chunk in pool.map(worker, range(CLIENTS)) for pair in chunk]
+
+    serials = [sn for sn, _ in results]
+    assert len(serials) == CLIENTS * PER_CLIENT
+    assert len(set(serials)) == len(serials), "duplicate serial"
+    stored = devices.list_devices(ctx, ca=ca.sn, limit=1000).items
+    assert sorted(d.sn for d in stored) == sorted(serials), "lost or extra record"
+
+    records = audit.list_records(ctx, action="mq:IssueDeviceCertificate", limit=1000).items
+    assert all(r.principal == "factory" and r.result == "success" for r in records)
+    logged = [r.request_id for r in records]
+    assert sorted(logged) == sorted(rid for _, rid in results), "issuance missing or doubled on the audit log"
+    assert audit.verify(ctx).ok
+
+
+def _nonce_shared(ca, admin, urls) -> None:
+    """A nonce spent on one process is refused by the other."""
+    headers = signing.signed_headers(access_key_id=admin.access_key_id, secret=admin.access_key_secret,
+                                     method="GET", path=f"/v1/cas/{ca.sn}")
+    first = httpx.get(f"{urls[0]}/v1/cas/{ca.sn}", headers=headers)
+    second = httpx.get(f"{urls[1]}/v1/cas/{ca.sn}", headers=headers)
+    assert first.status_code == 403  # signed fine; the provisioner may not read CAs
+    assert second.status_code == 401 and second.json()["code"] == "nonce_replayed"
+
+
+def _access_changes_reach_every_process(ctx, ca, admin, urls) -> None:
+    """Both processes have the key, user and policies cached by now: a change made
+    elsewhere (here, on the store directly) must still hold at their next request."""
+    clients = [Client(url, admin.access_key_id, admin.access_key_secret) for url in urls]
+    try:
+        def read_ca() -> list[int]:
+            return [c.request("GET", f"/v1/cas/{ca.sn}").status_code for c in clients]
+
+        assert read_ca() == [403, 403]
+        access.attach_policy(ctx, "PkiReadOnlyAccess", user="factory")
+        assert read_ca() == [200, 200]
+        access.detach_policy(ctx, "PkiReadOnlyAccess", user="factory")
+        assert read_ca() == [403, 403]
+        access.disable_user(ctx, "factory")
+        answers = [c.request("GET", f"/v1/cas/{ca.sn}") for c in clients]
+        assert [(r.status_code, r.json()["code"]) for r in answers] == [(401, "invalid_access_key")] * 2
+        access.enable_user(ctx, "factory")
+        access.disable_access_key(ctx, admin.access_key_id)
+        answers = [c.request("GET", f"/v1/cas/{ca.sn}") for c in clients]
+        assert [(r.status_code, r.json()["code"]) for r in answers] == [(401, "invalid_access_key")] * 2
+    finally:
+        for c in clients:
+            c.close()

@@ -167,5 +167,7 @@ def serve_command(state: State, host, port, workers, rate_limit, burst, max_body
     if artifacts_dir:
         env["PKI_HTTP_ARTIFACTS_DIR"] = str(Path(artifacts_dir).absolute())
     os.environ.update(env)  # the worker processes build their app from these
+    # proxy_headers=False: uvicorn would otherwise take X-Forwarded-For from any
+    # loopback peer as the client address; --trusted-proxy is the one place that decides.
     uvicorn.run("pki.http.asgi:app_from_env", factory=True, host=host, port=port, workers=workers,
-                log_level="info", access_log=False)
+                log_level="info", access_log=False, proxy_headers=False)
