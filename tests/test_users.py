@@ -13,6 +13,7 @@ from conftest import cli_json as _json
 from pki.cli.render import EXIT_CODES
 from pki.errors import Conflict, InvalidInput, InvalidState, NotFound, PermissionDenied
 from pki.services import access, audit
+from pki.store import access_repos
 
 
 def test_create_user_answers_name_key_and_secret_once(ctx):
@@ -151,6 +152,62 @@ def test_policies_system_present_custom_validated(ctx):
     ops = [r.details["operation"] for r in audit.list_records(ctx).items]
     assert ops == ["policy.create", "user.create", "policy.attach", "policy.detach", "policy.delete"]
     assert audit.verify(ctx).ok
+
+
+def _revision(ctx) -> int:
+    with ctx.store.transaction(readonly=True) as session:
+        return access_repos.access_revision(session)
+
+
+def test_every_access_change_moves_the_revision_a_server_cache_checks(ctx):
+    created = access.create_user(ctx, "rita")
+    changes = [
+        lambda: access.create_user(ctx, "sam"),
+        lambda: access.disable_user(ctx, "sam"),
+        lambda: access.enable_user(ctx, "sam"),
+        lambda: access.create_access_key(ctx, "rita"),
+        lambda: access.disable_access_key(ctx, created.access_key_id),
+        lambda: access.enable_access_key(ctx, created.access_key_id),
+        lambda: access.create_policy(ctx, "Mine", {"Version": "1", "Statement": [
+            {"Effect": "Allow", "Action": "mq:GetCaCertificate", "Resource": "*"}]}),
+        lambda: access.attach_policy(ctx, "Mine", user="rita"),
+        lambda: access.detach_policy(ctx, "Mine", user="rita"),
+        lambda: access.delete_policy(ctx, "Mine"),
+        lambda: access.delete_access_key(ctx, access.show_user(ctx, "rita").access_keys[-1]["access_key_id"]),
+        lambda: access.delete_user(ctx, "sam"),
+    ]
+    for change in changes:
+        before = _revision(ctx)
+        change()
+        assert _revision(ctx) > before, change
+    before = _revision(ctx)
+    with pytest.raises(Conflict):
+        access.create_user(ctx, "rita")  # refused: nothing changed, nothing moved
+    access.show_user(ctx, "rita")
+    assert _revision(ctx) == before
+
+
+def test_key_grant_carries_policies_read_with_the_key_and_follows_changes(ctx):
+    created = access.create_user(ctx, "tia")
+
+    def grant():
+        with ctx.store.core_transaction() as conn:
+            return access.key_grant(ctx, conn, created.access_key_id)
+
+    principal, secret = grant()
+    assert principal.policies == () and secret == created.access_key_secret.encode()
+    assert grant()[0] is principal  # unchanged revision: the cached grant
+    access.attach_policy(ctx, "PkiReadOnlyAccess", user="tia")
+    principal = grant()[0]
+    assert [p.name for p in principal.policies] == ["PkiReadOnlyAccess"]
+    assert access.authorize(ctx, principal, "ca.list").allowed
+    access.disable_user(ctx, "tia")
+    with pytest.raises(PermissionDenied) as info:
+        grant()
+    assert info.value.code == "invalid_access_key"
+    # resolve_access_key's principal is kept longer than a request: no snapshot, authorize reads.
+    access.enable_user(ctx, "tia")
+    assert access.resolve_access_key(ctx, created.access_key_id)[0].policies is None
 
 
 def test_authorize_refusal_tells_what_to_do_and_is_audited(ctx):

@@ -19,12 +19,14 @@ Every change made here is recorded on the audit log in its own transaction.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import re
 import secrets as _secrets
+import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import Conflict, InvalidInput, InvalidState, NotFound, PermissionDenied
@@ -59,6 +61,7 @@ __all__ = [
     "disable_access_key",
     "delete_access_key",
     "resolve_access_key",
+    "key_grant",
     "create_policy",
     "show_policy",
     "list_policies",
@@ -88,6 +91,9 @@ class Principal:
     name: str
     user_id: int | None = None
     access_key_id: str | None = None
+    #: The user's compiled policies as read when the request was authenticated (same
+    #: transaction as its key and status); None: :func:`authorize` reads them.
+    policies: tuple[Policy, ...] | None = field(default=None, compare=False, repr=False)
 
     @property
     def is_account(self) -> bool:
@@ -278,30 +284,68 @@ def delete_access_key(ctx: Context, access_key_id: str) -> dict:
     return {"access_key_id": access_key_id, "user": user.name, "deleted": True}
 
 
-def resolve_access_key(ctx: Context, access_key_id: str) -> tuple[Principal, bytes]:
-    """For the request-signing layer: the principal behind a key, and the HMAC key (the secret's ASCII).
+_REFUSED_KEY = ("the access key is unknown or disabled: check PKI_ACCESS_KEY_ID and PKI_ACCESS_KEY_SECRET, "
+                "or ask the account owner for a new key (`pki user key create USER`)")
 
-    Status is read on every call (a key or user disabled by another process
-    stops working at once); only the unsealed secret, which never changes for
-    a key id, is cached in the Context.  Unknown key, disabled key and
+
+class _GrantCache:
+    """What access keys resolve to, valid for one access revision (see AccessRevision)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.revision = -1
+        self.grants: dict[str, tuple[Principal, bytes]] = {}
+
+
+def key_grant(ctx: Context, conn, access_key_id: str) -> tuple[Principal, bytes]:
+    """The principal behind an access key (its policies attached) and the HMAC key, in ``conn``'s transaction.
+
+    The principal carries its policies as of this transaction: use it for one
+    request, as the HTTP service does.
+
+    Per call this reads one counter (the access revision); the key, the user's
+    status and policies are read again only after a change to any user, key,
+    policy or attachment, from any process, so a key or user disabled elsewhere
+    stops working at the next request.  Unknown key, disabled key and
     disabled user all get the same refusal.
     """
-    refused = PermissionDenied(
-        "the access key is unknown or disabled: check PKI_ACCESS_KEY_ID and PKI_ACCESS_KEY_SECRET, "
-        "or ask the account owner for a new key (`pki user key create USER`)",
-        code="invalid_access_key",
-    )
     if not isinstance(access_key_id, str) or not _ACCESS_KEY_ID.match(access_key_id):
-        raise refused
-    with ctx.store.transaction(readonly=True) as session:
-        row = repos.get_key_with_user(session, access_key_id=access_key_id)
+        raise PermissionDenied(_REFUSED_KEY, code="invalid_access_key")
+    cache: _GrantCache = ctx.memo(("access_grants",), _GrantCache)
+    revision = repos.access_revision(conn)
+    with cache.lock:
+        if cache.revision == revision:
+            grant = cache.grants.get(access_key_id)
+            if grant is not None:
+                return grant
+    grant = _load_grant(ctx, conn, access_key_id)
+    with cache.lock:
+        if cache.revision != revision:
+            cache.revision, cache.grants = revision, {}
+        # Only keys that exist and are active are kept: unknown ids cannot grow the cache.
+        cache.grants[access_key_id] = grant
+    return grant
+
+
+def _load_grant(ctx: Context, conn, access_key_id: str) -> tuple[Principal, bytes]:
+    row = repos.get_key_with_user(conn, access_key_id=access_key_id)
     if row is None or row.key_status != "ACTIVE" or row.user_status != "ACTIVE":
-        raise refused
+        raise PermissionDenied(_REFUSED_KEY, code="invalid_access_key")
     sealed = bytes(row.sealed_secret)
     digest = hashlib.sha256(sealed).digest()
     secret = ctx.memo(("access_key_secret", access_key_id, digest),
                       lambda: ctx.keystore.open_secret(sealed, key_id=access_key_id))
-    return Principal(kind="user", name=row.user_name, user_id=row.user_id, access_key_id=access_key_id), secret
+    principal = Principal(kind="user", name=row.user_name, user_id=row.user_id, access_key_id=access_key_id,
+                          policies=tuple(_policies_of(ctx, conn, row.user_id)))
+    return principal, secret
+
+
+def resolve_access_key(ctx: Context, access_key_id: str) -> tuple[Principal, bytes]:
+    """:func:`key_grant` in a transaction of its own, for a principal kept longer than one request:
+    without the policies snapshot, so :func:`authorize` reads the user's status and policies each time."""
+    with ctx.store.transaction(readonly=True) as session:
+        principal, secret = key_grant(ctx, session, access_key_id)
+    return dataclasses.replace(principal, policies=None), secret
 
 
 # == policies =================================================================================
@@ -324,10 +368,10 @@ def _custom_public(row: AccessPolicy, *, attached_to=None) -> PolicyPublic:
                         document=json.loads(row.document), created_at=row.created_at, attached_to=attached_to)
 
 
-def _parsed(ctx: Context, row: AccessPolicy) -> Policy:
+def _parsed(ctx: Context, name: str, document: str) -> Policy:
     # Custom policies never change once created (delete and create again), so
     # (name, document) identifies the parsed form.
-    return ctx.memo(("policy", row.name, row.document), lambda: engine.parse_policy(row.document, name=row.name))
+    return ctx.memo(("policy", name, document), lambda: engine.parse_policy(document, name=name))
 
 
 def create_policy(ctx: Context, name: str, document: str | bytes | Mapping, *, description: str = "") -> PolicyPublic:
@@ -422,15 +466,12 @@ def detach_policy(ctx: Context, name: str, *, user: str) -> AttachmentPublic:
 
 
 def _policies_of(ctx: Context, session, user_id: int) -> list[Policy]:
-    names = [a.policy_name for a in repos.attachments_of_users(session, user_ids=[user_id])]
-    custom = {r.name: r for r in repos.custom_policies_named(session, names=[n for n in names
-                                                                              if n not in SYSTEM_POLICIES])}
     out = []
-    for n in names:
-        if n in SYSTEM_POLICIES:
-            out.append(SYSTEM_POLICIES[n])
-        elif n in custom:
-            out.append(_parsed(ctx, custom[n]))
+    for name, document in repos.policy_documents_of_user(session, user_id=user_id):
+        if name in SYSTEM_POLICIES:
+            out.append(SYSTEM_POLICIES[name])
+        elif document is not None:
+            out.append(_parsed(ctx, name, document))
     return out
 
 
@@ -459,13 +500,16 @@ def _decide(ctx: Context, principal: Principal, *, operation: str | None, action
     checked = ACTIONS[operation].action if operation else action
     if principal.is_account:
         return Decision(True, None, "the account may do everything", checked, resource)
-    with ctx.store.transaction(readonly=True) as session:
-        row = repos.get_user(session, name=principal.name)
-        if row is None or (principal.user_id is not None and row.id != principal.user_id):
-            return Decision(False, None, f"user {principal.name} no longer exists", checked, resource)
-        if row.status != "ACTIVE":
-            return Decision(False, None, f"user {principal.name} is disabled", checked, resource)
-        policies = _policies_of(ctx, session, row.id)
+    if principal.policies is not None:
+        policies = list(principal.policies)
+    else:
+        with ctx.store.transaction(readonly=True) as session:
+            row = repos.get_user(session, name=principal.name)
+            if row is None or (principal.user_id is not None and row.id != principal.user_id):
+                return Decision(False, None, f"user {principal.name} no longer exists", checked, resource)
+            if row.status != "ACTIVE":
+                return Decision(False, None, f"user {principal.name} is disabled", checked, resource)
+            policies = _policies_of(ctx, session, row.id)
     if operation:
         return engine.authorize(policies, operation=operation, resource=resource, context=rc)
     return engine.evaluate(policies, action=action, resource=resource, context=rc)

@@ -1,8 +1,9 @@
 """Who is calling: signature, replay and rate checks, all against the shared database.
 
-Nothing here lives in one process's memory except a cache of unsealed access
-key secrets (immutable per key id, kept by :func:`access.resolve_access_key`):
-nonces and token buckets are rows (``pki.store.http_repos``), so any number
+Nothing here lives in one process's memory except what access keys resolve
+to (principal, secret, policies), kept by :func:`access.key_grant` and
+checked against the shared access revision on every request: nonces and
+token buckets are rows (``pki.store.http_repos``), so any number
 of ``pki serve`` processes on one PostgreSQL refuse the same replay and share
 one rate limit per access key.
 """
@@ -74,16 +75,22 @@ def _take_token(conn, *, access_key_id: str, limit: RateLimit, now: float) -> fl
 
 def authenticate(ctx: Context, *, method: str, path: str, query: str, headers, body: bytes,
                  rate_limit: RateLimit | None) -> Principal:
-    """The principal that signed this request, or SignatureError / RateLimited."""
+    """The principal that signed this request (its policies attached), or SignatureError / RateLimited.
+
+    One write transaction: the access revision and (after a change) the key,
+    user and policies are read, the signature checked, then the nonce stored
+    and a token taken.  A bad signature rolls it back, so a forged request
+    writes nothing and cannot spend the key's nonces or tokens.
+    """
     now = ctx.clock.now()
     signed = signing.parse_headers(headers, now=now.timestamp())
-    try:
-        principal, secret = access.resolve_access_key(ctx, signed.access_key_id)
-    except PermissionDenied as exc:
-        raise signing.SignatureError(exc.message, code=exc.code) from None
-    signing.check_signature(signed, secret=secret, method=method, path=path, query=query, body=body)
     retry_after = None
     with ctx.store.core_transaction() as conn:
+        try:
+            principal, secret = access.key_grant(ctx, conn, signed.access_key_id)
+        except PermissionDenied as exc:
+            raise signing.SignatureError(exc.message, code=exc.code) from None
+        signing.check_signature(signed, secret=secret, method=method, path=path, query=query, body=body)
         fresh = http_repos.remember_nonce(
             conn, access_key_id=signed.access_key_id, nonce=signed.nonce,
             expires_at=_dt.datetime.fromtimestamp(signed.epoch, _dt.timezone.utc) + NONCE_TTL)

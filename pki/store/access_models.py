@@ -43,6 +43,7 @@ __all__ = [
     "PolicyAttachment",
     "AuditRecord",
     "AuditHead",
+    "AccessRevision",
     "USER_STATUSES",
     "KEY_STATUSES",
     "AUDIT_RESULTS",
@@ -83,6 +84,21 @@ class AccessKey(SQLModel, table=True):
     sealed_secret: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
     created_at: _dt.datetime = Field(sa_type=UTCDateTime, nullable=False)
     updated_at: _dt.datetime = Field(sa_type=UTCDateTime, nullable=False)
+
+
+class AccessRevision(SQLModel, table=True):
+    """One row (id 1), created by the migration: a counter moved by every change to users, keys,
+    policies or attachments, in the changing transaction.
+
+    A server caches what an access key resolves to (principal, secret,
+    policies) and reads only this counter per request: an unchanged counter
+    means an unchanged cache, and a changed one (from any process) drops it.
+    """
+
+    __tablename__ = "access_revision"
+
+    id: int = Field(sa_column=Column(Integer, primary_key=True, autoincrement=False))
+    revision: int = Field(sa_column=Column(BigInteger, nullable=False))
 
 
 class AccessPolicy(SQLModel, table=True):

@@ -17,6 +17,7 @@ from sqlmodel import Session
 from .access_models import (
     AccessKey,
     AccessPolicy,
+    AccessRevision,
     AccessUser,
     AuditHead,
     AuditRecord,
@@ -37,6 +38,8 @@ __all__ = [
     "update_key",
     "delete_key",
     "get_key_with_user",
+    "access_revision",
+    "bump_access_revision",
     "insert_policy",
     "get_policy",
     "list_policies",
@@ -44,8 +47,8 @@ __all__ = [
     "attach",
     "detach",
     "attachments_of_users",
+    "policy_documents_of_user",
     "users_with_policy",
-    "custom_policies_named",
     "lock_audit_head",
     "append_audit",
     "audit_page",
@@ -54,6 +57,23 @@ __all__ = [
 ]
 
 _Conn = Session | Connection
+_REVISION = AccessRevision.__table__
+_READ_REVISION = select(_REVISION.c.revision).where(_REVISION.c.id == 1)
+_BUMP_REVISION = update(_REVISION).where(_REVISION.c.id == 1).values(revision=_REVISION.c.revision + 1)
+
+
+def access_revision(conn: _Conn) -> int:
+    """The counter every change below moves (see AccessRevision)."""
+    value = conn.execute(_READ_REVISION).scalar_one_or_none()
+    if value is None:
+        raise LookupError("access_revision has no row: the 0007 migration did not run")
+    return int(value)
+
+
+def bump_access_revision(conn: _Conn) -> None:
+    """Called by every function here that changes a user, key, policy or attachment: a
+    cache of them kept by another process is then stale at its next request."""
+    conn.execute(_BUMP_REVISION)
 
 
 # -- users ----------------------------------------------------------------------------------
@@ -62,6 +82,7 @@ _Conn = Session | Connection
 def insert_user(session: Session, row: AccessUser) -> AccessUser:
     session.add(row)
     session.flush()
+    bump_access_revision(session)
     return row
 
 
@@ -81,6 +102,7 @@ def update_user(session: Session, *, row: AccessUser, now: _dt.datetime, **value
         setattr(row, key, value)
     row.updated_at = now
     session.flush()
+    bump_access_revision(session)
     return row
 
 
@@ -90,6 +112,7 @@ def delete_user(session: Session, *, row: AccessUser) -> None:
     session.execute(delete(AccessKey).where(AccessKey.user_id == row.id))
     session.execute(delete(PolicyAttachment).where(PolicyAttachment.user_id == row.id))
     session.execute(delete(AccessUser).where(AccessUser.id == row.id))
+    bump_access_revision(session)
 
 
 # -- access keys ------------------------------------------------------------------------------
@@ -98,6 +121,7 @@ def delete_user(session: Session, *, row: AccessUser) -> None:
 def insert_key(session: Session, row: AccessKey) -> AccessKey:
     session.add(row)
     session.flush()
+    bump_access_revision(session)
     return row
 
 
@@ -122,11 +146,13 @@ def update_key(session: Session, *, row: AccessKey, now: _dt.datetime, **values)
         setattr(row, key, value)
     row.updated_at = now
     session.flush()
+    bump_access_revision(session)
     return row
 
 
 def delete_key(session: Session, *, row: AccessKey) -> None:
     session.execute(delete(AccessKey).where(AccessKey.id == row.id))
+    bump_access_revision(session)
 
 
 def get_key_with_user(conn: _Conn, *, access_key_id: str):
@@ -147,6 +173,7 @@ def get_key_with_user(conn: _Conn, *, access_key_id: str):
 def insert_policy(session: Session, row: AccessPolicy) -> AccessPolicy:
     session.add(row)
     session.flush()
+    bump_access_revision(session)
     return row
 
 
@@ -158,14 +185,9 @@ def list_policies(session: Session, *, after_id: int | None, limit: int) -> Sequ
     return keyset_page(session, AccessPolicy, after_id=after_id, limit=limit)
 
 
-def custom_policies_named(session: Session, *, names: Sequence[str]) -> Sequence[AccessPolicy]:
-    if not names:
-        return []
-    return session.scalars(select(AccessPolicy).where(AccessPolicy.name.in_(list(names)))).all()
-
-
 def delete_policy(session: Session, *, row: AccessPolicy) -> None:
     session.execute(delete(AccessPolicy).where(AccessPolicy.id == row.id))
+    bump_access_revision(session)
 
 
 def attach(session: Session, *, user_id: int, policy_name: str, now: _dt.datetime) -> bool:
@@ -175,6 +197,7 @@ def attach(session: Session, *, user_id: int, policy_name: str, now: _dt.datetim
         return False
     session.add(PolicyAttachment(user_id=user_id, policy_name=policy_name, created_at=now))
     session.flush()
+    bump_access_revision(session)
     return True
 
 
@@ -184,6 +207,7 @@ def detach(session: Session, *, user_id: int, policy_name: str) -> bool:
             PolicyAttachment.user_id == user_id, PolicyAttachment.policy_name == policy_name
         )
     )
+    bump_access_revision(session)
     return result.rowcount == 1
 
 
@@ -195,6 +219,18 @@ def attachments_of_users(session: Session, *, user_ids: Sequence[int]) -> Sequen
         .where(PolicyAttachment.user_id.in_(list(user_ids)))
         .order_by(PolicyAttachment.user_id, PolicyAttachment.created_at, PolicyAttachment.policy_name)
     ).all()
+
+
+def policy_documents_of_user(conn: _Conn, *, user_id: int) -> list[tuple[str, str | None]]:
+    """(policy name, custom document or None for a system policy) attached to a user, in attachment order."""
+    a, p = PolicyAttachment.__table__.c, AccessPolicy.__table__.c
+    rows = conn.execute(
+        select(a.policy_name, p.document)
+        .select_from(PolicyAttachment.__table__.outerjoin(AccessPolicy.__table__, p.name == a.policy_name))
+        .where(a.user_id == user_id)
+        .order_by(a.created_at, a.policy_name)
+    ).all()
+    return [(r.policy_name, r.document) for r in rows]
 
 
 def users_with_policy(session: Session, *, policy_name: str) -> Sequence[str]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as _dt
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from .http_models import HttpNonce, HttpRateBucket
@@ -22,16 +22,28 @@ _NONCE = HttpNonce.__table__
 _BUCKET = HttpRateBucket.__table__
 
 
+def _dialect(target) -> str:
+    return (getattr(target, "dialect", None) or target.get_bind().dialect).name
+
+
 def _insert(target, table):
-    dialect = getattr(target, "dialect", None) or target.get_bind().dialect
-    return postgresql.insert(table) if dialect.name == "postgresql" else sqlite.insert(table)
+    return postgresql.insert(table) if _dialect(target) == "postgresql" else sqlite.insert(table)
+
+
+def _remember_statement(dialect: str):
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return (insert(_NONCE).values(access_key_id=bindparam("k"), nonce=bindparam("n"), expires_at=bindparam("e"))
+            .on_conflict_do_nothing(index_elements=["access_key_id", "nonce"]).returning(_NONCE.c.id))
+
+
+# Built once per dialect: this insert is on every signed request's path.
+_REMEMBER = {name: _remember_statement(name) for name in ("postgresql", "sqlite")}
 
 
 def remember_nonce(target, *, access_key_id: str, nonce: str, expires_at: _dt.datetime) -> bool:
     """True if the nonce is new for this key; False if it was seen (a replay)."""
-    stmt = _insert(target, _NONCE).values(access_key_id=access_key_id, nonce=nonce, expires_at=expires_at)
-    stmt = stmt.on_conflict_do_nothing(index_elements=["access_key_id", "nonce"]).returning(_NONCE.c.id)
-    return target.execute(stmt).first() is not None
+    stmt = _REMEMBER[_dialect(target)]
+    return target.execute(stmt, {"k": access_key_id, "n": nonce, "e": expires_at}).first() is not None
 
 
 def purge_nonces(target, *, now: _dt.datetime) -> int:
