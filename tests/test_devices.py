@@ -288,6 +288,21 @@ def test_lookup_and_pagination(ctx, root):
     assert devices.show_device(ctx, ca=root.sn, sn=issued[1].sn).client_id == "dev-1"
 
 
+def test_show_device_by_any_ca_reference_and_which_part_is_missing(ctx, root):
+    d = devices.issue_device(ctx, ca=root.sn, generate=True, client_id="ref-1").device
+    ca_fp = cas.show_ca(ctx, root.sn).fingerprint_sha256
+    upper_colons = ":".join(root.sn.upper()[i:i + 2] for i in range(0, len(root.sn), 2))
+    for ca_ref in (root.sn, upper_colons, ca_fp, "sha256:" + ca_fp.upper()):
+        for sn in (d.sn, d.sn.upper()):
+            shown = devices.show_device(ctx, ca=ca_ref, sn=sn)
+            assert shown == devices.find_devices(ctx, client_id="ref-1").items[0]
+            assert shown.ca_sn == root.sn and shown.sn == d.sn
+    other = managed.create_ca(ctx, name="Other root")
+    _refused(ctx, NotFound, "device_not_found", lambda: devices.show_device(ctx, ca=other.sn, sn=d.sn))
+    _refused(ctx, NotFound, "ca_not_found", lambda: devices.show_device(ctx, ca="ab" * 10, sn=d.sn))
+    _refused(ctx, InvalidInput, "invalid_serial", lambda: devices.show_device(ctx, ca=root.sn, sn="xyz"))
+
+
 def test_no_private_key_material_in_the_sqlite_file(sqlite_ctx):
     ctx = sqlite_ctx
     ca = managed.create_ca(ctx, name="Secret keeper")

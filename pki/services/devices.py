@@ -432,6 +432,13 @@ def _resolve_device(session, ctx: Context, *, ca: str, sn: str) -> tuple[CaCerti
 
 
 def show_device(ctx: Context, *, ca: str, sn: str) -> DevicePublic:
+    ca_ref = {"ca_fingerprint": parse_fingerprint(ca)} if looks_like_fingerprint(ca) else {"ca_sn": parse_serial(ca)}
+    serial = parse_serial(sn)
+    with ctx.store.core_transaction(readonly=True) as conn:
+        row = repos.get_device_public(conn, instance=ctx.instance, sn=serial, **ca_ref)
+    if row is not None:
+        return DevicePublic.of(row, ca_sn=row.ca_sn)
+    # Missing: the ORM path says which (the CA or the device), or finds one inserted meanwhile.
     with ctx.store.transaction(readonly=True) as session:
         ca_row, device = _resolve_device(session, ctx, ca=ca, sn=sn)
         return DevicePublic.of(device, ca_sn=ca_row.sn)

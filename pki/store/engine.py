@@ -103,14 +103,15 @@ class Store:
                     yield session
 
     @contextlib.contextmanager
-    def core_transaction(self) -> Iterator[Connection]:
-        """A write transaction on a bare Connection, for hot paths.
+    def core_transaction(self, *, readonly: bool = False) -> Iterator[Connection]:
+        """A transaction on a bare Connection, for hot paths.
 
         The ORM session costs about as much as signing a certificate; the
         repositories a hot path uses take a Connection as well as a Session.
         """
+        engine = self._readonly_engine if readonly else self.engine
         with self._mapped_errors():
-            with self.engine.begin() as conn:
+            with engine.begin() as conn:
                 yield conn
 
     @contextlib.contextmanager

@@ -16,6 +16,7 @@ from sqlmodel import Session
 from .models import CaCertificate, CustodyKey, DeviceCertificate, RegisterCode
 
 __all__ = [
+    "get_device_public",
     "insert_register_code",
     "redeem_register_code",
     "find_register_code",
@@ -248,6 +249,30 @@ def get_device(session: Session, *, ca_id: int, sn: str) -> DeviceCertificate | 
     return session.scalars(
         select(DeviceCertificate).where(DeviceCertificate.ca_id == ca_id, DeviceCertificate.sn == sn)
     ).one_or_none()
+
+
+_CA, _DEVICE = CaCertificate.__table__.c, DeviceCertificate.__table__.c
+_DEVICE_PUBLIC = select(
+    _CA.sn.label("ca_sn"), _DEVICE.sn, _DEVICE.client_id, _DEVICE.status, _DEVICE.source,
+    _DEVICE.fingerprint_sha256, _DEVICE.key_type, _DEVICE.not_before, _DEVICE.not_after,
+    _DEVICE.revocation_reason, _DEVICE.revoked_at, _DEVICE.created_at, _DEVICE.updated_at,
+    _DEVICE.status_changed_at,
+).select_from(DeviceCertificate.__table__.join(CaCertificate.__table__, _DEVICE.ca_id == _CA.id))
+# Built once: a lookup by (CA, serial) is the commonest read over HTTP.
+_DEVICE_BY_CA_SN = _DEVICE_PUBLIC.where(
+    _CA.instance == bindparam("instance"), _CA.sn == bindparam("ca"), _DEVICE.sn == bindparam("sn"))
+_DEVICE_BY_CA_FINGERPRINT = _DEVICE_PUBLIC.where(
+    _CA.instance == bindparam("instance"), _CA.fingerprint_sha256 == bindparam("ca"), _DEVICE.sn == bindparam("sn"))
+
+
+def get_device_public(conn: Session | Connection, *, instance: str, sn: str, ca_sn: str | None = None,
+                      ca_fingerprint: str | None = None):
+    """A device's public columns and its CA's serial (``ca_sn``) as one plain row, or None.
+
+    None does not say whether the CA or the device is missing: ask again with the ORM for the error.
+    """
+    query, ca = (_DEVICE_BY_CA_SN, ca_sn) if ca_fingerprint is None else (_DEVICE_BY_CA_FINGERPRINT, ca_fingerprint)
+    return conn.execute(query, {"instance": instance, "ca": ca, "sn": sn}).one_or_none()
 
 
 def get_device_by_fingerprint(session: Session, *, instance: str, fingerprint_sha256: str) -> DeviceCertificate | None:
