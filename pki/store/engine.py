@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -90,6 +91,10 @@ class Store:
         else:
             self.engine = create_engine(self.url, echo=echo, pool_pre_ping=True)
         self._readonly_engine = self.engine.execution_options(pki_readonly=True)
+        # SQLite: one writer at a time, and a writer that finds the lock taken sleeps
+        # in SQLite's busy handler (1, 2, 5, 10 ms...) however soon it is free.  Threads
+        # of this process queue on a mutex instead and start the moment it is released.
+        self._writers = threading.RLock() if self.dialect == "sqlite" else None
 
     # -- transactions -----------------------------------------------------------
 
@@ -97,22 +102,33 @@ class Store:
     def transaction(self, *, readonly: bool = False) -> Iterator[Session]:
         """One unit of work: commit on success, roll back on any error."""
         engine = self._readonly_engine if readonly else self.engine
-        with self._mapped_errors():
+        with self._writer_turn(readonly), self._mapped_errors():
             with Session(engine, expire_on_commit=False) as session:
                 with session.begin():
                     yield session
 
     @contextlib.contextmanager
-    def core_transaction(self, *, readonly: bool = False) -> Iterator[Connection]:
+    def core_transaction(self, *, readonly: bool = False, durable: bool = True) -> Iterator[Connection]:
         """A transaction on a bare Connection, for hot paths.
 
         The ORM session costs about as much as signing a certificate; the
         repositories a hot path uses take a Connection as well as a Session.
+
+        ``durable=False`` lets PostgreSQL answer before the commit reaches the
+        disk (``synchronous_commit`` off, this transaction only): for writes a
+        crash may lose, such as a request's nonce.  WAL order still holds: any
+        later durable commit makes this one durable too.  SQLite (WAL,
+        ``synchronous=NORMAL``) never waits for the disk at commit anyway.
         """
         engine = self._readonly_engine if readonly else self.engine
-        with self._mapped_errors():
+        with self._writer_turn(readonly), self._mapped_errors():
             with engine.begin() as conn:
+                if not durable and self.dialect == "postgresql":
+                    conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
                 yield conn
+
+    def _writer_turn(self, readonly: bool):
+        return self._writers if self._writers is not None and not readonly else contextlib.nullcontext()
 
     @contextlib.contextmanager
     def _mapped_errors(self) -> Iterator[None]:
