@@ -181,3 +181,34 @@ def test_signed_headers_defaults_are_fresh():
     h2 = signing.signed_headers(access_key_id="AK.a", secret="s", method="GET", path="/")
     assert h1[signing.HEADER_NONCE] != h2[signing.HEADER_NONCE]
     assert abs(int(h1[signing.HEADER_TIMESTAMP]) - time.time()) < signing.MAX_SKEW
+
+
+def test_forged_requests_write_nothing_not_even_their_nonce(ctx, admin):
+    """A bad signature rolls back the one authentication transaction: no nonce stored, no token spent,
+    no device issued, on the routes that run on the event loop and on those that run in threads."""
+    from conftest import snapshot
+    from http_helpers import csr_pem
+    from pki.services import managed
+    from pki.services.authn import RateLimit
+
+    ca = managed.create_ca(ctx, name="Forgery Root")
+    tc = plain_client(app_for(ctx, rate_limit=RateLimit(rate=0.001, burst=1)))
+    before = snapshot(ctx)
+    issue = json.dumps({"csr_pem": csr_pem("forged")}).encode()
+    path = f"/v1/cas/{ca.sn}/devices"
+    nonce = "n" * 24
+    forged = [
+        ("POST", path, issue, _headers(admin, method="POST", path=path, body=issue + b" ", nonce=nonce)),
+        ("GET", "/v1/cas", b"", {**_headers(admin, method="GET", path="/v1/cas", nonce=nonce),
+                                 signing.HEADER_SIGNATURE: "0" * 64}),
+    ]
+    for method, url, body, headers in forged:
+        r = tc.request(method, url, content=body, headers={**headers, "Content-Type": "application/json"})
+        _assert_401(r, "signature_invalid")
+    assert snapshot(ctx) == before
+    # The genuine request with that nonce still passes, and takes the one token of the bucket.
+    r = tc.post(path, content=issue, headers={**_headers(admin, method="POST", path=path, body=issue, nonce=nonce),
+                                              "Content-Type": "application/json"})
+    assert r.status_code == 201, r.text
+    r = tc.get("/v1/cas", headers=_headers(admin, method="GET", path="/v1/cas"))
+    assert r.status_code == 429 and r.json()["code"] == "rate_limited"

@@ -1,26 +1,39 @@
 """The one dependency every /v1 route takes: who is calling, and how to act for them.
 
-``caller: Caller = Depends(signed)`` checks the signature, the nonce and the
-rate limit (:mod:`pki.services.authn`); the route then calls
-``caller.run("ca.show", cas.show_ca, ctx_arg...)``, which authorizes the
-operation (:func:`access.authorize`: 403 ``access_denied``, audited) and
-runs the service inside :func:`audit.acting_as`, so its audit records carry
-the principal, source IP and request id.
+``caller: Caller = Depends(signed)`` refuses at once a request without
+well-formed signature headers or outside the time window (no database
+work); the rest of authentication (key, signature, nonce, rate limit:
+:mod:`pki.services.authn`) happens when the route first acts, in the same
+thread as the operation, so a request pays for one thread hop at most.
+
+A route then calls ``caller.run("ca.show", cas.show_ca, ...)`` (in the
+worker thread FastAPI runs a sync route in) or ``await caller.call(...)``
+(from an async route), which authenticates, authorizes the operation
+(:func:`access.authorize`: 403 ``access_denied``, audited) and runs the
+service inside :func:`audit.acting_as`, so its audit records carry the
+principal, source IP and request id.
+
+``call`` runs short operations on the event loop itself when the store is
+SQLite: the work is CPU under the GIL either way, with no network wait to
+overlap, and the hop to a worker thread cost more than the operation's own
+database work (measured: BENCHMARKS.md).  On PostgreSQL, and for anything
+long, it is one hop to the thread pool.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from fastapi import Request
+from starlette.concurrency import run_in_threadpool
 
-from ..services import access, audit
+from .. import signing
+from ..services import access, audit, authn
 from ..services.access import Principal
 from ..services.context import Context
 from ..services.policy import RequestContext
-from ..services import authn
 
 __all__ = ["Caller", "signed"]
 
@@ -30,38 +43,56 @@ R = TypeVar("R")
 @dataclass
 class Caller:
     ctx: Context
-    principal: Principal
     source_ip: str | None
     secure_transport: bool
     request_id: str
+    _request: dict = field(repr=False)
+    _state: dict = field(repr=False)
+    _principal: Principal | None = field(default=None, repr=False)
+
+    @property
+    def principal(self) -> Principal:
+        """The signer: authenticated on first use (SignatureError, RateLimited)."""
+        if self._principal is None:
+            self._principal = authn.authenticate(self.ctx, **self._request)
+            self._state["principal"] = self._principal.name
+        return self._principal
 
     def authorize(self, operation: str) -> None:
+        principal = self.principal
         rc = RequestContext(now=self.ctx.clock.now(), source_ip=self.source_ip,
                             secure_transport=self.secure_transport, request_id=self.request_id)
-        with self._acting():
-            access.authorize(self.ctx, self.principal, operation, request_context=rc)
+        with self._acting(principal):
+            access.authorize(self.ctx, principal, operation, request_context=rc)
 
-    def _acting(self):
-        return audit.acting_as(audit.Actor(principal=self.principal.name, source_ip=self.source_ip,
+    def _acting(self, principal: Principal):
+        return audit.acting_as(audit.Actor(principal=principal.name, source_ip=self.source_ip,
                                            request_id=self.request_id))
 
     def run(self, operation: str, fn: Callable[..., R], *args: Any, **kwargs: Any) -> R:
-        """Authorize ``operation``, then call ``fn(ctx, *args, **kwargs)`` as this caller."""
+        """Authorize ``operation``, then call ``fn(ctx, *args, **kwargs)`` as this caller (blocking)."""
         self.authorize(operation)
-        with self._acting():
+        with self._acting(self.principal):
             return fn(self.ctx, *args, **kwargs)
 
+    async def call(self, operation: str, fn: Callable[..., R], *args: Any, short: bool = True,
+                   **kwargs: Any) -> R:
+        """:meth:`run` from an async route: on the loop if ``short`` and the store is SQLite, else in a thread."""
+        if short and self.ctx.store.dialect == "sqlite":
+            return self.run(operation, fn, *args, **kwargs)
+        return await run_in_threadpool(self.run, operation, fn, *args, **kwargs)
 
-def signed(request: Request) -> Caller:
-    """Sync on purpose: FastAPI runs it in the worker thread pool (it reads the database)."""
+
+async def signed(request: Request) -> Caller:
+    """No database work here (see the module docstring): it runs on the event loop."""
     state = request.scope["state"]
     ctx = request.app.state.get_ctx()
+    signing.parse_headers(request.headers, now=ctx.clock.now().timestamp())  # unsigned or stale: 401 now
     raw_path = request.scope.get("raw_path") or request.scope["path"].encode()
-    principal = authn.authenticate(
-        ctx, method=request.method, path=raw_path.decode("latin-1").split("?", 1)[0],
+    signed_request = dict(
+        method=request.method, path=raw_path.decode("latin-1").split("?", 1)[0],
         query=request.scope.get("query_string", b"").decode("latin-1"), headers=request.headers,
         body=state.get("body", b""), rate_limit=request.app.state.rate_limit,
     )
-    state["principal"] = principal.name
-    return Caller(ctx=ctx, principal=principal, source_ip=state.get("source_ip"),
-                  secure_transport=request.url.scheme == "https", request_id=state["request_id"])
+    return Caller(ctx=ctx, source_ip=state.get("source_ip"), secure_transport=request.url.scheme == "https",
+                  request_id=state["request_id"], _request=signed_request, _state=state)
