@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -91,10 +90,6 @@ class Store:
         else:
             self.engine = create_engine(self.url, echo=echo, pool_pre_ping=True)
         self._readonly_engine = self.engine.execution_options(pki_readonly=True)
-        # SQLite: one writer at a time, and a writer that finds the lock taken sleeps
-        # in SQLite's busy handler (1, 2, 5, 10 ms...) however soon it is free.  Threads
-        # of this process queue on a mutex instead and start the moment it is released.
-        self._writers = threading.RLock() if self.dialect == "sqlite" else None
 
     # -- transactions -----------------------------------------------------------
 
@@ -102,7 +97,7 @@ class Store:
     def transaction(self, *, readonly: bool = False) -> Iterator[Session]:
         """One unit of work: commit on success, roll back on any error."""
         engine = self._readonly_engine if readonly else self.engine
-        with self._writer_turn(readonly), self._mapped_errors():
+        with self._mapped_errors():
             with Session(engine, expire_on_commit=False) as session:
                 with session.begin():
                     yield session
@@ -121,14 +116,11 @@ class Store:
         ``synchronous=NORMAL``) never waits for the disk at commit anyway.
         """
         engine = self._readonly_engine if readonly else self.engine
-        with self._writer_turn(readonly), self._mapped_errors():
+        with self._mapped_errors():
             with engine.begin() as conn:
                 if not durable and self.dialect == "postgresql":
                     conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
                 yield conn
-
-    def _writer_turn(self, readonly: bool):
-        return self._writers if self._writers is not None and not readonly else contextlib.nullcontext()
 
     @contextlib.contextmanager
     def _mapped_errors(self) -> Iterator[None]:
