@@ -244,8 +244,17 @@ def record(
                 session, action=action, resource=resource, result=result, error_code=error_code,
                 details=details, principal=principal, source_ip=source_ip, request_id=request_id, now=when,
             )
+    values = _values(action=action, resource=resource, result=result, error_code=error_code, details=details,
+                     principal=principal, source_ip=source_ip, request_id=request_id, now=now)
+    _append(target, values)
+    return AuditRecordPublic(**{**values, "details": json.loads(values["details"])})
+
+
+def _values(*, action: str, resource: str, result: str, error_code: str | None, details: Mapping[str, Any] | None,
+            principal: str | None, source_ip: str | None, request_id: str | None, now: _dt.datetime | None) -> dict:
+    """A record's own fields; who acted defaults to the current Actor."""
     actor = current_actor()
-    values = {
+    return {
         "time": ensure_utc(now or SystemClock().now()),
         "principal": _clip("principal", principal or actor.principal),
         "action": _clip("action", action),
@@ -256,12 +265,15 @@ def record(
         "request_id": _clip("request_id", request_id if request_id is not None else actor.request_id),
         "details": _details_text(details),
     }
+
+
+def _append(target: Session | Connection, values: dict) -> None:
+    """Chain ``values`` (every field but seq, prev_hash and hash) onto the head, in place."""
     seq, prev_hash = repos.lock_audit_head(target)
     values["seq"] = seq + 1
     values["prev_hash"] = prev_hash
     values["hash"] = record_hash(**values)
     repos.append_audit(target, values=values)
-    return AuditRecordPublic(**{**values, "details": json.loads(values["details"])})
 
 
 def record_change(
@@ -273,13 +285,13 @@ def record_change(
     its RAM action, the instance resource, and ``subject`` (what changed:
     a serial, ``ca_sn/sn``, a client id) in its details.
     """
-    record(
-        target,
+    # record() without the public copy it returns: this is on every change's path.
+    _append(target, _values(
         action=policy.ACTIONS[operation].action,
         resource=policy.resource_name(ctx.settings.region, ctx.settings.account_id, ctx.instance),
-        details={"operation": operation, "subject": subject, **details},
-        now=ctx.clock.now(),
-    )
+        result="success", error_code=None, details={"operation": operation, "subject": subject, **details},
+        principal=None, source_ip=None, request_id=None, now=ctx.clock.now(),
+    ))
 
 
 # == reading =================================================================================
