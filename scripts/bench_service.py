@@ -338,7 +338,7 @@ def main() -> None:
                   else f"{'-':>9}")
         print(f"{label:<30} {what:<16} {clients:>7} {rate:8,.0f}/s {rate / base:7.2f}x {versus} {cpu:11.3f} ms")
     if not args.cfssl:
-        print("cfssl: not installed (Debian: apt-get install golang-cfssl); no side-by-side figure")
+        print("cfssl: not run (not on PATH, or --cfssl ''); Debian: apt-get install golang-cfssl")
     shutil.rmtree(tmp, ignore_errors=True)
 
 
