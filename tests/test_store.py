@@ -64,3 +64,28 @@ def test_migrations_build_exactly_the_tables_the_models_describe(database_url):
         diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": False}), SQLModel.metadata)
     store.dispose()
     assert diff == []
+
+
+def test_sqlite_commits_reach_the_disk_unless_a_transaction_says_it_need_not(sqlite_ctx):
+    """synchronous=FULL (2) everywhere; NORMAL (1) only inside core_transaction(durable=False), and put
+    back afterwards even when that transaction fails, on the pooled connection the next one reuses."""
+    from sqlalchemy import text
+
+    store = sqlite_ctx.store
+
+    def level(conn) -> int:
+        return conn.execute(text("PRAGMA synchronous")).scalar_one()
+
+    with store.core_transaction() as conn:
+        assert level(conn) == 2
+    with store.core_transaction(durable=False) as conn:
+        assert level(conn) == 1
+    with store.core_transaction() as conn:
+        assert level(conn) == 2
+    with pytest.raises(RuntimeError):
+        with store.core_transaction(durable=False) as conn:
+            raise RuntimeError("fails midway")
+    with store.transaction() as session:
+        assert level(session) == 2
+    with store.transaction(readonly=True) as session:
+        assert level(session) == 2

@@ -63,7 +63,10 @@ def _sqlite_setup(engine: Engine) -> None:
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA busy_timeout=30000")
-        cur.execute("PRAGMA synchronous=NORMAL")
+        # FULL: a commit is on disk before it returns (NORMAL, in WAL mode, may lose the
+        # last commits to a power cut: a certificate handed out and then not on record).
+        # Transactions that can afford that ask for it (core_transaction(durable=False)).
+        cur.execute("PRAGMA synchronous=FULL")
         # 64 MiB of page cache (default 2 MiB): a million-device store keeps its
         # indexes in memory, so a list page costs the same at any size.
         cur.execute("PRAGMA cache_size=-65536")
@@ -109,18 +112,32 @@ class Store:
         The ORM session costs about as much as signing a certificate; the
         repositories a hot path uses take a Connection as well as a Session.
 
-        ``durable=False`` lets PostgreSQL answer before the commit reaches the
-        disk (``synchronous_commit`` off, this transaction only): for writes a
-        crash may lose, such as a request's nonce.  WAL order still holds: any
-        later durable commit makes this one durable too.  SQLite (WAL,
-        ``synchronous=NORMAL``) never waits for the disk at commit anyway.
+        ``durable=False`` lets the commit return before it reaches the disk
+        (PostgreSQL ``synchronous_commit`` off, SQLite ``synchronous=NORMAL``,
+        this transaction only): for writes a power cut may lose, such as a
+        request's nonce.  The log is sequential on both, so any later durable
+        commit makes this one durable too.
         """
         engine = self._readonly_engine if readonly else self.engine
         with self._mapped_errors():
-            with engine.begin() as conn:
-                if not durable and self.dialect == "postgresql":
+            if durable or readonly:
+                with engine.begin() as conn:
+                    yield conn
+            elif self.dialect == "postgresql":
+                with engine.begin() as conn:
                     conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
-                yield conn
+                    yield conn
+            else:
+                with engine.connect() as conn:
+                    # Outside any transaction, on the driver's connection: SQLite refuses to
+                    # change it inside one, and SQLAlchemy would begin one for its own execute.
+                    raw = conn.connection.dbapi_connection
+                    raw.execute("PRAGMA synchronous=NORMAL")
+                    try:
+                        with conn.begin():
+                            yield conn
+                    finally:
+                        raw.execute("PRAGMA synchronous=FULL")
 
     @contextlib.contextmanager
     def _mapped_errors(self) -> Iterator[None]:
