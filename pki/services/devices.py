@@ -33,6 +33,7 @@ from .cas import resolve_ca
 from .paging import after_position, page_limit, page_of, parse_status
 from . import audit
 from .context import Context
+from .group_commit import GroupCommit
 from .managed import _check_can_issue, ca_signer
 from .schemas import DevicePublic, Page
 
@@ -272,23 +273,46 @@ def issue_device(
         private_key = generate_private_key(key_type)
         public_key = private_key.public_key()
     validate_client_id(client_id)
-    general_names = parse_sans(sans)
-    now = ctx.clock.now()
-    with ctx.store.core_transaction() as session:
-        state = _issuer_state(session, ctx, ca)
-        signer = ca_signer(ctx, session, state)
-        profile = device_profile(ctx, state, days=days, now=now)
-        ca_cert, chain = _issuer_material(ctx, state)
-        cert = sign_device(profile, ca_cert, signer, public_key=public_key, client_id=client_id, sans=general_names)
-        values = device_row_values(
-            cert, instance=ctx.instance, ca_id=state.id, client_id=client_id,
-            key_type=px509.public_key_type(public_key), now=now,
-        )
-        repos.insert_device_values(session, values)
-        audit.record_change(session, ctx, "device.issue", subject=f"{state.sn}/{values['sn']}", client_id=client_id)
-    device = DevicePublic(ca_sn=state.sn, revocation_reason=None, revoked_at=None,
+    job = _IssueJob(ca=ca, public_key=public_key, client_id=client_id, days=days, sans=parse_sans(sans),
+                    now=ctx.clock.now())
+    state_sn, values, cert, ca_cert, chain = _issuer_group(ctx).submit(job)
+    device = DevicePublic(ca_sn=state_sn, revocation_reason=None, revoked_at=None,
                           **{k: values[k] for k in _PUBLIC_FROM_VALUES})
     return Issued(device=device, certificate=cert, chain=(ca_cert, *chain), private_key=private_key)
+
+
+@dataclass(frozen=True)
+class _IssueJob:
+    ca: str
+    public_key: object
+    client_id: str
+    days: int | None
+    sans: tuple
+    now: _dt.datetime
+
+
+def _issuer_group(ctx: Context) -> GroupCommit:
+    """Issuances that arrive together share a transaction (see pki.services.group_commit)."""
+    return ctx.memo(("group_commit", "device.issue"),
+                    lambda: GroupCommit(ctx.store.core_transaction, lambda conn, job: _write_issued(ctx, conn, job)))
+
+
+def _write_issued(ctx: Context, session, job: _IssueJob):
+    # Signing happens here, with the CA row locked (FOR SHARE), so a CA deactivated
+    # concurrently either waits for this or is seen inactive: never both.
+    state = _issuer_state(session, ctx, job.ca)
+    signer = ca_signer(ctx, session, state)
+    profile = device_profile(ctx, state, days=job.days, now=job.now)
+    ca_cert, chain = _issuer_material(ctx, state)
+    cert = sign_device(profile, ca_cert, signer, public_key=job.public_key, client_id=job.client_id,
+                       sans=job.sans)
+    values = device_row_values(
+        cert, instance=ctx.instance, ca_id=state.id, client_id=job.client_id,
+        key_type=px509.public_key_type(job.public_key), now=job.now,
+    )
+    repos.insert_device_values(session, values)
+    audit.record_change(session, ctx, "device.issue", subject=f"{state.sn}/{values['sn']}", client_id=job.client_id)
+    return state.sn, values, cert, ca_cert, chain
 
 
 _PUBLIC_FROM_VALUES = ("sn", "client_id", "status", "source", "fingerprint_sha256", "key_type", "not_before",
