@@ -391,6 +391,26 @@ def test_sigkill_at_random_points_then_resume(ctx, factory_ca, settings, tmp_pat
     _check_complete(ctx, factory_ca, ids, out)
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="syncfs(2) is Linux's")
+def test_the_batch_barrier_flushes_the_output_filesystem_not_the_machine(ctx, factory_ca, tmp_path, monkeypatch):
+    from pki.services import provision as pv
+
+    assert pv._SYNCFS is not None
+    flushed = []
+    real = pv._SYNCFS
+    monkeypatch.setattr(pv, "_SYNCFS", lambda fd: flushed.append(os.fstat(fd).st_dev) or real(fd))
+
+    def machine_wide():
+        raise AssertionError("sync() flushes every filesystem of the machine")
+
+    monkeypatch.setattr(pv.os, "sync", machine_wide)
+    ids = _ids(30)
+    out = tmp_path / "out"
+    provision(ctx, ca=factory_ca, manifest=_manifest(tmp_path / "m.csv", ids), out=out, workers=1, batch_size=10)
+    _check_complete(ctx, factory_ca, ids, out)
+    assert len(flushed) >= 3 and set(flushed) == {os.stat(out).st_dev}
+
+
 def test_torn_partials_of_a_killed_worker_are_discarded(ctx, factory_ca, tmp_path):
     """A worker killed mid-write leaves a cut-short partial: never committed, so it goes (and a wrong
     p12 password on a complete one is still reported, not mistaken for a torn file)."""
