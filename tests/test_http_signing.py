@@ -212,3 +212,55 @@ def test_forged_requests_write_nothing_not_even_their_nonce(ctx, admin):
     assert r.status_code == 201, r.text
     r = tc.get("/v1/cas", headers=_headers(admin, method="GET", path="/v1/cas"))
     assert r.status_code == 429 and r.json()["code"] == "rate_limited"
+
+
+def test_every_v1_route_refuses_a_forged_signature(ctx, admin):
+    """Routes authenticate lazily (when they first act): each must, whatever it does."""
+    from fastapi.routing import APIRoute
+
+    from pki.http.v1 import PREFIX, ROUTE_TABLE
+
+    tc = plain_client(app_for(ctx))
+    routes = [r for router, _tag in ROUTE_TABLE for r in router.routes if isinstance(r, APIRoute)]
+    assert len(routes) > 30
+    for route in routes:
+        path = PREFIX + route.path.replace("{", "").replace("}", "")  # placeholders become plain segments
+        for method in route.methods:
+            headers = _headers(admin, method=method, path=path)
+            headers[signing.HEADER_SIGNATURE] = "0" * 64
+            r = tc.request(method, path, headers=headers)
+            assert r.status_code in (401, 422, 400), (method, route.path, r.status_code, r.text)
+            if r.status_code != 401:
+                # Refused on its input before the signature was looked at: then it must not have acted.
+                assert r.json()["code"] in ("invalid_request", "invalid_serial", "invalid_time"), (route.path, r.text)
+
+
+def test_forged_requests_are_refused_while_another_writer_holds_the_database(sqlite_ctx):
+    """The signature is checked before the write transaction: a flood of forged requests
+    does not queue for (or take) SQLite's write lock."""
+    import sqlite3
+    import threading
+
+    ctx = sqlite_ctx
+    user = make_user(ctx, "admin", "PkiAdministratorAccess")
+    tc = plain_client(app_for(ctx))
+    assert tc.get("/v1/cas", headers=_headers(user, method="GET", path="/v1/cas")).status_code == 200
+    forged = [
+        {**_headers(user, method="GET", path="/v1/cas"), signing.HEADER_SIGNATURE: "0" * 64},  # known key
+        {**_headers(user, method="GET", path="/v1/cas"), signing.HEADER_ACCESS_KEY: "AK." + "0" * 20},  # unknown
+    ]
+    holder = sqlite3.connect(ctx.settings.database_url.removeprefix("sqlite:///"), isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # another writer, mid-transaction
+    answers: list = []
+    try:
+        worker = threading.Thread(target=lambda: answers.extend(tc.get("/v1/cas", headers=h) for h in forged))
+        worker.start()
+        worker.join(timeout=20)  # a bound on waiting, not a timed assertion: with the lock held throughout
+        answered_while_locked = not worker.is_alive()
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    worker.join()
+    assert answered_while_locked, "a forged request waited for the write lock"
+    assert [(r.status_code, r.json()["code"]) for r in answers] == [(401, "signature_invalid"),
+                                                                   (401, "invalid_access_key")]

@@ -17,7 +17,10 @@ principal, source IP and request id.
 SQLite: the work is CPU under the GIL either way, with no network wait to
 overlap, and the hop to a worker thread cost more than the operation's own
 database work (measured: BENCHMARKS.md).  On PostgreSQL, and for anything
-long, it is one hop to the thread pool.
+long, it is one hop to the thread pool.  The price: while such an operation
+waits for SQLite's write lock (held by the CLI, or by another worker with
+``--workers N``), the process answers nothing else; that is one reason one
+worker is the setting for SQLite, and PostgreSQL the store for several.
 """
 
 from __future__ import annotations
@@ -57,6 +60,10 @@ class Caller:
             self._principal = authn.authenticate(self.ctx, **self._request)
             self._state["principal"] = self._principal.name
         return self._principal
+
+    def authenticate(self) -> Principal:
+        """For a route any signer may use: check the signature, nonce and rate limit, nothing more."""
+        return self.principal
 
     def authorize(self, operation: str) -> None:
         principal = self.principal

@@ -62,6 +62,7 @@ __all__ = [
     "delete_access_key",
     "resolve_access_key",
     "key_grant",
+    "known_secret",
     "create_policy",
     "show_policy",
     "list_policies",
@@ -295,6 +296,9 @@ class _GrantCache:
         self.lock = threading.Lock()
         self.revision = -1
         self.grants: dict[str, tuple[Principal, bytes]] = {}
+        #: Key id -> HMAC key, across revisions: a key's secret never changes (only
+        #: active keys get here, so made-up ids cannot grow it).
+        self.secrets: dict[str, bytes] = {}
 
 
 def key_grant(ctx: Context, conn, access_key_id: str) -> tuple[Principal, bytes]:
@@ -324,7 +328,15 @@ def key_grant(ctx: Context, conn, access_key_id: str) -> tuple[Principal, bytes]
             cache.revision, cache.grants = revision, {}
         # Only keys that exist and are active are kept: unknown ids cannot grow the cache.
         cache.grants[access_key_id] = grant
+        cache.secrets[access_key_id] = grant[1]
     return grant
+
+
+def known_secret(ctx: Context, access_key_id: str) -> bytes | None:
+    """The HMAC key of an access key this process has resolved before, without the database
+    (whether the key is still active is :func:`key_grant`'s to say)."""
+    cache = ctx.peek(("access_grants",))
+    return cache.secrets.get(access_key_id) if cache is not None else None
 
 
 def _load_grant(ctx: Context, conn, access_key_id: str) -> tuple[Principal, bytes]:
@@ -343,8 +355,8 @@ def _load_grant(ctx: Context, conn, access_key_id: str) -> tuple[Principal, byte
 def resolve_access_key(ctx: Context, access_key_id: str) -> tuple[Principal, bytes]:
     """:func:`key_grant` in a transaction of its own, for a principal kept longer than one request:
     without the policies snapshot, so :func:`authorize` reads the user's status and policies each time."""
-    with ctx.store.transaction(readonly=True) as session:
-        principal, secret = key_grant(ctx, session, access_key_id)
+    with ctx.store.core_transaction(readonly=True) as conn:
+        principal, secret = key_grant(ctx, conn, access_key_id)
     return dataclasses.replace(principal, policies=None), secret
 
 

@@ -77,30 +77,37 @@ def authenticate(ctx: Context, *, method: str, path: str, query: str, headers, b
                  rate_limit: RateLimit | None) -> Principal:
     """The principal that signed this request (its policies attached), or SignatureError / RateLimited.
 
-    One write transaction: the access revision and (after a change) the key,
-    user and policies are read, the signature checked, then the nonce stored
-    and a token taken.  A bad signature rolls it back, so a forged request
-    writes nothing and cannot spend the key's nonces or tokens.
+    The signature is checked before anything is written, with the key's
+    secret as this process last read it (or read now, in a read-only
+    transaction, the first time): a forged request never takes the write
+    lock.  Then one write transaction reads the access revision and, after a
+    change, the key, user and policies again, and stores the nonce and takes a
+    token; a key disabled meanwhile is refused there.
     """
     now = ctx.clock.now()
     signed = signing.parse_headers(headers, now=now.timestamp())
     retry_after = None
-    # Not durable: a crash can lose only nonces of requests that changed nothing, since
-    # the operation's own (durable) commit comes later in the WAL and carries this one.
-    with ctx.store.core_transaction(durable=False) as conn:
-        try:
-            principal, secret = access.key_grant(ctx, conn, signed.access_key_id)
-        except PermissionDenied as exc:
-            raise signing.SignatureError(exc.message, code=exc.code) from None
+    try:
+        secret = access.known_secret(ctx, signed.access_key_id)
+        if secret is None:
+            secret = access.resolve_access_key(ctx, signed.access_key_id)[1]
         signing.check_signature(signed, secret=secret, method=method, path=path, query=query, body=body)
-        fresh = http_repos.remember_nonce(
-            conn, access_key_id=signed.access_key_id, nonce=signed.nonce,
-            expires_at=_dt.datetime.fromtimestamp(signed.epoch, _dt.timezone.utc) + NONCE_TTL)
-        if fresh and rate_limit is not None:
-            retry_after = _take_token(conn, access_key_id=signed.access_key_id, limit=rate_limit,
-                                      now=now.timestamp())
-        if fresh and random.randrange(PURGE_ONE_IN) == 0:
-            http_repos.purge_nonces(conn, now=now)
+        # Not durable: a crash can lose only nonces of requests that changed nothing, since
+        # the operation's own (durable) commit comes later in the log and carries this one.
+        with ctx.store.core_transaction(durable=False) as conn:
+            principal, current = access.key_grant(ctx, conn, signed.access_key_id)
+            if current != secret:  # never, while key secrets are immutable; checked all the same
+                signing.check_signature(signed, secret=current, method=method, path=path, query=query, body=body)
+            fresh = http_repos.remember_nonce(
+                conn, access_key_id=signed.access_key_id, nonce=signed.nonce,
+                expires_at=_dt.datetime.fromtimestamp(signed.epoch, _dt.timezone.utc) + NONCE_TTL)
+            if fresh and rate_limit is not None:
+                retry_after = _take_token(conn, access_key_id=signed.access_key_id, limit=rate_limit,
+                                          now=now.timestamp())
+            if fresh and random.randrange(PURGE_ONE_IN) == 0:
+                http_repos.purge_nonces(conn, now=now)
+    except PermissionDenied as exc:  # unknown or disabled key
+        raise signing.SignatureError(exc.message, code=exc.code) from None
     if not fresh:
         raise signing.SignatureError(
             f"nonce {signed.nonce} was already used with this access key; use a new nonce for every request",

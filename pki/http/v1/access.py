@@ -89,6 +89,7 @@ def policy_list(limit: int | None = LIMIT, cursor: str | None = CURSOR, caller: 
 @router.get("/policies/actions", response_model=m.ActionPage,
             summary="The action catalogue (any authenticated caller)")
 def policy_actions(caller: Caller = CALLER):
+    caller.authenticate()
     items = [{"operation": op.name, "action": op.action, "dependents": list(op.dependents), "access": op.access,
               "scope": op.scope} for op in ACTIONS.values()]
     return out({"items": items, "next_cursor": None})
