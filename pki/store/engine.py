@@ -137,7 +137,12 @@ class Store:
                         with conn.begin():
                             yield conn
                     finally:
-                        raw.execute("PRAGMA synchronous=FULL")
+                        try:
+                            raw.execute("PRAGMA synchronous=FULL")
+                        except Exception:
+                            # Still NORMAL (say, a failed rollback left a transaction open):
+                            # never hand it to a durable transaction; the pool makes a new one.
+                            conn.invalidate()
 
     @contextlib.contextmanager
     def _mapped_errors(self) -> Iterator[None]:
