@@ -147,3 +147,91 @@ def test_concurrent_issuance_every_certificate_stored_and_audited_once_by_its_ca
     sample = issued[0]
     assert_lint_clean(sample.certificate_pem.encode())
     assert_openssl_verifies(sample.certificate_pem.encode(), [sample.chain_pem.encode()], tmp_dir=tmp_path)
+
+
+def test_a_failed_commit_is_not_run_again():
+    """A commit that fails may have happened: running its jobs again could issue twice."""
+    runs: list[str] = []
+
+    @contextlib.contextmanager
+    def failing_commit():
+        yield None
+        raise ConnectionError("connection lost during COMMIT")
+
+    release, entered = threading.Event(), threading.Event()
+
+    def write(_conn, job):
+        runs.append(job)
+        if job == "first":
+            entered.set()
+            release.wait(timeout=60)
+        return job
+
+    group = GroupCommit(failing_commit, write)
+    outcomes: dict[str, object] = {}
+
+    def submit(job):
+        try:
+            outcomes[job] = group.submit(job)
+        except ConnectionError as exc:
+            outcomes[job] = exc
+
+    threads = [threading.Thread(target=submit, args=(j,)) for j in ("first", "b", "c")]
+    threads[0].start()
+    assert entered.wait(timeout=60)
+    for t in threads[1:]:
+        t.start()
+    _wait_queued(group, 2)
+    release.set()
+    for t in threads:
+        t.join(timeout=60)
+    assert sorted(runs) == ["b", "c", "first"]  # each ran once
+    assert all(isinstance(v, ConnectionError) for v in outcomes.values()) and len(outcomes) == 3
+
+
+def test_an_interrupted_waiter_leaves_the_queue_and_nothing_hangs(monkeypatch):
+    from pki.services import group_commit as gc
+
+    class InterruptedEvent(threading.Event):
+        def wait(self, timeout=None):
+            raise KeyboardInterrupt
+
+    real_init = gc._Slot.__init__
+
+    def init(slot, job):
+        real_init(slot, job)
+        if job == "interrupted":  # Ctrl-C lands while this caller waits
+            slot.ready = InterruptedEvent()
+
+    store = FakeStore()
+    release, entered = threading.Event(), threading.Event()
+
+    def write(pending, job):
+        if job == "first":
+            entered.set()
+            release.wait(timeout=60)
+        pending.append(job)
+        return job
+
+    group = GroupCommit(store.transaction, write)
+    monkeypatch.setattr(gc._Slot, "__init__", init)
+    interrupted: list[BaseException] = []
+
+    def interrupted_caller():
+        try:
+            group.submit("interrupted")
+        except KeyboardInterrupt as exc:
+            interrupted.append(exc)
+
+    leader = threading.Thread(target=lambda: group.submit("first"))
+    leader.start()
+    assert entered.wait(timeout=60)
+    second = threading.Thread(target=interrupted_caller)
+    second.start()
+    second.join(timeout=60)
+    assert interrupted and list(group.pending()) == []
+    release.set()
+    leader.join(timeout=60)
+    monkeypatch.undo()
+    assert group.submit("after") == "after"  # no leader left stranded
+    assert store.rows == ["first", "after"]

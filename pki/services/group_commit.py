@@ -35,6 +35,9 @@ R = TypeVar("R")
 MAX_BATCH = 64
 
 
+_UNSET = object()
+
+
 class _Slot(Generic[J]):
     __slots__ = ("job", "actor", "ready", "lead", "result", "error")
 
@@ -43,7 +46,7 @@ class _Slot(Generic[J]):
         self.actor = audit.current_actor()
         self.ready = threading.Event()
         self.lead = False
-        self.result: Any = None
+        self.result: Any = _UNSET
         self.error: BaseException | None = None
 
     def outcome(self):
@@ -72,7 +75,11 @@ class GroupCommit(Generic[J, R]):
             lead = not self._leading
             self._leading = True
         if not lead:
-            slot.ready.wait()
+            try:
+                slot.ready.wait()
+            except BaseException:
+                self._abandon(slot)
+                raise
             if not slot.lead:
                 return slot.outcome()
         # Leading: this slot is first in the queue (it arrived with no leader, or was handed the lead).
@@ -95,24 +102,52 @@ class GroupCommit(Generic[J, R]):
         with audit.acting_as(slot.actor):
             return self._write(conn, slot.job)
 
+    def _abandon(self, slot: _Slot[J]) -> None:
+        """A waiting caller is interrupted: take its job out of the queue, and pass the lead on if it had it."""
+        with self._lock:
+            if slot not in self._queue:
+                return  # a leader has it already, and will answer it
+            self._queue.remove(slot)
+            if slot.lead:
+                if self._queue:
+                    self._queue[0].lead = True
+                    self._queue[0].ready.set()
+                else:
+                    self._leading = False
+
     def _commit(self, batch: list[_Slot[J]]) -> None:
         try:
+            failed_at: list[int] = []
             try:
                 with self._transaction() as conn:
-                    results = [self._run(conn, slot) for slot in batch]
-            except BaseException as exc:
-                if len(batch) == 1:
-                    batch[0].error = exc
+                    results = []
+                    for index, slot in enumerate(batch):
+                        failed_at.append(index)
+                        results.append(self._run(conn, slot))
+                        failed_at.pop()
+            except Exception as exc:
+                if not failed_at:
+                    # The transaction itself failed (its begin or its commit): the outcome of
+                    # a failed commit may be unknown, so nothing is run again; all get the error.
+                    for slot in batch:
+                        slot.error = exc
                     return
-                for slot in batch:  # alone, so that one job's failure is its own
+                bad = failed_at[0]
+                batch[bad].error = exc
+                for slot in batch[:bad] + batch[bad + 1:]:  # alone, so that one job's failure is its own
                     try:
                         with self._transaction() as conn:
                             slot.result = self._run(conn, slot)
-                    except BaseException as one:
+                    except Exception as one:
                         slot.error = one
                 return
             for slot, result in zip(batch, results):
                 slot.result = result
+        except BaseException as exc:  # KeyboardInterrupt, SystemExit: answer everyone, then go
+            for slot in batch:
+                if slot.result is _UNSET and slot.error is None:
+                    slot.error = exc
+            raise
         finally:
             for slot in batch:
                 slot.ready.set()
