@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import json
 import os
 import random
@@ -429,3 +431,25 @@ def test_torn_partials_of_a_killed_worker_are_discarded(ctx, factory_ca, tmp_pat
         provision(ctx, ca=factory_ca, manifest=manifest, out=out, workers=1, fmt="p12", p12_password=b"other")
     assert info.value.code == "provision_key_file_unreadable"
     assert "pw" not in info.value.message and "other" not in info.value.message
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="syncfs(2) is Linux's")
+def test_a_failed_flush_records_nothing_and_says_so(ctx, factory_ca, tmp_path, monkeypatch):
+    from pki.errors import StoreError
+    from pki.services import provision as pv
+
+    def failing(fd):
+        ctypes.set_errno(errno.EIO)
+        return -1
+
+    monkeypatch.setattr(pv, "_SYNCFS", failing)
+    ids = _ids(5)
+    manifest = _manifest(tmp_path / "m.csv", ids)
+    before = snapshot(ctx)
+    with pytest.raises(StoreError) as info:
+        provision(ctx, ca=factory_ca, manifest=manifest, out=tmp_path / "out", workers=1)
+    assert info.value.code == "provision_flush_failed" and "Input/output error" in info.value.message
+    assert snapshot(ctx) == before
+    monkeypatch.undo()
+    provision(ctx, ca=factory_ca, manifest=manifest, out=tmp_path / "out", workers=1)
+    _check_complete(ctx, factory_ca, ids, tmp_path / "out")

@@ -58,7 +58,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
 
-from ..errors import Conflict, InvalidInput, InvalidState
+from ..errors import Conflict, InvalidInput, InvalidState, StoreError
 from ..ids import validate_client_id
 from ..keys import KEY_TYPES, SoftwareKeystore, generate_private_key, load_master_key
 from ..store import repos
@@ -329,14 +329,18 @@ def _sync_filesystem(path: Path) -> None:
     syncfs(2) where there is one: sync() would flush every filesystem of the
     machine, other programs' writes included, and take as long as they do.
     """
-    if _SYNCFS is not None:
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            if _SYNCFS(fd) == 0:
-                return
-        finally:
-            os.close(fd)
-    os.sync()
+    if _SYNCFS is None:
+        os.sync()
+        return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        if _SYNCFS(fd) != 0:
+            # Linux 5.8+ reports write-back errors here; sync() would not, and the batch
+            # would be committed over key files that never reached the disk.
+            errno = ctypes.get_errno()
+            raise OSError(errno, f"syncfs({path}): {os.strerror(errno)}")
+    finally:
+        os.close(fd)
 
 
 def _flush_to_disk(devices: Path) -> None:
@@ -494,7 +498,13 @@ class _Run:
                     code="provision_stray_key_file", client_id=client_id,
                 )
         if new:
-            _flush_to_disk(self.devices)
+            try:
+                _flush_to_disk(self.devices)
+            except OSError as exc:
+                raise StoreError(
+                    f"the key files of this batch did not reach the disk ({exc.strerror or exc}); the batch "
+                    "was not recorded: fix the disk and run again to resume", code="provision_flush_failed",
+                ) from None
 
         # (2) One transaction; re-check the CA and the clients under the CA's lock.
         raced: dict = {}
