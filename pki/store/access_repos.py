@@ -97,13 +97,17 @@ def list_users(session: Session, *, after_id: int | None, limit: int) -> Sequenc
     return keyset_page(session, AccessUser, after_id=after_id, limit=limit)
 
 
-def update_user(session: Session, *, row: AccessUser, now: _dt.datetime, **values) -> AccessUser:
+def _update(session: Session, row, now: _dt.datetime, values: dict):
     for key, value in values.items():
         setattr(row, key, value)
     row.updated_at = now
     session.flush()
     bump_access_revision(session)
     return row
+
+
+def update_user(session: Session, *, row: AccessUser, now: _dt.datetime, **values) -> AccessUser:
+    return _update(session, row, now, values)
 
 
 def delete_user(session: Session, *, row: AccessUser) -> None:
@@ -142,12 +146,7 @@ def keys_of_users(session: Session, *, user_ids: Sequence[int]) -> Sequence[Acce
 
 
 def update_key(session: Session, *, row: AccessKey, now: _dt.datetime, **values) -> AccessKey:
-    for key, value in values.items():
-        setattr(row, key, value)
-    row.updated_at = now
-    session.flush()
-    bump_access_revision(session)
-    return row
+    return _update(session, row, now, values)
 
 
 def delete_key(session: Session, *, row: AccessKey) -> None:
