@@ -25,13 +25,15 @@ from urllib.parse import quote
 
 import httpx
 
-from .errors import PkiError
+from .errors import ERROR_CODES, FAMILIES, PkiError
 from . import signing
 
 __all__ = ["Client", "SigningAuth", "ApiError", "from_env"]
 
+#: A status's family, for an answer whose body names neither a family nor a known code (a proxy's page).
 _FAMILY = {400: "invalid_input", 401: "unauthenticated", 403: "permission_denied", 404: "not_found",
-           409: "conflict", 413: "too_large", 429: "rate_limited", 503: "store"}
+           409: "conflict", 413: "invalid_input", 429: "rate_limited", 503: "store"}
+_KNOWN_FAMILIES = frozenset(f.family for f in FAMILIES)
 
 
 class ApiError(PkiError):
@@ -43,7 +45,9 @@ class ApiError(PkiError):
                                                                                   f"http_{status}"), **data)
         self.status = status
         family = problem.get("family")
-        self.family = family if isinstance(family, str) else _FAMILY.get(status, "internal")  # type: ignore[misc]
+        if not isinstance(family, str) or family not in _KNOWN_FAMILIES:
+            family = ERROR_CODES.get(self.code) or _FAMILY.get(status, "internal")
+        self.family = family  # type: ignore[misc]
 
 
 class SigningAuth(httpx.Auth):

@@ -24,7 +24,10 @@ __all__ = [
     "Unauthenticated",
     "RateLimited",
     "InternalError",
+    "ServerUnreachable",
     "FAMILIES",
+    "ERROR_CODES",
+    "family_of",
 ]
 
 
@@ -115,6 +118,12 @@ class InternalError(PkiError):
     default_code = "internal_error"
 
 
+class ServerUnreachable(StoreError):
+    """No (usable) answer from the server: in remote mode the server is the store, hence the family."""
+
+    default_code = "server_unreachable"
+
+
 #: Every family, in the order front ends document them.
 FAMILIES: tuple[type[PkiError], ...] = (
     InvalidInput,
@@ -128,3 +137,88 @@ FAMILIES: tuple[type[PkiError], ...] = (
     RateLimited,
     InternalError,
 )
+
+
+def _codes(family: type[PkiError], *codes: str) -> dict[str, str]:
+    return {code: family.family for code in codes}
+
+
+#: The one registry of error codes: every code any module raises, with its family.  Front ends
+#: derive what they show from the family (an exit code, an HTTP status); tests/test_errors.py
+#: checks that every code raised in pki/ is here, raised with its family, and in the README.
+ERROR_CODES: dict[str, str] = {
+    **_codes(
+        InvalidInput, "invalid_input",
+        # reading input: PEM/DER, sizes, counts (pki/x509/parse.py, crl.py, ocsp.py)
+        "empty_input", "invalid_pem", "wrong_pem_label", "invalid_der", "trailing_data", "multiple_certificates",
+        "input_too_large", "too_many_items", "invalid_certificate", "invalid_csr", "csr_bad_signature",
+        "invalid_private_key", "key_not_encrypted", "key_password", "invalid_crl", "ocsp_malformed_request",
+        "request_too_large", "invalid_request", "method_not_allowed",
+        # certificate checks (pki/x509/checks.py)
+        "not_a_ca", "ca_missing_key_cert_sign", "weak_key", "weak_signature_algorithm", "bad_self_signature",
+        "unknown_critical_extension", "invalid_serial", "chain_broken", "chain_incomplete", "chain_unexpected",
+        "chain_verification_failed", "verification_wrong_signer", "verification_code_mismatch",
+        "verification_is_ca_certificate", "invalid_register_code", "key_mismatch", "responder_key_mismatch",
+        "leaf_is_ca", "leaf_missing_client_auth", "invalid_san", "missing_client_id", "validity_exceeds_ca",
+        "validity_too_long", "invalid_validity", "invalid_path_length", "unsupported_key_type",
+        "pkcs12_password_required",
+        # CRLs
+        "crl_bad_signature", "crl_missing_next_update", "crl_missing_number", "crl_not_complete",
+        "crl_not_yet_valid", "crl_stale", "crl_wrong_issuer", "crl_missing_entries", "crl_number_not_increasing",
+        "crl_request_wrong_ca", "invalid_crl_lifetime", "invalid_crl_request", "invalid_revocation_reason",
+        # values and names (pki/ids.py, paging)
+        "invalid_client_id", "invalid_name", "invalid_user_name", "invalid_policy_name", "invalid_description",
+        "invalid_fingerprint", "invalid_duration", "invalid_time", "invalid_ttl", "invalid_grace",
+        "invalid_clock_skew", "invalid_cursor", "invalid_limit", "invalid_status", "invalid_result",
+        "invalid_keep", "invalid_port", "invalid_format", "invalid_workers", "invalid_batch_size",
+        # access policies
+        "invalid_policy", "invalid_resource", "unknown_action", "unknown_operation", "system_policy",
+        # provisioning
+        "manifest_empty", "manifest_unreadable", "manifest_invalid_row", "manifest_duplicate_client_id",
+        "provision_out_mismatch", "provision_key_file_unreadable",
+        # the local filesystem (the CLI's OSError)
+        "io_error",
+    ),
+    **_codes(
+        NotFound, "not_found", "ca_not_found", "device_not_found", "issuer_not_registered", "crl_not_available",
+        "secret_not_found", "group_not_found", "user_not_found", "access_key_not_found", "policy_not_found",
+        "policy_not_attached", "route_not_found",
+    ),
+    **_codes(
+        Conflict, "conflict", "conflicting_change", "register_code_used", "ca_already_registered",
+        "device_already_registered", "device_serial_clash", "secret_exists", "group_exists", "user_exists",
+        "policy_exists", "provision_running",
+    ),
+    **_codes(
+        InvalidState, "invalid_state", "register_code_expired", "ca_has_devices", "ca_inactive", "ca_not_managed",
+        "ca_managed_crl", "ca_expired", "ca_not_yet_valid", "path_length_exceeded", "device_revoked",
+        "device_still_valid", "crl_missing", "group_inactive", "member_inactive", "policy_in_use",
+        "access_key_limit", "publish_in_progress", "publish_not_configured", "provision_key_mismatch",
+        "provision_stray_key_file", "audit_chain_broken",
+    ),
+    **_codes(
+        PermissionDenied, "permission_denied", "access_denied", "authentication_failed", "invalid_access_key",
+    ),
+    **_codes(
+        ConfigError, "config_error", "invalid_config", "store_not_initialized", "store_outdated",
+        "unsupported_database", "master_key_missing", "master_key_exists", "master_key_insecure",
+        "master_key_invalid", "master_key_unreadable", "key_unseal_failed", "artifacts_dir_invalid",
+        "reload_failed", "local_only", "missing_credentials", "invalid_profile", "profile_insecure",
+        "profile_unreadable",
+    ),
+    **_codes(
+        StoreError, "store_error", "store_unavailable", "provision_flush_failed", "server_unreachable",
+        "bad_server_response",
+    ),
+    **_codes(
+        Unauthenticated, "unauthenticated", "signature_missing", "signature_invalid", "signature_expired",
+        "nonce_replayed",
+    ),
+    **_codes(RateLimited, "rate_limited"),
+    **_codes(InternalError, "internal_error", "key_corrupt", "key_cannot_sign"),
+}
+
+
+def family_of(code: str, default: str = "internal") -> str:
+    """The family of a registered code (``default`` for a code this version does not know)."""
+    return ERROR_CODES.get(code, default)

@@ -464,3 +464,23 @@ def test_audit_verify_remote_exits_non_zero_on_a_broken_chain(ctx, remote):
     assert rc == EXIT_CODES["invalid_state"] and err.startswith("error[audit_chain_broken]:")
     verdict = json.loads(out)
     assert verdict["ok"] is False and verdict["first_bad"] == 1
+
+
+def test_a_remote_413_exits_with_its_family(serve, env, admin, run):
+    # The server's body cap answers 413 request_too_large; the CLI exits as for any invalid input (3),
+    # not 1 ("internal"), because the problem names its family.
+    url = serve(max_body=2048)
+    env(url, admin)
+    code, out, err = run("ca", "register", "--cert", str(FIXTURES / "ca_root_rsa2048.pem"),
+                         "--verification", str(FIXTURES / "ca_root_rsa2048.pem"), "--chain",
+                         str(FIXTURES / "ca_intermediate_chain.pem"))
+    assert "error[request_too_large]" in err
+    assert code == EXIT_CODES["invalid_input"] == 3
+
+
+def test_a_413_without_a_problem_body_is_invalid_input_too():
+    from pki.client import ApiError
+
+    assert ApiError(413, {}).family == "invalid_input"
+    assert ApiError(413, {"code": "request_too_large"}).family == "invalid_input"
+    assert ApiError(502, {"code": "no_such_code"}).family == "internal"

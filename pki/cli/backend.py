@@ -32,20 +32,13 @@ from urllib.parse import quote
 
 import click
 
-from ..errors import ConfigError, PkiError
+from ..errors import ConfigError, PkiError, ServerUnreachable
 from ..ids import parse_duration
 from ..services import access, artifacts, audit, cas, codes, crls, devices, managed
 from ..services import secrets as secret_service
 from ..services.policy import ACTIONS, parse_policy
 
-__all__ = ["call", "is_remote", "require_local", "OPERATIONS", "Operation", "ServerUnreachable"]
-
-
-class ServerUnreachable(PkiError):
-    """No answer from the server: in remote mode it is the store, hence the family."""
-
-    family = "store"
-    default_code = "server_unreachable"
+__all__ = ["call", "is_remote", "require_local", "OPERATIONS", "Operation"]
 
 
 @dataclass(frozen=True)

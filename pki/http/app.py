@@ -9,8 +9,8 @@ Two kinds of paths on one app:
   each request signed (:mod:`pki.signing`) and authorized.
 
 Errors are RFC 7807 problem documents (``application/problem+json``) with
-the stable code the CLI prints; the status comes from :data:`HTTP_STATUS`,
-the one table from error family to status.
+the stable code the CLI prints, built in one place (:mod:`pki.http.problems`,
+which holds the one table from error family to status).
 """
 
 from __future__ import annotations
@@ -36,30 +36,16 @@ from ..x509.ocsp import MAX_OCSP_REQUEST_BYTES, unsuccessful_response
 from .. import signing
 from ..services.authn import RateLimit
 from .middleware import PkiMiddleware
+from .problems import PROBLEM, error_problem, problem_body
 from .models import Problem
 from .v1 import PREFIX, ROUTE_TABLE
 
-__all__ = ["create_app", "PUBLIC_PATHS", "HTTP_STATUS", "MAX_BODY_BYTES"]
+__all__ = ["create_app", "PUBLIC_PATHS", "MAX_BODY_BYTES"]
 
 log = logging.getLogger("pki.http")
 
 #: Paths answered without authentication: what TLS clients and brokers fetch.
 PUBLIC_PATHS: tuple[str, ...] = ("/ca-bundle.pem", "/crl/{ca_sn}.pem", "/ocsp", "/ocsp/{request:path}")
-
-#: The one table from error family to HTTP status.
-HTTP_STATUS = {
-    "invalid_input": 400,
-    "unauthenticated": 401,
-    "permission_denied": 403,
-    "not_found": 404,
-    "conflict": 409,
-    "invalid_state": 409,
-    "too_large": 413,
-    "rate_limited": 429,
-    "config": 500,
-    "store": 503,
-    "internal": 500,
-}
 
 #: Largest request body accepted on any path (413 request_too_large beyond).
 MAX_BODY_BYTES = 1024 * 1024
@@ -67,7 +53,6 @@ MAX_BODY_BYTES = 1024 * 1024
 PEM_CERTS = "application/x-pem-file"
 OCSP_REQUEST = "application/ocsp-request"
 OCSP_RESPONSE = "application/ocsp-response"
-PROBLEM = "application/problem+json"
 
 
 def _request_id(request: Request | None) -> str | None:
@@ -76,22 +61,13 @@ def _request_id(request: Request | None) -> str | None:
 
 def _problem_response(status: int, code: str, detail: str, request: Request | None = None, *, headers=None,
                       **extra) -> JSONResponse:
-    body = {"type": f"urn:pki:error:{code}", "title": code, "status": status, "detail": detail, "code": code,
-            "request_id": _request_id(request), **extra}
+    body = problem_body(status, code, detail, _request_id(request), **extra)
     return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
 
 
 def _problem(exc: PkiError, request: Request | None = None) -> JSONResponse:
-    status = HTTP_STATUS.get(exc.family, 500)
-    headers = {}
-    if exc.family == "rate_limited":
-        headers["Retry-After"] = str(exc.data.get("retry_after", 1))
-    if exc.family == "unauthenticated":
-        headers["WWW-Authenticate"] = signing.ALGORITHM
-    extra = {k: v for k, v in exc.data.items() if k not in ("type", "title", "status", "detail", "code")
-             and isinstance(v, (str, int, float, bool, list, dict, type(None)))}
-    return _problem_response(status, exc.code, exc.message, request, headers=headers or None,
-                             **{**extra, "family": exc.family})
+    status, body, headers = error_problem(exc, _request_id(request))
+    return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers or None)
 
 
 def _public_router(get_ctx: Callable[[], Context]) -> APIRouter:

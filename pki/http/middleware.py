@@ -24,15 +24,12 @@ import re
 import time
 import uuid
 
+from .problems import problem_bytes
+
 __all__ = ["PkiMiddleware", "ACCESS_LOG"]
 
 ACCESS_LOG = logging.getLogger("pki.http.access")
 _REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}\Z")
-
-
-def _problem_bytes(status: int, code: str, detail: str, request_id: str) -> bytes:
-    return json.dumps({"type": f"urn:pki:error:{code}", "title": code, "status": status, "detail": detail,
-                       "code": code, "request_id": request_id}).encode()
 
 
 class PkiMiddleware:
@@ -88,7 +85,7 @@ class PkiMiddleware:
             await send(message)
 
         async def refuse(status: int, code: str, detail: str) -> None:
-            body = _problem_bytes(status, code, detail, request_id)
+            body = problem_bytes(status, code, detail, request_id)
             await send_wrapper({"type": "http.response.start", "status": status, "headers": [
                 (b"content-type", b"application/problem+json"), (b"content-length", str(len(body)).encode())]})
             await send({"type": "http.response.body", "body": body})

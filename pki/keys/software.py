@@ -93,7 +93,7 @@ class SoftwareSigner:
             return key.sign(data, ec.ECDSA(signature_hash_for(key)))
         if isinstance(key, rsa.RSAPrivateKey):
             return key.sign(data, padding.PKCS1v15(), hashes.SHA256())
-        raise InternalError(f"key {self.key_id} has no signing algorithm", code="unsupported_key_type")
+        raise InternalError(f"key {self.key_id} has no signing algorithm", code="key_cannot_sign")
 
 
 class SoftwareKeystore:
@@ -132,7 +132,7 @@ class SoftwareKeystore:
             # Authentic but unparseable: we sealed something wrong, a bug.
             raise InternalError(
                 f"stored key {key_id} decrypted but is not a private key; report this as a bug",
-                code="key_unseal_failed",
+                code="key_corrupt",
                 key_id=key_id,
             ) from None
         key_type_of(key)
