@@ -153,7 +153,7 @@ ERROR_CODES: dict[str, str] = {
         "empty_input", "invalid_pem", "wrong_pem_label", "invalid_der", "trailing_data", "multiple_certificates",
         "input_too_large", "too_many_items", "invalid_certificate", "invalid_csr", "csr_bad_signature",
         "invalid_private_key", "key_not_encrypted", "key_password", "invalid_crl", "ocsp_malformed_request",
-        "request_too_large", "invalid_request", "method_not_allowed",
+        "request_too_large", "invalid_request", "method_not_allowed", "invalid_forwarded_for",
         # certificate checks (pki/x509/checks.py)
         "not_a_ca", "ca_missing_key_cert_sign", "weak_key", "weak_signature_algorithm", "bad_self_signature",
         "unknown_critical_extension", "invalid_serial", "chain_broken", "chain_incomplete", "chain_unexpected",

@@ -1,11 +1,15 @@
 """Print the README's error table from the one registry (pki/errors.py ERROR_CODES).
 
-    python scripts/error_table.py    # paste over the table and list under "## Errors" in README.md
+    python scripts/error_table.py           # print it
+    python scripts/error_table.py --write   # replace it in README.md (from "| exit |" to the paragraph after)
 
 tests/test_errors.py fails while a registered code is missing from the README.
 """
 
 from __future__ import annotations
+
+import sys
+from pathlib import Path
 
 from pki.cli.render import EXIT_CODES
 from pki.errors import ERROR_CODES, FAMILIES
@@ -38,5 +42,15 @@ def table() -> str:
     return "\n".join(lines)
 
 
+def write(readme: Path) -> None:
+    text = readme.read_text(encoding="utf-8")
+    start = text.index("| exit | HTTP | family |")
+    end = text.index("\n\n", text.index("The codes of each family:") + len("The codes of each family:\n\n"))
+    readme.write_text(text[:start] + table() + text[end:], encoding="utf-8")
+
+
 if __name__ == "__main__":
-    print(table())
+    if sys.argv[1:] == ["--write"]:
+        write(Path(__file__).resolve().parent.parent / "README.md")
+    else:
+        print(table())

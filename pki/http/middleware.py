@@ -48,16 +48,23 @@ class PkiMiddleware:
         return any(addr in net for net in self.trusted)
 
     def _source_ip(self, scope) -> str | None:
+        """The peer, or behind a trusted proxy the right-most X-Forwarded-For hop that is not one.
+
+        Several X-Forwarded-For lines are one comma-separated list, in order (RFC 9110 5.3): reading only
+        the first would take the line the client wrote, not the one its proxy appended.  A hop that is not
+        an IP address raises ValueError (the request is refused).
+        """
         client = scope.get("client")
         ip = client[0] if client else None
-        if self._trusted(ip):
-            for name, value in scope.get("headers", ()):
-                if name == b"x-forwarded-for":
-                    hops = [h.strip() for h in value.decode("latin-1").split(",") if h.strip()]
-                    for hop in reversed(hops):
-                        if not self._trusted(hop):
-                            return hop[:64]
-        return ip
+        if not self._trusted(ip):
+            return ip
+        lines = [value.decode("latin-1") for name, value in scope.get("headers", ()) if name == b"x-forwarded-for"]
+        hops = [h.strip() for h in ",".join(lines).split(",") if h.strip()]
+        for hop in reversed(hops):
+            address = str(ipaddress.ip_address(hop))  # ValueError: not an address
+            if not self._trusted(address):
+                return address
+        return hops[0] if hops else ip
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
@@ -74,7 +81,6 @@ class PkiMiddleware:
         request_id = request_id or uuid.uuid4().hex
         state = scope.setdefault("state", {})
         state["request_id"] = request_id
-        state["source_ip"] = self._source_ip(scope)
         status_holder = [500]
 
         async def send_wrapper(message) -> None:
@@ -91,6 +97,12 @@ class PkiMiddleware:
             await send({"type": "http.response.body", "body": body})
 
         try:
+            try:
+                state["source_ip"] = self._source_ip(scope)
+            except ValueError:
+                await refuse(400, "invalid_forwarded_for", "X-Forwarded-For holds a value that is not an IP "
+                             "address; a trusted proxy must send addresses only")
+                return
             too_large = (f"the body is larger than {self.max_body} bytes; send less (or split the batch)")
             if declared is not None and (not declared.isdigit() or int(declared) > self.max_body):
                 await refuse(413, "request_too_large", too_large)
