@@ -89,3 +89,29 @@ def test_sqlite_commits_reach_the_disk_unless_a_transaction_says_it_need_not(sql
         assert level(session) == 2
     with store.transaction(readonly=True) as session:
         assert level(session) == 2
+
+
+def test_sqlite_store_files_are_private_and_an_open_one_is_warned_about(tmp_path, caplog):
+    from pki.config import Settings
+    from pki.services.setup import initialise
+
+    import os
+
+    old = os.umask(0o022)  # the usual umask, under which SQLite would create the file 0644
+    try:
+        initialise(Settings.load(home=tmp_path / "home", environ={}))
+    finally:
+        os.umask(old)
+    home = tmp_path / "home"
+    assert (home.stat().st_mode & 0o777) == 0o700
+    db = home / "pki.db"
+    assert (db.stat().st_mode & 0o777) == 0o600
+    for extra in (home / "pki.db-wal", home / "pki.db-shm"):
+        if extra.exists():
+            assert (extra.stat().st_mode & 0o077) == 0
+    assert not [r for r in caplog.records if "open to others" in r.getMessage()]
+
+    db.chmod(0o644)
+    with caplog.at_level("WARNING", logger="pki.store"):
+        Store(f"sqlite:///{db}").dispose()
+    assert any("open to others" in r.getMessage() and "chmod 600" in r.getMessage() for r in caplog.records)

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
+import os
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,6 +28,8 @@ from ..errors import ConfigError, Conflict, PkiError, StoreError
 
 __all__ = ["Store", "head_revision", "normalise_url", "sqlite_url"]
 
+
+log = logging.getLogger("pki.store")
 
 _MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -78,6 +83,24 @@ def _sqlite_setup(engine: Engine) -> None:
         conn.exec_driver_sql(f"BEGIN {mode}")
 
 
+def _private_sqlite_file(path: Path) -> None:
+    """Create the database file 0600 in a 0700 directory; warn about one that others can read.
+
+    SQLite creates a new file 0644 (less the umask) and its -wal and -shm files with the database
+    file's mode, so creating it first, private, keeps all three private.  The file holds sealed keys
+    and secrets' metadata: nobody but its owner should read it, as for the master key.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o600))
+        return
+    except FileExistsError:
+        pass
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        log.warning("the store %s is open to others (mode %04o); run `chmod 600 %s`", path, mode, path)
+
+
 class Store:
     def __init__(self, url: str, *, echo: bool = False) -> None:
         self.url = normalise_url(url)
@@ -85,7 +108,7 @@ class Store:
         self.dialect = "sqlite" if parsed.drivername.startswith("sqlite") else "postgresql"
         if self.dialect == "sqlite":
             if parsed.database and parsed.database != ":memory:":
-                Path(parsed.database).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+                _private_sqlite_file(Path(parsed.database))
             self.engine = create_engine(
                 self.url, echo=echo, connect_args={"check_same_thread": False, "timeout": 30}
             )
