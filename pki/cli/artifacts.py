@@ -154,7 +154,7 @@ def serve_command(state: State, host, port, workers, rate_limit, burst, max_body
     env = {
         "PKI_HOME": str(settings.home), "PKI_DATABASE_URL": settings.database_url,
         "PKI_MASTER_KEY_FILE": str(settings.master_key_file), "PKI_INSTANCE": settings.instance,
-        "PKI_HTTP_ACCESS_LOG": "1" if access_log else "0",
+        "PKI_HTTP_ACCESS_LOG": "1" if access_log else "0", "PKI_HTTP_SUPERVISOR_PID": str(os.getpid()),
     }
     if rate_limit:
         env["PKI_HTTP_RATE_LIMIT"] = rate_limit

@@ -12,6 +12,7 @@ import os
 import sys
 
 from ..config import Settings
+from ..process import die_with_parent
 from ..services import open_context
 from .app import MAX_BODY_BYTES, create_app
 from ..services.authn import RateLimit
@@ -34,6 +35,10 @@ def configure_access_log(enabled: bool = True) -> None:
 
 def app_from_env():
     env = os.environ
+    supervisor = env.get("PKI_HTTP_SUPERVISOR_PID")
+    if supervisor and int(supervisor) != os.getpid():
+        # A worker of `pki serve --workers N`: it goes when the supervisor goes, even by kill -9.
+        die_with_parent(int(supervisor))
     settings = Settings.load()
     rate = env.get("PKI_HTTP_RATE_LIMIT")
     burst = env.get("PKI_HTTP_RATE_BURST")
