@@ -10,6 +10,7 @@ Messages never contain key material or secrets.
 
 from __future__ import annotations
 
+import errno
 from typing import Any, ClassVar
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "FAMILIES",
     "ERROR_CODES",
     "family_of",
+    "io_error",
 ]
 
 
@@ -207,7 +209,7 @@ ERROR_CODES: dict[str, str] = {
         "profile_unreadable",
     ),
     **_codes(
-        StoreError, "store_error", "store_unavailable", "provision_flush_failed", "server_unreachable",
+        StoreError, "store_error", "store_unavailable", "disk_full", "io_failed", "provision_flush_failed", "server_unreachable",
         "bad_server_response",
     ),
     **_codes(
@@ -217,6 +219,22 @@ ERROR_CODES: dict[str, str] = {
     **_codes(RateLimited, "rate_limited"),
     **_codes(InternalError, "internal_error", "key_corrupt", "key_cannot_sign"),
 }
+
+
+def io_error(exc: OSError) -> PkiError:
+    """An OSError from the local filesystem as the project's error, naming the path when it is known.
+
+    A full disk or a failing device is the store's side (nothing was changed, retry after fixing it);
+    anything else (no such file, permission denied) is about the path the user gave.
+    """
+    path = exc.filename if isinstance(exc.filename, str) else None
+    where = f" ({path})" if path else ""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return StoreError(f"the disk is full{where}; free space there and retry", code="disk_full", path=path)
+    if exc.errno == errno.EIO:
+        return StoreError(f"the device failed to read or write{where} (EIO); check it and retry",
+                          code="io_failed", path=path)
+    return InvalidInput(f"{exc.strerror or exc}{where}", code="io_error", path=path)
 
 
 def family_of(code: str, default: str = "internal") -> str:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from ..errors import InternalError, PkiError
+from ..errors import InternalError, PkiError, io_error
 from ..keys import KEY_TYPES
 from ..services import offline
 from ..services.managed import DEFAULT_CA_DAYS
@@ -245,8 +245,9 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         if debug:
             traceback.print_exc()
-        click.echo(error_line("io_error", f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": ")), err=True)
-        return EXIT_CODES["invalid_input"]
+        err = io_error(exc)
+        click.echo(error_line(err.code, err.message), err=True)
+        return EXIT_CODES[err.family]
     except Exception as exc:  # noqa: BLE001 - the last line of defence
         if debug:
             traceback.print_exc()

@@ -29,7 +29,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..errors import PkiError
+from ..errors import PkiError, io_error
 from ..services import artifacts, crls, ocsp
 from ..services.context import Context
 from ..x509.ocsp import MAX_OCSP_REQUEST_BYTES, unsuccessful_response
@@ -153,6 +153,13 @@ def _http_problem(request: Request, exc: StarletteHTTPException) -> JSONResponse
     return _problem_response(exc.status_code, code, detail, request, headers=getattr(exc, "headers", None))
 
 
+def _os_error(request: Request, exc: OSError) -> JSONResponse:
+    # A full disk or a failing device is the store's family (503, retry later); any other OSError on
+    # the server's own files is a fault of this server, not of the request.
+    err = io_error(exc)
+    return _problem(err, request) if err.family == "store" else _unexpected(request, exc)
+
+
 def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unexpected error on %s %s (request %s)", request.method, request.url.path, _request_id(request))
     return _problem_response(500, "internal_error", f"unexpected {type(exc).__name__}; the server log has the "
@@ -253,6 +260,7 @@ def create_app(
     app.add_exception_handler(PkiError, lambda request, exc: _problem(exc, request))
     app.add_exception_handler(RequestValidationError, _validation_problem)
     app.add_exception_handler(StarletteHTTPException, _http_problem)
+    app.add_exception_handler(OSError, _os_error)
     app.add_exception_handler(Exception, _unexpected)
     app.include_router(_public_router(get_ctx))
     for router, tag in ROUTE_TABLE:

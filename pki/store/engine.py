@@ -101,6 +101,13 @@ def _private_sqlite_file(path: Path) -> None:
         log.warning("the store %s is open to others (mode %04o); run `chmod 600 %s`", path, mode, path)
 
 
+def _disk_full(orig: BaseException | None) -> bool:
+    """SQLite's SQLITE_FULL ("database or disk is full"), PostgreSQL's disk_full (SQLSTATE 53100)."""
+    if getattr(orig, "sqlite_errorname", None) == "SQLITE_FULL" or getattr(orig, "sqlstate", None) == "53100":
+        return True
+    return "database or disk is full" in str(orig)
+
+
 class Store:
     def __init__(self, url: str, *, echo: bool = False) -> None:
         self.url = normalise_url(url)
@@ -178,6 +185,12 @@ class Store:
                 "the change collides with a concurrent one; repeat it", code="conflicting_change"
             ) from exc
         except sa_exc.OperationalError as exc:
+            if _disk_full(exc.orig):
+                where = make_url(self.url).database if self.dialect == "sqlite" else "the PostgreSQL server"
+                raise StoreError(
+                    f"the disk holding the store ({where}) is full; nothing was changed. Free space there and retry",
+                    code="disk_full", path=where,
+                ) from exc
             raise StoreError(
                 f"the database failed ({type(exc.orig).__name__}); nothing was changed. "
                 "Check that it is reachable and retry",
