@@ -209,7 +209,7 @@ ERROR_CODES: dict[str, str] = {
         "profile_unreadable",
     ),
     **_codes(
-        StoreError, "store_error", "store_unavailable", "disk_full", "io_failed", "provision_flush_failed", "server_unreachable",
+        StoreError, "store_error", "store_unavailable", "store_busy", "disk_full", "io_failed", "provision_flush_failed", "server_unreachable",
         "bad_server_response",
     ),
     **_codes(

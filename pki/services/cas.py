@@ -85,6 +85,9 @@ def register_ca(
     digest = code_digest(code)
 
     with ctx.store.transaction() as session:
+        # The code must be live when it is spent, not only when the request began: the checks above
+        # and a wait for the write lock (bounded by the store's lock timeout) take time.
+        now = ctx.clock.now()
         if not repos.redeem_register_code(session, instance=ctx.instance, code_sha256=digest, now=now):
             _explain_unredeemable(session, ctx=ctx, digest=digest, now=now)
         clash = repos.find_ca_clash(

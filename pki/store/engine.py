@@ -108,8 +108,24 @@ def _disk_full(orig: BaseException | None) -> bool:
     return "database or disk is full" in str(orig)
 
 
+#: How long a PostgreSQL statement waits for a row or table lock before it gives up (store_busy):
+#: a wait must not outlast the request that waits, nor stretch what "now" meant when it began.
+LOCK_TIMEOUT_MS = 10_000
+
+
+def _postgres_setup(engine: Engine, lock_timeout_ms: int) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn, _record):
+        autocommit = dbapi_conn.autocommit
+        dbapi_conn.autocommit = True
+        try:
+            dbapi_conn.execute(f"SET lock_timeout = {int(lock_timeout_ms)}")
+        finally:
+            dbapi_conn.autocommit = autocommit
+
+
 class Store:
-    def __init__(self, url: str, *, echo: bool = False) -> None:
+    def __init__(self, url: str, *, echo: bool = False, lock_timeout_ms: int = LOCK_TIMEOUT_MS) -> None:
         self.url = normalise_url(url)
         parsed = make_url(self.url)
         self.dialect = "sqlite" if parsed.drivername.startswith("sqlite") else "postgresql"
@@ -122,6 +138,7 @@ class Store:
             _sqlite_setup(self.engine)
         else:
             self.engine = create_engine(self.url, echo=echo, pool_pre_ping=True)
+            _postgres_setup(self.engine, lock_timeout_ms)
         self._readonly_engine = self.engine.execution_options(pki_readonly=True)
 
     # -- transactions -----------------------------------------------------------
@@ -185,6 +202,11 @@ class Store:
                 "the change collides with a concurrent one; repeat it", code="conflicting_change"
             ) from exc
         except sa_exc.OperationalError as exc:
+            if getattr(exc.orig, "sqlstate", None) == "55P03":  # lock_not_available: LOCK_TIMEOUT_MS passed
+                raise StoreError(
+                    "a concurrent change held what this one needs for too long; nothing was changed. Retry",
+                    code="store_busy",
+                ) from exc
             if _disk_full(exc.orig):
                 where = make_url(self.url).database if self.dialect == "sqlite" else "the PostgreSQL server"
                 raise StoreError(
