@@ -99,8 +99,16 @@ def listed_entries(session, *, ca_id: int) -> tuple[list[RevokedEntry], str]:
     return entries, digest.hexdigest()
 
 
-def _needs_resign(state: CrlState | None, *, digest: str, now: _dt.datetime) -> bool:
+def _needs_resign(state: CrlState | None, *, digest: str, now: _dt.datetime,
+                  lifetime: _dt.timedelta | None) -> bool:
     if state is None or state.entries_sha256 != digest:
+        return True
+    if state.this_update > now:
+        # Signed "in the future" (the clock has since moved back): RFC 5280 relying parties may
+        # refuse a CRL whose thisUpdate has not come yet.
+        return True
+    if lifetime is not None and state.next_update > now + lifetime:
+        # It outlives what is asked for now (say a 1 h lifetime over a fresh 7-day CRL).
         return True
     life = state.next_update - state.this_update
     return state.next_update - now < life / 2
@@ -108,15 +116,18 @@ def _needs_resign(state: CrlState | None, *, digest: str, now: _dt.datetime) -> 
 
 def ensure_managed_crl(
     ctx: Context, session, ca: CaCertificate, *, now: _dt.datetime, lifetime: _dt.timedelta = DEFAULT_CRL_LIFETIME,
-    force: bool = False,
+    force: bool = False, shorten: bool = True,
 ) -> tuple[CrlState, bool]:
-    """The managed CA's CRL, re-signed if the revocation state changed or half its life is gone.
+    """The managed CA's CRL, re-signed if the revocation state changed, half its life is gone, it
+    outlives ``lifetime`` from now, or its thisUpdate is in the future.
 
-    Returns the state and whether it was signed now.  The CRL number only grows.
+    ``shorten=False`` keeps a CRL that outlives ``lifetime`` (a reader's default must not undo the
+    operator's longer --crl-lifetime).  Returns the state and whether it was signed now.  The CRL
+    number only grows.
     """
     state = artifact_repos.get_crl_state(session, ca_id=ca.id, lock=True)
     entries, digest = listed_entries(session, ca_id=ca.id)
-    if not force and not _needs_resign(state, digest=digest, now=now):
+    if not force and not _needs_resign(state, digest=digest, now=now, lifetime=lifetime if shorten else None):
         return state, False
     signer = ca_signer(ctx, session, ca)
     number = int(state.crl_number, 16) + 1 if state is not None else 1
@@ -146,7 +157,7 @@ def current_crl(ctx: Context, *, ca: str, lifetime: _dt.timedelta = DEFAULT_CRL_
         if row.status != "ACTIVE":
             raise InvalidState(f"CA {row.sn} is INACTIVE: it publishes no CRL", code="ca_inactive")
         if row.key_id is not None:
-            state, _ = ensure_managed_crl(ctx, session, row, now=now, lifetime=lifetime)
+            state, _ = ensure_managed_crl(ctx, session, row, now=now, lifetime=lifetime, shorten=False)
         else:
             state = artifact_repos.get_crl_state(session, ca_id=row.id)
             if state is None:
