@@ -166,7 +166,7 @@ ERROR_CODES: dict[str, str] = {
         "pkcs12_password_required",
         # CRLs
         "crl_bad_signature", "crl_missing_next_update", "crl_missing_number", "crl_not_complete",
-        "crl_not_yet_valid", "crl_stale", "crl_wrong_issuer", "crl_missing_entries", "crl_number_not_increasing",
+        "crl_not_yet_valid", "crl_stale", "crl_wrong_issuer", "crl_missing_entries", "crl_number_not_increasing", "crl_number_too_large",
         "crl_request_wrong_ca", "invalid_crl_lifetime", "invalid_crl_request", "invalid_revocation_reason",
         # values and names (pki/ids.py, paging)
         "invalid_client_id", "invalid_name", "invalid_user_name", "invalid_policy_name", "invalid_description",

@@ -70,10 +70,12 @@ class CrlInfo:
         )
 
 
-def check_lifetime(lifetime: _dt.timedelta) -> _dt.timedelta:
-    if not MIN_CRL_LIFETIME <= lifetime <= MAX_CRL_LIFETIME:
+def check_lifetime(lifetime: _dt.timedelta | int) -> _dt.timedelta:
+    """A lifetime, or a number of seconds (checked before it becomes a timedelta, which may overflow)."""
+    seconds = lifetime.total_seconds() if isinstance(lifetime, _dt.timedelta) else lifetime
+    if not MIN_CRL_LIFETIME.total_seconds() <= seconds <= MAX_CRL_LIFETIME.total_seconds():
         raise InvalidInput("a CRL lifetime must be between 1 hour and 366 days", code="invalid_crl_lifetime")
-    return lifetime
+    return lifetime if isinstance(lifetime, _dt.timedelta) else _dt.timedelta(seconds=seconds)
 
 
 # -- what a CA's CRL must list --------------------------------------------------------
@@ -203,16 +205,34 @@ def _bad_request(message: str) -> InvalidInput:
     return InvalidInput(f"CRL request: {message}; export a new one with `pki crl request`", code="invalid_crl_request")
 
 
+#: What an X.509 time can say (RFC 5280 4.1.2.5: UTCTime from 1950, GeneralizedTime to 9999).
+_EARLIEST = _dt.datetime(1950, 1, 1, tzinfo=_dt.timezone.utc)
+_LATEST = _dt.datetime(9999, 12, 31, 23, 59, 59, tzinfo=_dt.timezone.utc)
+
+
 def _parse_time(value) -> _dt.datetime:
     if not isinstance(value, str):
         raise _bad_request("a time is not text")
     try:
         moment = _dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise _bad_request(f"{value!r} is not an ISO-8601 time") from None
-    if moment.tzinfo is None:
-        raise _bad_request(f"{value!r} has no time zone")
-    return moment.astimezone(_dt.timezone.utc)
+        if moment.tzinfo is None:
+            raise _bad_request(f"{value!r} has no time zone")
+        moment = moment.astimezone(_dt.timezone.utc)
+    except (ValueError, OverflowError):
+        raise _bad_request(f"{value!r} is not an ISO-8601 time an X.509 CRL can carry") from None
+    if not _EARLIEST <= moment <= _LATEST:
+        raise _bad_request(f"{value!r} is outside what an X.509 CRL can carry (1950 to 9999)")
+    return moment
+
+
+def _serial(value, what: str, *, least: int) -> int:
+    try:
+        number = int(parse_serial(str(value)), 16)
+    except InvalidInput:
+        number = -1
+    if not least <= number < px509.MAX_CRL_NUMBER:
+        raise _bad_request(f"{what} {str(value)[:48]!r} is not a positive hex number of at most 20 octets")
+    return number
 
 
 def _parse_request(data: bytes) -> dict:
@@ -249,14 +269,15 @@ def sign_crl_request(
             "this CRL request is for another CA; give the certificate and key of the CA it names",
             code="crl_request_wrong_ca",
         )
-    number = int(parse_serial(req["crl_number"]), 16)
-    lifetime = check_lifetime(_dt.timedelta(seconds=req["lifetime_seconds"]))
+    number = _serial(req["crl_number"], "crl_number", least=0)
+    lifetime = check_lifetime(req["lifetime_seconds"])
     entries = []
     for item in req["entries"]:
         if not isinstance(item, dict) or item.get("reason") not in REASONS:
             raise _bad_request("an entry lacks a serial, a known reason or a time")
-        entries.append(RevokedEntry(int(parse_serial(str(item.get("sn", ""))), 16), _parse_time(item.get("revoked_at")),
-                                    item["reason"]))
+        # Serial 0 and 21-octet serials are no certificate's (RFC 5280 4.1.2.2).
+        entries.append(RevokedEntry(_serial(item.get("sn", ""), "serial", least=1),
+                                    _parse_time(item.get("revoked_at")), item["reason"]))
     this_update = now.replace(microsecond=0)
     builder = px509.build_crl(issuer=ca, entries=entries, crl_number=number, this_update=this_update,
                               next_update=this_update + lifetime)

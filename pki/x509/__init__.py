@@ -70,9 +70,9 @@ __all__ = [
 
 # -- CRLs, OCSP and OpenSSL subject-hash names (broker artifacts) --------------------
 from . import crl, names, ocsp  # noqa: E402
-from .crl import RevokedEntry, build_crl, check_crl, load_crl  # noqa: E402
+from .crl import MAX_CRL_NUMBER, RevokedEntry, build_crl, check_crl, load_crl  # noqa: E402
 from .names import name_hash, subject_hash  # noqa: E402
 
 __all__ += [
-    "crl", "names", "ocsp", "RevokedEntry", "build_crl", "check_crl", "load_crl", "name_hash", "subject_hash",
+    "crl", "names", "ocsp", "RevokedEntry", "MAX_CRL_NUMBER", "build_crl", "check_crl", "load_crl", "name_hash", "subject_hash",
 ]

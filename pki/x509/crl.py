@@ -68,6 +68,10 @@ class RevokedEntry:
     reason: str = "unspecified"
 
 
+#: CRL numbers, like serials, are at most 20 octets of DER INTEGER (RFC 5280 5.2.3): below 2^159.
+MAX_CRL_NUMBER = 2**159
+
+
 def _bad(code: str, message: str, **data) -> InvalidInput:
     return InvalidInput(message, code=code, **data)
 
@@ -117,7 +121,7 @@ def build_crl(
     """A complete CRL of ``issuer`` (v2, AKI, CRL number), ready for a Signer."""
     if not isinstance(issuer, x509.Certificate):
         raise TypeError("issuer must be an x509.Certificate")
-    if not 0 <= crl_number < 2**159:
+    if not 0 <= crl_number < MAX_CRL_NUMBER:
         raise ValueError("crl_number must be a non-negative integer of at most 20 octets")
     this_update, next_update = _seconds(this_update), _seconds(next_update)
     if next_update <= this_update:
@@ -221,6 +225,10 @@ def check_crl(
     number = crl_number_of(crl)
     if number is None:
         raise _bad("crl_missing_number", f"{what}: has no CRL number; give a v2 CRL with cRLNumber (RFC 5280 5.2.3)")
+    if not 0 <= number < MAX_CRL_NUMBER:
+        # Stored, it could never be followed: no larger number is allowed (RFC 5280 5.2.3).
+        raise _bad("crl_number_too_large", f"{what}: its CRL number is negative or longer than 20 octets "
+                   "(RFC 5280 5.2.3); sign one with a number below 2^159")
     this_update = crl.last_update_utc
     next_update = crl.next_update_utc
     if next_update is None:
