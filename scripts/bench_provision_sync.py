@@ -10,15 +10,16 @@ import sys, tempfile, time
 from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import os
+from pki import durable
 from pki.config import Settings
 from pki.services import managed, provision as pv
 from pki.services.context import open_context
 from pki.services.setup import initialise
 mode = sys.argv[1]
 if mode == "nosync":
-    pv._sync_filesystem = lambda path: None
+    durable.sync_filesystem = lambda path: None
 elif mode == "machine":
-    pv._sync_filesystem = lambda path: os.sync()
+    durable.sync_filesystem = lambda path: os.sync()
 home=Path(tempfile.mkdtemp()); s=Settings.load(home=home, environ={}); initialise(s); ctx=open_context(s)
 ca=managed.create_ca(ctx, name="X")
 for w in (1, 2):

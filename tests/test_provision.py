@@ -395,17 +395,17 @@ def test_sigkill_at_random_points_then_resume(ctx, factory_ca, settings, tmp_pat
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="syncfs(2) is Linux's")
 def test_the_batch_barrier_flushes_the_output_filesystem_not_the_machine(ctx, factory_ca, tmp_path, monkeypatch):
-    from pki.services import provision as pv
+    from pki import durable
 
-    assert pv._SYNCFS is not None
+    assert durable._SYNCFS is not None
     flushed = []
-    real = pv._SYNCFS
-    monkeypatch.setattr(pv, "_SYNCFS", lambda fd: flushed.append(os.fstat(fd).st_dev) or real(fd))
+    real = durable._SYNCFS
+    monkeypatch.setattr(durable, "_SYNCFS", lambda fd: flushed.append(os.fstat(fd).st_dev) or real(fd))
 
     def machine_wide():
         raise AssertionError("sync() flushes every filesystem of the machine")
 
-    monkeypatch.setattr(pv.os, "sync", machine_wide)
+    monkeypatch.setattr(durable.os, "sync", machine_wide)
     ids = _ids(30)
     out = tmp_path / "out"
     provision(ctx, ca=factory_ca, manifest=_manifest(tmp_path / "m.csv", ids), out=out, workers=1, batch_size=10)
@@ -436,13 +436,13 @@ def test_torn_partials_of_a_killed_worker_are_discarded(ctx, factory_ca, tmp_pat
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="syncfs(2) is Linux's")
 def test_a_failed_flush_records_nothing_and_says_so(ctx, factory_ca, tmp_path, monkeypatch):
     from pki.errors import StoreError
-    from pki.services import provision as pv
+    from pki import durable
 
     def failing(fd):
         ctypes.set_errno(errno.EIO)
         return -1
 
-    monkeypatch.setattr(pv, "_SYNCFS", failing)
+    monkeypatch.setattr(durable, "_SYNCFS", failing)
     ids = _ids(5)
     manifest = _manifest(tmp_path / "m.csv", ids)
     before = snapshot(ctx)

@@ -25,6 +25,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from ..clock import isoformat
+from ..durable import fsync_dir, write_new
 from ..errors import ConfigError, InvalidInput, InvalidState
 from ..ids import format_serial
 from ..store import artifact_repos
@@ -181,23 +182,11 @@ def live_trust_bundle(ctx: Context) -> bytes:
 
 
 def _write_file(path: Path, data: bytes) -> None:
-    """Write and fsync one file (a test patches this to fail midway)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    """Write and fsync one file (a test patches this to fail midway).
 
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    The umask applies, as it does to the generation's directories.
+    """
+    write_new(path, data, 0o644, exact_mode=False, sync=True)
 
 
 def _mosquitto_conf(*, current: Path, generation: int, listener_port: int, listener_address: str | None,
@@ -267,7 +256,7 @@ def _switch_current(out: Path, generation: int) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-    _fsync_dir(out)
+    fsync_dir(out)
 
 
 def _prune(gens: Path, *, keep: int, current: int) -> None:
@@ -360,11 +349,11 @@ def publish(
             for name, data in files.items():
                 _write_file(tmp / name, data)
             for sub in ("capath", "crl"):
-                _fsync_dir(tmp / sub)
-            _fsync_dir(tmp)
+                fsync_dir(tmp / sub)
+            fsync_dir(tmp)
             final = gens / str(generation)
             os.rename(tmp, final)
-            _fsync_dir(gens)
+            fsync_dir(gens)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise

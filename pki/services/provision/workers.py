@@ -1,0 +1,139 @@
+"""The workers of a provisioning run: generate keys, sign, write ``.partial`` files.
+
+Each worker process unseals the CA key once (:func:`_init_worker`) and then
+signs chunks of manifest rows (:func:`_sign_chunk`); the writer consumes the
+results in manifest order through a bounded window of futures
+(:func:`_signed`).  With one worker the same functions run in the writer's
+own process.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import datetime as _dt
+import os
+import signal
+import sys
+from collections import deque
+from collections.abc import Iterator
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.serialization import pkcs12
+
+from ...durable import write_new
+from ...keys import SoftwareKeystore, generate_private_key, load_master_key
+from ... import x509 as px509
+from ..devices import DeviceProfile, device_row_values, parse_sans, private_key_pem, sign_device
+from .writer import _CERT_SUFFIX, _KEY_SUFFIX, _PARTIAL
+
+# Per-process state set by _init_worker: the unsealed CA key lives only here.
+_worker: dict | None = None
+
+
+def _init_worker(
+    master_key_file: str, key_id: str, sealed: bytes, profile: DeviceProfile, key_type: str, fmt: str,
+    p12_password: bytes | None, instance: str, now: _dt.datetime, devices: str, parent_pid: int | None,
+) -> None:
+    """Runs once per worker: load the master key, unseal the CA key, parse the CA once."""
+    global _worker
+    if parent_pid is not None:
+        _die_with_parent(parent_pid)
+    # A MasterKey cannot be pickled (on purpose), so each worker reads the file itself.
+    signer = SoftwareKeystore(load_master_key(Path(master_key_file))).signer(sealed, key_id=key_id)
+    ca_cert = x509.load_der_x509_certificate(profile.ca_cert_der)
+    chain = [ca_cert, *(x509.load_der_x509_certificate(d) for d in profile.chain_der)]
+    _worker = dict(
+        signer=signer, ca_cert=ca_cert, chain=chain, chain_pem=b"".join(c.public_bytes(px509.PEM) for c in chain),
+        profile=profile, key_type=key_type, fmt=fmt, password=p12_password, instance=instance, now=now,
+        devices=devices,
+    )
+
+
+def _forget_worker() -> None:
+    """Drop this process's worker state (the in-process path held the unsealed CA key in it)."""
+    global _worker
+    _worker = None
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Linux: if the writer is killed (-9), its workers go too instead of idling forever."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except Exception:  # noqa: BLE001 - best effort; a worker without it is only idle
+        return
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+def _sign_chunk(rows: list[tuple[str, tuple[str, ...]]]) -> list[tuple[str, dict]]:
+    """Per device: generate, sign, write the *partial* files; return (client id, store row values).
+
+    Workers write the files because creating a file costs about as much as
+    signing: left to the single writer, it would cap the speed-up.  They only
+    ever write ``.partial`` names; the writer renames them after its commit,
+    so the crash-safety protocol does not depend on who wrote them.  The
+    private key never travels back to the writer.
+    """
+    w = _worker
+    out = []
+    for client_id, sans in rows:
+        key = generate_private_key(w["key_type"])
+        cert = sign_device(
+            w["profile"], w["ca_cert"], w["signer"], public_key=key.public_key(), client_id=client_id,
+            sans=parse_sans(sans),
+        )
+        if w["fmt"] == "p12":
+            secret = pkcs12.serialize_key_and_certificates(
+                name=client_id.encode(), key=key, cert=cert, cas=w["chain"],
+                encryption_algorithm=serialization.BestAvailableEncryption(w["password"]),
+            )
+        else:
+            secret = private_key_pem(key)
+        base = os.path.join(w["devices"], client_id)
+        write_new(base + _KEY_SUFFIX[w["fmt"]] + _PARTIAL, secret, 0o600)
+        write_new(base + _CERT_SUFFIX + _PARTIAL, cert.public_bytes(px509.PEM) + w["chain_pem"], 0o644)
+        row = device_row_values(
+            cert, instance=w["instance"], ca_id=w["profile"].ca_id, client_id=client_id,
+            key_type=px509.public_key_type(key.public_key()), now=w["now"],
+        )
+        out.append((client_id, row))
+    return out
+
+
+class _Done:
+    """A finished result shaped like a Future, for the in-process (one worker) path."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value) -> None:
+        self._value = value
+
+    def result(self):
+        return self._value
+
+
+def _signed(chunks: Iterator[list], submit, window: int) -> Iterator[tuple]:
+    """Results in manifest order, with at most ``window`` chunks in flight (flat memory)."""
+    pending: deque = deque()
+    for chunk in chunks:
+        pending.append(submit(chunk))
+        if len(pending) >= window:
+            yield from pending.popleft().result()
+    while pending:
+        yield from pending.popleft().result()
+
+
+def _chunks(rows: Iterator[tuple[str, tuple[str, ...]]], size: int) -> Iterator[list]:
+    chunk: list = []
+    for row in rows:
+        chunk.append(row)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
