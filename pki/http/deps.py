@@ -9,7 +9,7 @@ thread as the operation, so a request pays for one thread hop at most.
 A route then calls ``caller.run("ca.show", cas.show_ca, ...)`` (in the
 worker thread FastAPI runs a sync route in) or ``await caller.call(...)``
 (from an async route), which authenticates, authorizes the operation
-(:func:`access.authorize`: 403 ``access_denied``, audited) and runs the
+(:func:`authorize.authorize`: 403 ``access_denied``, audited) and runs the
 service inside :func:`audit.acting_as`, so its audit records carry the
 principal, source IP and request id.
 
@@ -33,10 +33,9 @@ from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
 from .. import signing
-from ..services import access, audit, authn
-from ..services.access import Principal
+from ..services import audit, authn, authorize
+from ..services.authorize import Principal, RequestContext
 from ..services.context import Context
-from ..services.policy import RequestContext
 
 __all__ = ["Caller", "signed"]
 
@@ -70,7 +69,7 @@ class Caller:
         rc = RequestContext(now=self.ctx.clock.now(), source_ip=self.source_ip,
                             secure_transport=self.secure_transport, request_id=self.request_id)
         with self._acting(principal):
-            access.authorize(self.ctx, principal, operation, request_context=rc)
+            authorize.authorize(self.ctx, principal, operation, request_context=rc)
 
     def _acting(self, principal: Principal):
         return audit.acting_as(audit.Actor(principal=principal.name, source_ip=self.source_ip,
