@@ -32,7 +32,6 @@ from typing import Any, TypeVar
 from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
-from .. import signing
 from ..services import audit, authn, authorize
 from ..services.authorize import Principal, RequestContext
 from ..services.context import Context
@@ -90,14 +89,20 @@ class Caller:
 
 
 async def signed(request: Request) -> Caller:
-    """No database work here (see the module docstring): it runs on the event loop."""
+    """No database work here (see the module docstring): it runs on the event loop.
+
+    The Starlette request becomes the plain values :func:`authn.authenticate` takes: the
+    path as sent (undecoded), the query string, the headers as a dict (a repeated header
+    keeps its first value, as ``request.headers.get`` would) and the body the middleware read.
+    """
     state = request.scope["state"]
     ctx = request.app.state.get_ctx()
-    signing.parse_headers(request.headers, now=ctx.clock.now().timestamp())  # unsigned or stale: 401 now
+    headers = dict(request.headers)
+    authn.check_headers(ctx, headers)  # unsigned or stale: 401 now
     raw_path = request.scope.get("raw_path") or request.scope["path"].encode()
     signed_request = dict(
         method=request.method, path=raw_path.decode("latin-1").split("?", 1)[0],
-        query=request.scope.get("query_string", b"").decode("latin-1"), headers=request.headers,
+        query=request.scope.get("query_string", b"").decode("latin-1"), headers=headers,
         body=state.get("body", b""), rate_limit=request.app.state.rate_limit,
     )
     return Caller(ctx=ctx, source_ip=state.get("source_ip"), secure_transport=request.url.scheme == "https",

@@ -6,6 +6,10 @@ against the shared access revision on every request: nonces and token
 buckets are rows (``pki.store.http_repos``), so any number of ``pki serve``
 processes on one PostgreSQL refuse the same replay and share one rate limit
 per access key.
+
+A request comes in as plain values (method, path, query, a mapping of
+headers, body bytes): the HTTP front end adapts its framework's request
+(``pki.http.deps``), so nothing here knows one.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import hashlib
 import math
 import random
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from .. import signing
@@ -25,7 +30,7 @@ from .authorize import Principal, compiled_policies
 from .context import Context
 from .users import is_access_key_id
 
-__all__ = ["RateLimit", "RateLimited", "authenticate", "key_grant", "known_secret",
+__all__ = ["RateLimit", "RateLimited", "check_headers", "authenticate", "key_grant", "known_secret",
            "resolve_access_key"]
 
 #: A nonce is kept this long after its timestamp: the window plus a margin.
@@ -155,7 +160,31 @@ def resolve_access_key(ctx: Context, access_key_id: str) -> tuple[Principal, byt
     return dataclasses.replace(principal, policies=None), secret
 
 
-def authenticate(ctx: Context, *, method: str, path: str, query: str, headers, body: bytes,
+# == requests =================================================================================
+
+#: The signing headers by lower-case name: HTTP header names are case-insensitive (RFC 9110, 5.1).
+_SIGNING_HEADERS = {name.lower(): name for name in (
+    signing.HEADER_ACCESS_KEY, signing.HEADER_TIMESTAMP, signing.HEADER_NONCE, signing.HEADER_SIGNATURE)}
+
+
+def _signing_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """The signing headers of ``headers`` under their canonical names; of a repeated one, the first."""
+    found: dict[str, str] = {}
+    for name, value in headers.items():
+        canonical = _SIGNING_HEADERS.get(name.lower())
+        if canonical is not None:
+            found.setdefault(canonical, value)
+    return found
+
+
+def check_headers(ctx: Context, headers: Mapping[str, str], *, now: _dt.datetime | None = None
+                  ) -> signing.SignedHeaders:
+    """The signing headers, well-formed and within the time window at ``now`` (default: the Context's
+    clock), or SignatureError; no database work."""
+    return signing.parse_headers(_signing_headers(headers), now=(ctx.clock.now() if now is None else now).timestamp())
+
+
+def authenticate(ctx: Context, *, method: str, path: str, query: str, headers: Mapping[str, str], body: bytes,
                  rate_limit: RateLimit | None) -> Principal:
     """The principal that signed this request (its policies attached), or SignatureError / RateLimited.
 
@@ -167,7 +196,7 @@ def authenticate(ctx: Context, *, method: str, path: str, query: str, headers, b
     token; a key disabled meanwhile is refused there.
     """
     now = ctx.clock.now()
-    signed = signing.parse_headers(headers, now=now.timestamp())
+    signed = check_headers(ctx, headers, now=now)
     retry_after = None
     try:
         secret = known_secret(ctx, signed.access_key_id)
