@@ -290,7 +290,7 @@ def main() -> None:
     args.workers = [int(w) for w in args.workers.split(",")]
 
     from pki.config import Settings
-    from pki.services import access, devices, managed
+    from pki.services import devices, managed, policies, users
     from pki.services.context import open_context
     from pki.services.setup import initialise
 
@@ -299,8 +299,8 @@ def main() -> None:
     initialise(settings)
     ctx = open_context(settings)
     name = f"bench-{os.getpid()}-{int(time.time())}"  # a --database-url may hold earlier runs
-    user = access.create_user(ctx, name)
-    access.attach_policy(ctx, "PkiAdministratorAccess", user=name)
+    user = users.create_user(ctx, name)
+    policies.attach_policy(ctx, "PkiAdministratorAccess", user=name)
     ca = managed.create_ca(ctx, name="Bench Root")
     n = args.n
     per_issue_run = n + 80

@@ -20,7 +20,8 @@ from cryptography.x509.oid import NameOID
 
 from pki.client import Client
 from pki.http import create_app
-from pki.services import access
+from pki.services import policies as policy_service
+from pki.services import users as user_service
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
@@ -28,9 +29,9 @@ with warnings.catch_warnings():
 
 
 def make_user(ctx, name: str, *policies: str):
-    user = access.create_user(ctx, name)
+    user = user_service.create_user(ctx, name)
     for policy in policies:
-        access.attach_policy(ctx, policy, user=name)
+        policy_service.attach_policy(ctx, policy, user=name)
     return user
 
 

@@ -17,7 +17,7 @@ from http_helpers import csr_pem, make_user, serve_process
 from pki.client import Client
 from pki.config import Settings
 from pki import signing
-from pki.services import access, audit, devices, managed, open_context
+from pki.services import audit, devices, managed, open_context, policies, users
 from pki.services.setup import initialise
 
 CLIENTS = 8
@@ -88,15 +88,15 @@ def _access_changes_reach_every_process(ctx, ca, admin, urls) -> None:
             return [c.request("GET", f"/v1/cas/{ca.sn}").status_code for c in clients]
 
         assert read_ca() == [403, 403]
-        access.attach_policy(ctx, "PkiReadOnlyAccess", user="factory")
+        policies.attach_policy(ctx, "PkiReadOnlyAccess", user="factory")
         assert read_ca() == [200, 200]
-        access.detach_policy(ctx, "PkiReadOnlyAccess", user="factory")
+        policies.detach_policy(ctx, "PkiReadOnlyAccess", user="factory")
         assert read_ca() == [403, 403]
-        access.disable_user(ctx, "factory")
+        users.disable_user(ctx, "factory")
         answers = [c.request("GET", f"/v1/cas/{ca.sn}") for c in clients]
         assert [(r.status_code, r.json()["code"]) for r in answers] == [(401, "invalid_access_key")] * 2
-        access.enable_user(ctx, "factory")
-        access.disable_access_key(ctx, admin.access_key_id)
+        users.enable_user(ctx, "factory")
+        users.disable_access_key(ctx, admin.access_key_id)
         answers = [c.request("GET", f"/v1/cas/{ca.sn}") for c in clients]
         assert [(r.status_code, r.json()["code"]) for r in answers] == [(401, "invalid_access_key")] * 2
     finally:

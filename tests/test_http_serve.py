@@ -12,7 +12,7 @@ import pytest
 from http_helpers import make_user, serve_process
 from pki.client import Client
 from pki.config import Settings
-from pki.services import access, audit, managed, open_context
+from pki.services import audit, managed, open_context, policies
 from pki.services.setup import initialise
 
 ONLY_FROM_DOCUMENTATION_NET = {"Version": "1", "Statement": [{
@@ -27,7 +27,7 @@ def test_forwarded_for_is_believed_only_from_trusted_proxies(tmp_path):
     ctx = open_context(settings)
     try:
         ca = managed.create_ca(ctx, name="Proxy Root")
-        access.create_policy(ctx, "FromDocNet", ONLY_FROM_DOCUMENTATION_NET)
+        policies.create_policy(ctx, "FromDocNet", ONLY_FROM_DOCUMENTATION_NET)
         user = make_user(ctx, "remote", "FromDocNet")
         spoofed = {"X-Forwarded-For": "198.51.100.7"}
 

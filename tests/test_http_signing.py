@@ -157,11 +157,11 @@ def test_malformed_headers_refused(tc, admin):
 
 
 def test_disabled_or_unknown_key_refused(ctx, tc, admin):
-    from pki.services import access
+    from pki.services import users
 
     user = make_user(ctx, "line-1", "PkiReadOnlyAccess")
     assert tc.get("/v1/cas", headers=_headers(user, method="GET", path="/v1/cas")).status_code == 200
-    access.disable_access_key(ctx, user.access_key_id)
+    users.disable_access_key(ctx, user.access_key_id)
     _assert_401(tc.get("/v1/cas", headers=_headers(user, method="GET", path="/v1/cas")), "invalid_access_key")
     headers = _headers(admin, method="GET", path="/v1/cas")
     headers[signing.HEADER_ACCESS_KEY] = "AK." + "0" * 20

@@ -72,3 +72,9 @@ def test_front_ends_never_open_the_store(front):
     for path in _files(front):
         bad = {n for n in _imports(path) if n.startswith(("pki.store", "sqlalchemy", "sqlmodel"))}
         assert not bad, f"{path.relative_to(PKG)} imports {sorted(bad)}"
+
+
+def test_authn_takes_plain_request_values():
+    """pki.http.deps adapts the Starlette request; authentication itself knows no web framework."""
+    bad = {n for n in _imports(PKG / "services" / "authn.py") if n.split(".")[0] in FRONT_ENDS}
+    assert not bad, f"services/authn.py imports {sorted(bad)}"

@@ -11,7 +11,10 @@ import pytest
 from hypothesis import given, settings as hsettings, strategies as st
 
 from pki.errors import InvalidInput, PermissionDenied
-from pki.services import access, audit
+from pki.services import audit
+from pki.services import authorize as authz
+from pki.services import policies as policy_service
+from pki.services import users as user_service
 from pki.services import policy as p
 from pki.services.policy import ACTIONS, SYSTEM_POLICIES, RequestContext, authorize, evaluate, parse_policy
 
@@ -404,31 +407,31 @@ def test_system_policies_are_valid_documents():
 
 
 def test_matrix_through_the_store_and_refusals_audited(ctx, tmp_path):
-    access.create_policy(ctx, "Ops", OPS.document)
-    access.create_policy(ctx, "NoDelete", NO_DELETE.document)
+    policy_service.create_policy(ctx, "Ops", OPS.document)
+    policy_service.create_policy(ctx, "NoDelete", NO_DELETE.document)
     users = {}
     for name, pols in (("ops", ["Ops", "NoDelete"]), ("reader", ["PkiReadOnlyAccess"]), ("nobody", [])):
-        access.create_user(ctx, name)
+        user_service.create_user(ctx, name)
         for pol in pols:
-            access.attach_policy(ctx, pol, user=name)
-        users[name] = access.Principal(kind="user", name=name)
+            policy_service.attach_policy(ctx, pol, user=name)
+        users[name] = authz.Principal(kind="user", name=name)
     before = audit.verify(ctx).head_seq
     denied = 0
     for principal, operation, resource, context, allowed, decided_by in MATRIX:
         if principal not in users:
             continue
         if allowed:
-            decision = access.authorize(ctx, users[principal], operation, resource, context)
+            decision = authz.authorize(ctx, users[principal], operation, resource, context)
             assert decision.decided_by == decided_by
         else:
             with pytest.raises(PermissionDenied) as info:
-                access.authorize(ctx, users[principal], operation, resource, context)
+                authz.authorize(ctx, users[principal], operation, resource, context)
             denied += 1
             assert info.value.code == "access_denied"
             assert ACTIONS[operation].action in info.value.message or info.value.data["action"] in info.value.message
             assert "pki policy" in info.value.message
     # the account needs no policy
-    assert access.authorize(ctx, access.ACCOUNT, "ca.delete", PROD).allowed
+    assert authz.authorize(ctx, authz.ACCOUNT, "ca.delete", PROD).allowed
     records = audit.list_records(ctx, result="denied", limit=1000).items
     assert len(records) == denied and audit.verify(ctx).head_seq == before + denied
     first = records[0]
@@ -437,16 +440,16 @@ def test_matrix_through_the_store_and_refusals_audited(ctx, tmp_path):
 
 
 def test_simulate_names_the_statement(ctx):
-    access.create_user(ctx, "carol")
-    access.create_policy(ctx, "NoDelete", NO_DELETE.document)
-    access.attach_policy(ctx, "PkiFullAccess", user="carol")
-    access.attach_policy(ctx, "NoDelete", user="carol")
-    d = access.simulate(ctx, "carol", "mq:DeleteCaCertificate", PROD)
+    user_service.create_user(ctx, "carol")
+    policy_service.create_policy(ctx, "NoDelete", NO_DELETE.document)
+    policy_service.attach_policy(ctx, "PkiFullAccess", user="carol")
+    policy_service.attach_policy(ctx, "NoDelete", user="carol")
+    d = authz.simulate(ctx, "carol", "mq:DeleteCaCertificate", PROD)
     assert not d.allowed and d.decided_by == ("NoDelete", 0)
-    d = access.simulate(ctx, "carol", "ca.register")
+    d = authz.simulate(ctx, "carol", "ca.register")
     assert d.allowed and d.decided_by == ("PkiFullAccess", 0) and d.resource == "acs:mq:local:default:default"
     with pytest.raises(InvalidInput):
-        access.simulate(ctx, "carol", "mq:Nope")
-    access.disable_user(ctx, "carol")
-    assert not access.simulate(ctx, "carol", "ca.register").allowed
-    assert access.simulate(ctx, "account", "policy.attach").allowed
+        authz.simulate(ctx, "carol", "mq:Nope")
+    user_service.disable_user(ctx, "carol")
+    assert not authz.simulate(ctx, "carol", "ca.register").allowed
+    assert authz.simulate(ctx, "account", "policy.attach").allowed

@@ -12,79 +12,79 @@ from conftest import cli_json as _json
 
 from pki.cli.render import EXIT_CODES
 from pki.errors import Conflict, InvalidInput, InvalidState, NotFound, PermissionDenied
-from pki.services import access, audit
+from pki.services import audit, authn, authorize, policies, users
 from pki.store import access_repos
 
 
 def test_create_user_answers_name_key_and_secret_once(ctx):
-    created = access.create_user(ctx, "alice")
+    created = users.create_user(ctx, "alice")
     body = created.as_json()
     assert set(body) == {"name", "access_key_id", "access_key_secret"}
     assert body["name"] == "alice" and body["access_key_id"].startswith("AK.")
     assert len(body["access_key_secret"]) >= 40
-    shown = access.show_user(ctx, "alice").as_json()
+    shown = users.show_user(ctx, "alice").as_json()
     assert shown["status"] == "ACTIVE" and shown["policies"] == []
     assert [k["access_key_id"] for k in shown["access_keys"]] == [body["access_key_id"]]
-    dumped = json.dumps([shown, access.list_users(ctx).as_json(), audit.list_records(ctx).as_json()])
+    dumped = json.dumps([shown, users.list_users(ctx).as_json(), audit.list_records(ctx).as_json()])
     assert body["access_key_secret"] not in dumped
 
 
 def test_user_names_and_duplicates(ctx):
-    access.create_user(ctx, "line-7@fab.example")
+    users.create_user(ctx, "line-7@fab.example")
     with pytest.raises(Conflict) as info:
-        access.create_user(ctx, "line-7@fab.example")
+        users.create_user(ctx, "line-7@fab.example")
     assert info.value.code == "user_exists"
     for bad in ("", "a b", "x" * 65, "account", "Account", "a/b"):
         with pytest.raises(InvalidInput) as info:
-            access.create_user(ctx, bad)
+            users.create_user(ctx, bad)
         assert info.value.code == "invalid_user_name"
     with pytest.raises(NotFound) as info:
-        access.show_user(ctx, "ghost")
+        users.show_user(ctx, "ghost")
     assert info.value.code == "user_not_found"
 
 
 def test_resolve_access_key_follows_key_and_user_status(ctx):
-    created = access.create_user(ctx, "bob")
+    created = users.create_user(ctx, "bob")
     akid, secret = created.access_key_id, created.access_key_secret
-    principal, key = access.resolve_access_key(ctx, akid)
+    principal, key = authn.resolve_access_key(ctx, akid)
     assert principal.name == "bob" and principal.kind == "user" and principal.access_key_id == akid
     assert key == secret.encode("ascii")
-    assert access.resolve_access_key(ctx, akid)[1] == key  # cached path
+    assert authn.resolve_access_key(ctx, akid)[1] == key  # cached path
 
     def refused(akid_):
         with pytest.raises(PermissionDenied) as info:
-            access.resolve_access_key(ctx, akid_)
+            authn.resolve_access_key(ctx, akid_)
         assert info.value.code == "invalid_access_key"
         return info.value.message
 
-    access.disable_access_key(ctx, akid)
+    users.disable_access_key(ctx, akid)
     message = refused(akid)
-    access.enable_access_key(ctx, akid)
-    assert access.resolve_access_key(ctx, akid)[0].name == "bob"
-    access.disable_user(ctx, "bob")
+    users.enable_access_key(ctx, akid)
+    assert authn.resolve_access_key(ctx, akid)[0].name == "bob"
+    users.disable_user(ctx, "bob")
     assert refused(akid) == message  # same answer whatever the cause
-    access.enable_user(ctx, "bob")
+    users.enable_user(ctx, "bob")
     refused("AK.00000000000000000000")
     refused("not a key id")
-    access.delete_access_key(ctx, akid)
+    users.delete_access_key(ctx, akid)
     refused(akid)
 
 
 def test_access_keys_limit_and_delete_user(ctx):
-    access.create_user(ctx, "carol")
-    second = access.create_access_key(ctx, "carol")
+    users.create_user(ctx, "carol")
+    second = users.create_access_key(ctx, "carol")
     assert second.user == "carol" and second.status == "ACTIVE" and second.access_key_secret
     with pytest.raises(InvalidState) as info:
-        access.create_access_key(ctx, "carol")
+        users.create_access_key(ctx, "carol")
     assert info.value.code == "access_key_limit"
-    access.attach_policy(ctx, "PkiReadOnlyAccess", user="carol")
-    result = access.delete_user(ctx, "carol")
+    policies.attach_policy(ctx, "PkiReadOnlyAccess", user="carol")
+    result = users.delete_user(ctx, "carol")
     assert result == {"name": "carol", "deleted": True, "access_keys_deleted": 2, "policies_detached": 1}
     with pytest.raises(PermissionDenied):
-        access.resolve_access_key(ctx, second.access_key_id)
+        authn.resolve_access_key(ctx, second.access_key_id)
     with pytest.raises(NotFound):
-        access.delete_access_key(ctx, second.access_key_id)
-    assert access.show_policy(ctx, "PkiReadOnlyAccess").attached_to == []
+        users.delete_access_key(ctx, second.access_key_id)
+    assert policies.show_policy(ctx, "PkiReadOnlyAccess").attached_to == []
 
 
 def _encodings(secret: str) -> list[bytes]:
@@ -100,8 +100,8 @@ def _encodings(secret: str) -> list[bytes]:
 
 def test_secrets_are_not_stored_in_clear(sqlite_ctx):
     ctx = sqlite_ctx
-    secrets = [access.create_user(ctx, f"user{i}").access_key_secret for i in range(3)]
-    secrets.append(access.create_access_key(ctx, "user0").access_key_secret)
+    secrets = [users.create_user(ctx, f"user{i}").access_key_secret for i in range(3)]
+    secrets.append(users.create_access_key(ctx, "user0").access_key_secret)
     for s in secrets:  # they still resolve, so they are there, sealed
         assert s
     db = Path(ctx.settings.home) / "pki.db"
@@ -116,39 +116,39 @@ def test_secrets_are_not_stored_in_clear(sqlite_ctx):
 
 
 def test_policies_system_present_custom_validated(ctx):
-    names = [p.name for p in access.list_policies(ctx).items]
+    names = [p.name for p in policies.list_policies(ctx).items]
     assert names[:5] == ["PkiAdministratorAccess", "PkiFullAccess", "PkiReadOnlyAccess",
                          "PkiFactoryProvisioner", "PkiRevoker"]
     doc = {"Version": "1", "Statement": [{"Effect": "Allow", "Action": "mq:Get*", "Resource": "*"}]}
-    created = access.create_policy(ctx, "Readers", json.dumps(doc), description="read")
+    created = policies.create_policy(ctx, "Readers", json.dumps(doc), description="read")
     assert created.type == "Custom" and created.document == doc
     for name, code in (("PkiFullAccess", "policy_exists"), ("pkifullaccess", "policy_exists"),
                        ("Readers", "policy_exists")):
         with pytest.raises(Conflict) as info:
-            access.create_policy(ctx, name, doc)
+            policies.create_policy(ctx, name, doc)
         assert info.value.code == code
     with pytest.raises(InvalidInput) as info:
-        access.create_policy(ctx, "Bad", {"Version": "1", "Statement": [{"Effect": "Allow"}]})
+        policies.create_policy(ctx, "Bad", {"Version": "1", "Statement": [{"Effect": "Allow"}]})
     assert info.value.code == "invalid_policy" and "Statement[0].Action" in info.value.message
     with pytest.raises(InvalidInput):
-        access.create_policy(ctx, "bad name", doc)
+        policies.create_policy(ctx, "bad name", doc)
     with pytest.raises(InvalidInput) as info:
-        access.delete_policy(ctx, "PkiFullAccess")
+        policies.delete_policy(ctx, "PkiFullAccess")
     assert info.value.code == "system_policy"
-    access.create_user(ctx, "dora")
-    access.attach_policy(ctx, "Readers", user="dora")
-    access.attach_policy(ctx, "Readers", user="dora")  # idempotent
+    users.create_user(ctx, "dora")
+    policies.attach_policy(ctx, "Readers", user="dora")
+    policies.attach_policy(ctx, "Readers", user="dora")  # idempotent
     with pytest.raises(InvalidState) as info:
-        access.delete_policy(ctx, "Readers")
+        policies.delete_policy(ctx, "Readers")
     assert info.value.code == "policy_in_use" and "dora" in info.value.message
     with pytest.raises(NotFound) as info:
-        access.attach_policy(ctx, "Nope", user="dora")
+        policies.attach_policy(ctx, "Nope", user="dora")
     assert info.value.code == "policy_not_found"
-    access.detach_policy(ctx, "Readers", user="dora")
+    policies.detach_policy(ctx, "Readers", user="dora")
     with pytest.raises(NotFound) as info:
-        access.detach_policy(ctx, "Readers", user="dora")
+        policies.detach_policy(ctx, "Readers", user="dora")
     assert info.value.code == "policy_not_attached"
-    assert access.delete_policy(ctx, "Readers") == {"name": "Readers", "deleted": True}
+    assert policies.delete_policy(ctx, "Readers") == {"name": "Readers", "deleted": True}
     ops = [r.details["operation"] for r in audit.list_records(ctx).items]
     assert ops == ["policy.create", "user.create", "policy.attach", "policy.detach", "policy.delete"]
     assert audit.verify(ctx).ok
@@ -160,21 +160,21 @@ def _revision(ctx) -> int:
 
 
 def test_every_access_change_moves_the_revision_a_server_cache_checks(ctx):
-    created = access.create_user(ctx, "rita")
+    created = users.create_user(ctx, "rita")
     changes = [
-        lambda: access.create_user(ctx, "sam"),
-        lambda: access.disable_user(ctx, "sam"),
-        lambda: access.enable_user(ctx, "sam"),
-        lambda: access.create_access_key(ctx, "rita"),
-        lambda: access.disable_access_key(ctx, created.access_key_id),
-        lambda: access.enable_access_key(ctx, created.access_key_id),
-        lambda: access.create_policy(ctx, "Mine", {"Version": "1", "Statement": [
+        lambda: users.create_user(ctx, "sam"),
+        lambda: users.disable_user(ctx, "sam"),
+        lambda: users.enable_user(ctx, "sam"),
+        lambda: users.create_access_key(ctx, "rita"),
+        lambda: users.disable_access_key(ctx, created.access_key_id),
+        lambda: users.enable_access_key(ctx, created.access_key_id),
+        lambda: policies.create_policy(ctx, "Mine", {"Version": "1", "Statement": [
             {"Effect": "Allow", "Action": "mq:GetCaCertificate", "Resource": "*"}]}),
-        lambda: access.attach_policy(ctx, "Mine", user="rita"),
-        lambda: access.detach_policy(ctx, "Mine", user="rita"),
-        lambda: access.delete_policy(ctx, "Mine"),
-        lambda: access.delete_access_key(ctx, access.show_user(ctx, "rita").access_keys[-1]["access_key_id"]),
-        lambda: access.delete_user(ctx, "sam"),
+        lambda: policies.attach_policy(ctx, "Mine", user="rita"),
+        lambda: policies.detach_policy(ctx, "Mine", user="rita"),
+        lambda: policies.delete_policy(ctx, "Mine"),
+        lambda: users.delete_access_key(ctx, users.show_user(ctx, "rita").access_keys[-1]["access_key_id"]),
+        lambda: users.delete_user(ctx, "sam"),
     ]
     for change in changes:
         before = _revision(ctx)
@@ -182,40 +182,40 @@ def test_every_access_change_moves_the_revision_a_server_cache_checks(ctx):
         assert _revision(ctx) > before, change
     before = _revision(ctx)
     with pytest.raises(Conflict):
-        access.create_user(ctx, "rita")  # refused: nothing changed, nothing moved
-    access.show_user(ctx, "rita")
+        users.create_user(ctx, "rita")  # refused: nothing changed, nothing moved
+    users.show_user(ctx, "rita")
     assert _revision(ctx) == before
 
 
 def test_key_grant_carries_policies_read_with_the_key_and_follows_changes(ctx):
-    created = access.create_user(ctx, "tia")
+    created = users.create_user(ctx, "tia")
 
     def grant():
         with ctx.store.core_transaction() as conn:
-            return access.key_grant(ctx, conn, created.access_key_id)
+            return authn.key_grant(ctx, conn, created.access_key_id)
 
     principal, secret = grant()
     assert principal.policies == () and secret == created.access_key_secret.encode()
     assert grant()[0] is principal  # unchanged revision: the cached grant
-    access.attach_policy(ctx, "PkiReadOnlyAccess", user="tia")
+    policies.attach_policy(ctx, "PkiReadOnlyAccess", user="tia")
     principal = grant()[0]
     assert [p.name for p in principal.policies] == ["PkiReadOnlyAccess"]
-    assert access.authorize(ctx, principal, "ca.list").allowed
-    access.disable_user(ctx, "tia")
+    assert authorize.authorize(ctx, principal, "ca.list").allowed
+    users.disable_user(ctx, "tia")
     with pytest.raises(PermissionDenied) as info:
         grant()
     assert info.value.code == "invalid_access_key"
     # resolve_access_key's principal is kept longer than a request: no snapshot, authorize reads.
-    access.enable_user(ctx, "tia")
-    assert access.resolve_access_key(ctx, created.access_key_id)[0].policies is None
+    users.enable_user(ctx, "tia")
+    assert authn.resolve_access_key(ctx, created.access_key_id)[0].policies is None
 
 
 def test_authorize_refusal_tells_what_to_do_and_is_audited(ctx):
-    access.create_user(ctx, "eve")
-    principal, _ = access.resolve_access_key(ctx, access.show_user(ctx, "eve").access_keys[0]["access_key_id"])
-    rc = access.RequestContext(source_ip="203.0.113.5", request_id="req-42", secure_transport=True)
+    users.create_user(ctx, "eve")
+    principal, _ = authn.resolve_access_key(ctx, users.show_user(ctx, "eve").access_keys[0]["access_key_id"])
+    rc = authorize.RequestContext(source_ip="203.0.113.5", request_id="req-42", secure_transport=True)
     with pytest.raises(PermissionDenied) as info:
-        access.authorize(ctx, principal, "ca.register", request_context=rc)
+        authorize.authorize(ctx, principal, "ca.register", request_context=rc)
     err = info.value
     assert err.code == "access_denied" and err.data["action"] == "mq:RegisterCa"
     assert "mq:RegisterCa" in err.message and "pki policy attach" in err.message and "eve" in err.message
@@ -223,17 +223,17 @@ def test_authorize_refusal_tells_what_to_do_and_is_audited(ctx):
     assert (rec.principal, rec.action, rec.source_ip, rec.request_id) == ("eve", "mq:RegisterCa", "203.0.113.5",
                                                                          "req-42")
     assert rec.resource == "acs:mq:local:default:default" and rec.details["access_key_id"] == principal.access_key_id
-    access.attach_policy(ctx, "PkiFullAccess", user="eve")
-    assert access.authorize(ctx, principal, "ca.register", request_context=rc).allowed
+    policies.attach_policy(ctx, "PkiFullAccess", user="eve")
+    assert authorize.authorize(ctx, principal, "ca.register", request_context=rc).allowed
     with pytest.raises(PermissionDenied) as info:
-        access.authorize(ctx, principal, "policy.attach", request_context=rc)
+        authorize.authorize(ctx, principal, "policy.attach", request_context=rc)
     assert info.value.data["resource"] == "acs:mq:local:default:*"
-    access.disable_user(ctx, "eve")
+    users.disable_user(ctx, "eve")
     with pytest.raises(PermissionDenied) as info:
-        access.authorize(ctx, principal, "ca.show")
+        authorize.authorize(ctx, principal, "ca.show")
     assert "disabled" in info.value.message
     with pytest.raises(InvalidInput):
-        access.authorize(ctx, principal, "ca.frobnicate")
+        authorize.authorize(ctx, principal, "ca.frobnicate")
 
 
 # -- the CLI ----------------------------------------------------------------------------------------

@@ -34,7 +34,7 @@ import click
 
 from ..errors import ConfigError, PkiError, ServerUnreachable
 from ..ids import parse_duration
-from ..services import access, artifacts, audit, cas, codes, crls, devices, managed
+from ..services import artifacts, audit, authorize, cas, codes, crls, devices, managed, policies, users
 from ..services import secrets as secret_service
 from ..services.policy import ACTIONS, parse_policy
 
@@ -247,34 +247,34 @@ OPERATIONS: dict[str, Operation] = {
     # broker artifacts: the server writes into its own --artifacts-dir; the local form takes more options
     "artifacts.publish": _(_publish_local, "POST", "/v1/artifacts/publish", body=_publish_body),
     # users, access keys, policies, audit
-    "user.create": _(lambda ctx, *, name: access.create_user(ctx, name), "POST", "/v1/users"),
-    "user.list": _(lambda ctx, **kw: access.list_users(ctx, **kw), "GET", "/v1/users"),
-    "user.show": _(lambda ctx, *, name: access.show_user(ctx, name), "GET", "/v1/users/{name}"),
-    "user.disable": _(lambda ctx, *, name: access.disable_user(ctx, name), "POST", "/v1/users/{name}/disable"),
-    "user.enable": _(lambda ctx, *, name: access.enable_user(ctx, name), "POST", "/v1/users/{name}/enable"),
-    "user.delete": _(lambda ctx, *, name: access.delete_user(ctx, name), "DELETE", "/v1/users/{name}"),
-    "user.key.create": _(lambda ctx, *, user: access.create_access_key(ctx, user), "POST", "/v1/users/{user}/keys"),
-    "user.key.disable": _(lambda ctx, *, access_key_id: access.disable_access_key(ctx, access_key_id), "POST",
+    "user.create": _(lambda ctx, *, name: users.create_user(ctx, name), "POST", "/v1/users"),
+    "user.list": _(lambda ctx, **kw: users.list_users(ctx, **kw), "GET", "/v1/users"),
+    "user.show": _(lambda ctx, *, name: users.show_user(ctx, name), "GET", "/v1/users/{name}"),
+    "user.disable": _(lambda ctx, *, name: users.disable_user(ctx, name), "POST", "/v1/users/{name}/disable"),
+    "user.enable": _(lambda ctx, *, name: users.enable_user(ctx, name), "POST", "/v1/users/{name}/enable"),
+    "user.delete": _(lambda ctx, *, name: users.delete_user(ctx, name), "DELETE", "/v1/users/{name}"),
+    "user.key.create": _(lambda ctx, *, user: users.create_access_key(ctx, user), "POST", "/v1/users/{user}/keys"),
+    "user.key.disable": _(lambda ctx, *, access_key_id: users.disable_access_key(ctx, access_key_id), "POST",
                           "/v1/access-keys/{access_key_id}/disable"),
-    "user.key.enable": _(lambda ctx, *, access_key_id: access.enable_access_key(ctx, access_key_id), "POST",
+    "user.key.enable": _(lambda ctx, *, access_key_id: users.enable_access_key(ctx, access_key_id), "POST",
                          "/v1/access-keys/{access_key_id}/enable"),
-    "user.key.delete": _(lambda ctx, *, access_key_id: access.delete_access_key(ctx, access_key_id), "DELETE",
+    "user.key.delete": _(lambda ctx, *, access_key_id: users.delete_access_key(ctx, access_key_id), "DELETE",
                          "/v1/access-keys/{access_key_id}"),
     "policy.create": _(
-        lambda ctx, *, name, document, description: access.create_policy(ctx, name, document,
-                                                                         description=description),
+        lambda ctx, *, name, document, description: policies.create_policy(ctx, name, document,
+                                                                           description=description),
         "POST", "/v1/policies",
         body=lambda *, name, document, description: {"name": name, "document": _policy_document(name, document),
                                                      "description": description}),
-    "policy.list": _(lambda ctx, **kw: access.list_policies(ctx, **kw), "GET", "/v1/policies"),
-    "policy.show": _(lambda ctx, *, name: access.show_policy(ctx, name), "GET", "/v1/policies/{name}"),
-    "policy.delete": _(lambda ctx, *, name: access.delete_policy(ctx, name), "DELETE", "/v1/policies/{name}"),
-    "policy.attach": _(lambda ctx, *, name, user: access.attach_policy(ctx, name, user=user), "POST",
+    "policy.list": _(lambda ctx, **kw: policies.list_policies(ctx, **kw), "GET", "/v1/policies"),
+    "policy.show": _(lambda ctx, *, name: policies.show_policy(ctx, name), "GET", "/v1/policies/{name}"),
+    "policy.delete": _(lambda ctx, *, name: policies.delete_policy(ctx, name), "DELETE", "/v1/policies/{name}"),
+    "policy.attach": _(lambda ctx, *, name, user: policies.attach_policy(ctx, name, user=user), "POST",
                        "/v1/policies/{name}/attach"),
-    "policy.detach": _(lambda ctx, *, name, user: access.detach_policy(ctx, name, user=user), "POST",
+    "policy.detach": _(lambda ctx, *, name, user: policies.detach_policy(ctx, name, user=user), "POST",
                        "/v1/policies/{name}/detach"),
     "policy.simulate": _(
-        lambda ctx, *, user, action, resource, source_ip, secure_transport, at, context: access.simulate(
+        lambda ctx, *, user, action, resource, source_ip, secure_transport, at, context: authorize.simulate(
             ctx, user, action, resource, source_ip=source_ip, secure_transport=secure_transport,
             now=_iso(at), extra=context),
         "POST", "/v1/policies/simulate"),

@@ -9,7 +9,7 @@ thread as the operation, so a request pays for one thread hop at most.
 A route then calls ``caller.run("ca.show", cas.show_ca, ...)`` (in the
 worker thread FastAPI runs a sync route in) or ``await caller.call(...)``
 (from an async route), which authenticates, authorizes the operation
-(:func:`access.authorize`: 403 ``access_denied``, audited) and runs the
+(:func:`authorize.authorize`: 403 ``access_denied``, audited) and runs the
 service inside :func:`audit.acting_as`, so its audit records carry the
 principal, source IP and request id.
 
@@ -32,11 +32,9 @@ from typing import Any, TypeVar
 from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
-from .. import signing
-from ..services import access, audit, authn
-from ..services.access import Principal
+from ..services import audit, authn, authorize
+from ..services.authorize import Principal, RequestContext
 from ..services.context import Context
-from ..services.policy import RequestContext
 
 __all__ = ["Caller", "signed"]
 
@@ -70,7 +68,7 @@ class Caller:
         rc = RequestContext(now=self.ctx.clock.now(), source_ip=self.source_ip,
                             secure_transport=self.secure_transport, request_id=self.request_id)
         with self._acting(principal):
-            access.authorize(self.ctx, principal, operation, request_context=rc)
+            authorize.authorize(self.ctx, principal, operation, request_context=rc)
 
     def _acting(self, principal: Principal):
         return audit.acting_as(audit.Actor(principal=principal.name, source_ip=self.source_ip,
@@ -91,14 +89,20 @@ class Caller:
 
 
 async def signed(request: Request) -> Caller:
-    """No database work here (see the module docstring): it runs on the event loop."""
+    """No database work here (see the module docstring): it runs on the event loop.
+
+    The Starlette request becomes the plain values :func:`authn.authenticate` takes: the
+    path as sent (undecoded), the query string, the headers as a dict (a repeated header
+    keeps its first value, as ``request.headers.get`` would) and the body the middleware read.
+    """
     state = request.scope["state"]
     ctx = request.app.state.get_ctx()
-    signing.parse_headers(request.headers, now=ctx.clock.now().timestamp())  # unsigned or stale: 401 now
+    headers = dict(request.headers)
+    authn.check_headers(ctx, headers)  # unsigned or stale: 401 now
     raw_path = request.scope.get("raw_path") or request.scope["path"].encode()
     signed_request = dict(
         method=request.method, path=raw_path.decode("latin-1").split("?", 1)[0],
-        query=request.scope.get("query_string", b"").decode("latin-1"), headers=request.headers,
+        query=request.scope.get("query_string", b"").decode("latin-1"), headers=headers,
         body=state.get("body", b""), rate_limit=request.app.state.rate_limit,
     )
     return Caller(ctx=ctx, source_ip=state.get("source_ip"), secure_transport=request.url.scheme == "https",

@@ -1,28 +1,37 @@
 """Who is calling: signature, replay and rate checks, all against the shared database.
 
 Nothing here lives in one process's memory except what access keys resolve
-to (principal, secret, policies), kept by :func:`access.key_grant` and
-checked against the shared access revision on every request: nonces and
-token buckets are rows (``pki.store.http_repos``), so any number
-of ``pki serve`` processes on one PostgreSQL refuse the same replay and share
-one rate limit per access key.
+to (principal, secret, policies), kept by :func:`key_grant` and checked
+against the shared access revision on every request: nonces and token
+buckets are rows (``pki.store.http_repos``), so any number of ``pki serve``
+processes on one PostgreSQL refuse the same replay and share one rate limit
+per access key.
+
+A request comes in as plain values (method, path, query, a mapping of
+headers, body bytes): the HTTP front end adapts its framework's request
+(``pki.http.deps``), so nothing here knows one.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
+import hashlib
 import math
 import random
+import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from .. import signing
 from ..errors import PermissionDenied, RateLimited
-from ..store import http_repos
-from . import access
-from .access import Principal
+from ..store import access_repos, http_repos
+from .authorize import Principal, compiled_policies
 from .context import Context
+from .users import is_access_key_id
 
-__all__ = ["RateLimit", "RateLimited", "authenticate"]
+__all__ = ["RateLimit", "RateLimited", "check_headers", "authenticate", "key_grant", "known_secret",
+           "resolve_access_key"]
 
 #: A nonce is kept this long after its timestamp: the window plus a margin.
 NONCE_TTL = _dt.timedelta(seconds=2 * signing.MAX_SKEW + 60)
@@ -73,7 +82,109 @@ def _take_token(conn, *, access_key_id: str, limit: RateLimit, now: float) -> fl
     return 1.0 / limit.rate
 
 
-def authenticate(ctx: Context, *, method: str, path: str, query: str, headers, body: bytes,
+# == what access keys resolve to ==============================================================
+
+_REFUSED_KEY = ("the access key is unknown or disabled: check PKI_ACCESS_KEY_ID and PKI_ACCESS_KEY_SECRET, "
+                "or ask the account owner for a new key (`pki user key create USER`)")
+
+
+class _GrantCache:
+    """What access keys resolve to, valid for one access revision (see AccessRevision)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.revision = -1
+        self.grants: dict[str, tuple[Principal, bytes]] = {}
+        #: Key id -> HMAC key, across revisions: a key's secret never changes (only
+        #: active keys get here, so made-up ids cannot grow it).
+        self.secrets: dict[str, bytes] = {}
+
+
+def key_grant(ctx: Context, conn, access_key_id: str) -> tuple[Principal, bytes]:
+    """The principal behind an access key (its policies attached) and the HMAC key, in ``conn``'s transaction.
+
+    The principal carries its policies as of this transaction: use it for one
+    request, as the HTTP service does.
+
+    Per call this reads one counter (the access revision); the key, the user's
+    status and policies are read again only after a change to any user, key,
+    policy or attachment, from any process, so a key or user disabled elsewhere
+    stops working at the next request.  Unknown key, disabled key and
+    disabled user all get the same refusal.
+    """
+    if not is_access_key_id(access_key_id):
+        raise PermissionDenied(_REFUSED_KEY, code="invalid_access_key")
+    cache: _GrantCache = ctx.memo(("access_grants",), _GrantCache)
+    revision = access_repos.access_revision(conn)
+    with cache.lock:
+        if cache.revision == revision:
+            grant = cache.grants.get(access_key_id)
+            if grant is not None:
+                return grant
+    grant = _load_grant(ctx, conn, access_key_id)
+    with cache.lock:
+        if cache.revision != revision:
+            cache.revision, cache.grants = revision, {}
+        # Only keys that exist and are active are kept: unknown ids cannot grow the cache.
+        cache.grants[access_key_id] = grant
+        cache.secrets[access_key_id] = grant[1]
+    return grant
+
+
+def known_secret(ctx: Context, access_key_id: str) -> bytes | None:
+    """The HMAC key of an access key this process has resolved before, without the database
+    (whether the key is still active is :func:`key_grant`'s to say)."""
+    cache = ctx.peek(("access_grants",))
+    return cache.secrets.get(access_key_id) if cache is not None else None
+
+
+def _load_grant(ctx: Context, conn, access_key_id: str) -> tuple[Principal, bytes]:
+    row = access_repos.get_key_with_user(conn, access_key_id=access_key_id)
+    if row is None or row.key_status != "ACTIVE" or row.user_status != "ACTIVE":
+        raise PermissionDenied(_REFUSED_KEY, code="invalid_access_key")
+    sealed = bytes(row.sealed_secret)
+    digest = hashlib.sha256(sealed).digest()
+    secret = ctx.memo(("access_key_secret", access_key_id, digest),
+                      lambda: ctx.keystore.open_secret(sealed, key_id=access_key_id))
+    principal = Principal(kind="user", name=row.user_name, user_id=row.user_id, access_key_id=access_key_id,
+                          policies=tuple(compiled_policies(ctx, conn, row.user_id)))
+    return principal, secret
+
+
+def resolve_access_key(ctx: Context, access_key_id: str) -> tuple[Principal, bytes]:
+    """:func:`key_grant` in a transaction of its own, for a principal kept longer than one request:
+    without the policies snapshot, so :func:`pki.services.authorize.authorize` reads the user's status
+    and policies each time."""
+    with ctx.store.core_transaction(readonly=True) as conn:
+        principal, secret = key_grant(ctx, conn, access_key_id)
+    return dataclasses.replace(principal, policies=None), secret
+
+
+# == requests =================================================================================
+
+#: The signing headers by lower-case name: HTTP header names are case-insensitive (RFC 9110, 5.1).
+_SIGNING_HEADERS = {name.lower(): name for name in (
+    signing.HEADER_ACCESS_KEY, signing.HEADER_TIMESTAMP, signing.HEADER_NONCE, signing.HEADER_SIGNATURE)}
+
+
+def _signing_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """The signing headers of ``headers`` under their canonical names; of a repeated one, the first."""
+    found: dict[str, str] = {}
+    for name, value in headers.items():
+        canonical = _SIGNING_HEADERS.get(name.lower())
+        if canonical is not None:
+            found.setdefault(canonical, value)
+    return found
+
+
+def check_headers(ctx: Context, headers: Mapping[str, str], *, now: _dt.datetime | None = None
+                  ) -> signing.SignedHeaders:
+    """The signing headers, well-formed and within the time window at ``now`` (default: the Context's
+    clock), or SignatureError; no database work."""
+    return signing.parse_headers(_signing_headers(headers), now=(ctx.clock.now() if now is None else now).timestamp())
+
+
+def authenticate(ctx: Context, *, method: str, path: str, query: str, headers: Mapping[str, str], body: bytes,
                  rate_limit: RateLimit | None) -> Principal:
     """The principal that signed this request (its policies attached), or SignatureError / RateLimited.
 
@@ -85,17 +196,17 @@ def authenticate(ctx: Context, *, method: str, path: str, query: str, headers, b
     token; a key disabled meanwhile is refused there.
     """
     now = ctx.clock.now()
-    signed = signing.parse_headers(headers, now=now.timestamp())
+    signed = check_headers(ctx, headers, now=now)
     retry_after = None
     try:
-        secret = access.known_secret(ctx, signed.access_key_id)
+        secret = known_secret(ctx, signed.access_key_id)
         if secret is None:
-            secret = access.resolve_access_key(ctx, signed.access_key_id)[1]
+            secret = resolve_access_key(ctx, signed.access_key_id)[1]
         signing.check_signature(signed, secret=secret, method=method, path=path, query=query, body=body)
         # Not durable: a crash can lose only nonces of requests that changed nothing, since
         # the operation's own (durable) commit comes later in the log and carries this one.
         with ctx.store.core_transaction(durable=False) as conn:
-            principal, current = access.key_grant(ctx, conn, signed.access_key_id)
+            principal, current = key_grant(ctx, conn, signed.access_key_id)
             if current != secret:  # never, while key secrets are immutable; checked all the same
                 signing.check_signature(signed, secret=current, method=method, path=path, query=query, body=body)
             fresh = http_repos.remember_nonce(

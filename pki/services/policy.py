@@ -1,8 +1,8 @@
 """The access-policy engine: RAM-style documents, the action catalogue, decisions.
 
 Pure: no store, no clock of its own (the time comes in the request context).
-:mod:`pki.services.access` keeps policies and principals in the store and
-calls :func:`evaluate` and :func:`authorize` here.
+:mod:`pki.services.policies` keeps policies in the store and
+:mod:`pki.services.authorize` calls :func:`evaluate` and :func:`authorize` here.
 
 A document, as the seed (Alibaba Cloud RAM) writes it::
 

@@ -1,7 +1,7 @@
 """The /v1 API: one module per endpoint family, and the one route table below.
 
 Every route here needs a signed request (:mod:`pki.signing`) and is
-authorized per operation (:func:`pki.services.access.authorize`); the paths
+authorized per operation (:func:`pki.services.authorize.authorize`); the paths
 that need neither are :data:`pki.http.app.PUBLIC_PATHS`, and only those.
 """
 

@@ -8,8 +8,8 @@ from fastapi import APIRouter, Query
 
 from ...errors import InvalidState
 from ...ids import parse_time
-from ...services import access as service
 from ...services import audit as audit_service
+from ...services import authorize, policies, users
 from ...services.policy import ACTIONS
 from .. import models as m
 from ._common import CALLER, CURSOR, LIMIT, Caller, out
@@ -23,53 +23,53 @@ router = APIRouter()
 @router.post("/users", status_code=201, response_model=m.UserCreated,
              summary="Create a user with one access key (the secret is in this answer only)")
 def user_create(body: m.UserCreate, caller: Caller = CALLER):
-    return out(caller.run("user.create", service.create_user, body.name), 201)
+    return out(caller.run("user.create", users.create_user, body.name), 201)
 
 
 @router.get("/users", response_model=m.UserPage, summary="List users")
 def user_list(limit: int | None = LIMIT, cursor: str | None = CURSOR, caller: Caller = CALLER):
-    return out(caller.run("user.list", service.list_users, limit=limit, cursor=cursor))
+    return out(caller.run("user.list", users.list_users, limit=limit, cursor=cursor))
 
 
 @router.get("/users/{name}", response_model=m.UserPublic, summary="Show a user")
 def user_show(name: str, caller: Caller = CALLER):
-    return out(caller.run("user.show", service.show_user, name))
+    return out(caller.run("user.show", users.show_user, name))
 
 
 @router.post("/users/{name}/disable", response_model=m.UserPublic, summary="Disable a user (its keys stop working)")
 def user_disable(name: str, caller: Caller = CALLER):
-    return out(caller.run("user.disable", service.disable_user, name))
+    return out(caller.run("user.disable", users.disable_user, name))
 
 
 @router.post("/users/{name}/enable", response_model=m.UserPublic, summary="Enable a user again")
 def user_enable(name: str, caller: Caller = CALLER):
-    return out(caller.run("user.enable", service.enable_user, name))
+    return out(caller.run("user.enable", users.enable_user, name))
 
 
 @router.delete("/users/{name}", response_model=m.Deleted, summary="Delete a user with its keys")
 def user_delete(name: str, caller: Caller = CALLER):
-    return out(caller.run("user.delete", service.delete_user, name))
+    return out(caller.run("user.delete", users.delete_user, name))
 
 
 @router.post("/users/{name}/keys", status_code=201, response_model=m.AccessKeyCreated,
              summary="Create an access key (the secret is in this answer only)")
 def key_create(name: str, caller: Caller = CALLER):
-    return out(caller.run("user.key.create", service.create_access_key, name), 201)
+    return out(caller.run("user.key.create", users.create_access_key, name), 201)
 
 
 @router.post("/access-keys/{access_key_id}/disable", response_model=m.AccessKeyPublic, summary="Disable an access key")
 def key_disable(access_key_id: str, caller: Caller = CALLER):
-    return out(caller.run("user.key.disable", service.disable_access_key, access_key_id))
+    return out(caller.run("user.key.disable", users.disable_access_key, access_key_id))
 
 
 @router.post("/access-keys/{access_key_id}/enable", response_model=m.AccessKeyPublic, summary="Enable an access key")
 def key_enable(access_key_id: str, caller: Caller = CALLER):
-    return out(caller.run("user.key.enable", service.enable_access_key, access_key_id))
+    return out(caller.run("user.key.enable", users.enable_access_key, access_key_id))
 
 
 @router.delete("/access-keys/{access_key_id}", response_model=m.Deleted, summary="Delete an access key")
 def key_delete(access_key_id: str, caller: Caller = CALLER):
-    return out(caller.run("user.key.delete", service.delete_access_key, access_key_id))
+    return out(caller.run("user.key.delete", users.delete_access_key, access_key_id))
 
 
 # -- policies ----------------------------------------------------------------------------------
@@ -77,13 +77,13 @@ def key_delete(access_key_id: str, caller: Caller = CALLER):
 
 @router.post("/policies", status_code=201, response_model=m.PolicyPublic, summary="Create a custom policy")
 def policy_create(body: m.PolicyCreate, caller: Caller = CALLER):
-    return out(caller.run("policy.create", service.create_policy, body.name, body.document,
+    return out(caller.run("policy.create", policies.create_policy, body.name, body.document,
                           description=body.description), 201)
 
 
 @router.get("/policies", response_model=m.PolicyPage, summary="List system and custom policies")
 def policy_list(limit: int | None = LIMIT, cursor: str | None = CURSOR, caller: Caller = CALLER):
-    return out(caller.run("policy.list", service.list_policies, limit=limit, cursor=cursor))
+    return out(caller.run("policy.list", policies.list_policies, limit=limit, cursor=cursor))
 
 
 @router.get("/policies/actions", response_model=m.ActionPage,
@@ -98,29 +98,29 @@ def policy_actions(caller: Caller = CALLER):
 @router.post("/policies/simulate", response_model=m.DecisionOut,
              summary="Would a user be allowed an action? Says which statement decides")
 def policy_simulate(body: m.PolicySimulate, caller: Caller = CALLER):
-    return out(caller.run("policy.simulate", service.simulate, body.user, body.action, body.resource,
+    return out(caller.run("policy.simulate", authorize.simulate, body.user, body.action, body.resource,
                           source_ip=body.source_ip, secure_transport=body.secure_transport,
                           now=parse_time(body.at, what="at") if body.at is not None else None, extra=body.context))
 
 
 @router.get("/policies/{name}", response_model=m.PolicyPublic, summary="Show a policy")
 def policy_show(name: str, caller: Caller = CALLER):
-    return out(caller.run("policy.show", service.show_policy, name))
+    return out(caller.run("policy.show", policies.show_policy, name))
 
 
 @router.delete("/policies/{name}", response_model=m.Deleted, summary="Delete a custom policy")
 def policy_delete(name: str, caller: Caller = CALLER):
-    return out(caller.run("policy.delete", service.delete_policy, name))
+    return out(caller.run("policy.delete", policies.delete_policy, name))
 
 
 @router.post("/policies/{name}/attach", response_model=m.AttachmentPublic, summary="Attach a policy to a user")
 def policy_attach(name: str, body: m.PolicyAttach, caller: Caller = CALLER):
-    return out(caller.run("policy.attach", service.attach_policy, name, user=body.user))
+    return out(caller.run("policy.attach", policies.attach_policy, name, user=body.user))
 
 
 @router.post("/policies/{name}/detach", response_model=m.AttachmentPublic, summary="Detach a policy from a user")
 def policy_detach(name: str, body: m.PolicyAttach, caller: Caller = CALLER):
-    return out(caller.run("policy.detach", service.detach_policy, name, user=body.user))
+    return out(caller.run("policy.detach", policies.detach_policy, name, user=body.user))
 
 
 # -- audit -------------------------------------------------------------------------------------
