@@ -9,11 +9,8 @@ own process.
 
 from __future__ import annotations
 
-import ctypes
 import datetime as _dt
 import os
-import signal
-import sys
 from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +20,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
 
 from ...durable import write_new
+from ...process import die_with_parent
 from ...keys import SoftwareKeystore, generate_private_key, load_master_key
 from ... import x509 as px509
 from ..devices import DeviceProfile, device_row_values, parse_sans, private_key_pem, sign_device
@@ -39,7 +37,7 @@ def _init_worker(
     """Runs once per worker: load the master key, unseal the CA key, parse the CA once."""
     global _worker
     if parent_pid is not None:
-        _die_with_parent(parent_pid)
+        die_with_parent(parent_pid)
     # A MasterKey cannot be pickled (on purpose), so each worker reads the file itself.
     signer = SoftwareKeystore(load_master_key(Path(master_key_file))).signer(sealed, key_id=key_id)
     ca_cert = x509.load_der_x509_certificate(profile.ca_cert_der)
@@ -55,19 +53,6 @@ def _forget_worker() -> None:
     """Drop this process's worker state (the in-process path held the unsealed CA key in it)."""
     global _worker
     _worker = None
-
-
-def _die_with_parent(parent_pid: int) -> None:
-    """Linux: if the writer is killed (-9), its workers go too instead of idling forever."""
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except Exception:  # noqa: BLE001 - best effort; a worker without it is only idle
-        return
-    if os.getppid() != parent_pid:  # the parent died before prctl took effect
-        os._exit(1)
 
 
 def _sign_chunk(rows: list[tuple[str, tuple[str, ...]]]) -> list[tuple[str, dict]]:
