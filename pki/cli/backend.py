@@ -142,12 +142,8 @@ def _iso(text: str | None) -> _dt.datetime | None:
 
 
 def _issue(ctx, *, ca, csr, generate, client_id, days, sans, key_type) -> dict:
-    issued = devices.issue_device(ctx, ca=ca, csr=csr, generate=generate, client_id=client_id, days=days,
-                                  sans=tuple(sans), key_type=key_type)
-    result = {**issued.device.as_json(), "certificate_pem": issued.certificate_pem, "chain_pem": issued.chain_pem}
-    if issued.private_key is not None:
-        result["private_key_pem"] = devices.private_key_pem(issued.private_key).decode("ascii")
-    return result
+    return devices.issue_device(ctx, ca=ca, csr=csr, generate=generate, client_id=client_id, days=days,
+                                sans=tuple(sans), key_type=key_type).as_json()
 
 
 def _publish_local(ctx, *, out_dir, crl_lifetime, **kw):
