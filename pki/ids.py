@@ -142,8 +142,14 @@ _DURATION = re.compile(r"^\s*([0-9]{1,9})\s*([smhd])\s*$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
-def parse_duration(text: str) -> _dt.timedelta:
-    """``90s``, ``15m``, ``1h``, ``7d`` -> timedelta."""
+def parse_duration(text: str, *, allow_zero: bool = False) -> _dt.timedelta:
+    """``90s``, ``15m``, ``1h``, ``7d`` -> timedelta.
+
+    With ``allow_zero``, ``0`` alone (no unit) also means no time at all: a
+    grace period or a clock skew of none reads naturally that way.
+    """
+    if allow_zero and text.strip() == "0":
+        return _dt.timedelta(0)
     m = _DURATION.match(text)
     if not m:
         raise InvalidInput(

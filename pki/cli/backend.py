@@ -36,7 +36,7 @@ from ..errors import ConfigError, PkiError, ServerUnreachable
 from ..ids import parse_duration
 from ..services import artifacts, audit, authorize, cas, codes, crls, devices, managed, policies, users
 from ..services import secrets as secret_service
-from ..services.policy import ACTIONS, parse_policy
+from ..services.policy import action_catalogue, parse_policy
 
 __all__ = ["call", "is_remote", "require_local", "OPERATIONS", "Operation"]
 
@@ -122,11 +122,6 @@ def _pem(data: bytes | None, label: str) -> str | None:
     return f"-----BEGIN {label}-----\n{lines}\n-----END {label}-----\n"
 
 
-def _grace(text: str) -> _dt.timedelta:
-    # "0" alone means none, as the issue writes it; anything else needs a unit.
-    return _dt.timedelta(0) if text.strip() == "0" else parse_duration(text)
-
-
 def _iso(text: str | None) -> _dt.datetime | None:
     return _dt.datetime.fromisoformat(text) if text is not None else None
 
@@ -135,12 +130,8 @@ def _iso(text: str | None) -> _dt.datetime | None:
 
 
 def _issue(ctx, *, ca, csr, generate, client_id, days, sans, key_type) -> dict:
-    issued = devices.issue_device(ctx, ca=ca, csr=csr, generate=generate, client_id=client_id, days=days,
-                                  sans=tuple(sans), key_type=key_type)
-    result = {**issued.device.as_json(), "certificate_pem": issued.certificate_pem, "chain_pem": issued.chain_pem}
-    if issued.private_key is not None:
-        result["private_key_pem"] = devices.private_key_pem(issued.private_key).decode("ascii")
-    return result
+    return devices.issue_device(ctx, ca=ca, csr=csr, generate=generate, client_id=client_id, days=days,
+                                sans=tuple(sans), key_type=key_type).as_json()
 
 
 def _publish_local(ctx, *, out_dir, crl_lifetime, **kw):
@@ -161,11 +152,6 @@ def _publish_body(*, require_crls, keep, crl_lifetime, listener_port, **local_on
             f"{', '.join(given)}: local-only with `pki artifacts publish`; against a server it publishes into the "
             "directory `pki serve --artifacts-dir` names, on the server's machine (run the reload there)")
     return {"require_crls": require_crls, "keep": keep, "crl_lifetime": crl_lifetime, "listener_port": listener_port}
-
-
-def _actions(ctx=None) -> dict:
-    return {"items": [{"operation": op.name, "action": op.action, "dependents": list(op.dependents),
-                       "access": op.access, "scope": op.scope} for op in ACTIONS.values()], "next_cursor": None}
 
 
 def _policy_document(name: str, document: bytes) -> dict:
@@ -225,7 +211,8 @@ OPERATIONS: dict[str, Operation] = {
     "secret.register": _(lambda ctx, **kw: secret_service.register_secret(ctx, **kw), "POST", "/v1/secrets"),
     "secret.show": _(lambda ctx, **kw: secret_service.show_secret(ctx, **kw), "GET", "/v1/secrets/{client_id}"),
     "secret.refresh": _(lambda ctx, *, client_id, grace: secret_service.refresh_secret(
-        ctx, client_id=client_id, grace=_grace(grace)), "POST", "/v1/secrets/{client_id}/refresh"),
+        ctx, client_id=client_id, grace=parse_duration(grace, allow_zero=True)),
+        "POST", "/v1/secrets/{client_id}/refresh"),
     "secret.unregister": _(lambda ctx, **kw: secret_service.unregister_secret(ctx, **kw), "DELETE",
                            "/v1/secrets/{client_id}"),
     "secret.activate": _(lambda ctx, **kw: secret_service.activate_secret(ctx, **kw), "POST",
@@ -234,7 +221,7 @@ OPERATIONS: dict[str, Operation] = {
                            "/v1/secrets/{client_id}/deactivate", query=("group",)),
     "secret.list": _(lambda ctx, **kw: secret_service.list_secrets(ctx, **kw), "GET", "/v1/secrets"),
     "secret.verify": _(lambda ctx, *, clock_skew, **kw: secret_service.authenticate(
-        ctx, clock_skew=_grace(clock_skew), **kw), "POST", "/v1/secrets/verify"),
+        ctx, clock_skew=parse_duration(clock_skew, allow_zero=True), **kw), "POST", "/v1/secrets/verify"),
     "secret.derive": _(lambda ctx, **kw: secret_service.derive_member_secret(ctx, **kw), "GET",
                        "/v1/secret-groups/{group}/members/{client_id}/secret"),
     "secret.group.create": _(lambda ctx, **kw: secret_service.create_group(ctx, **kw), "POST", "/v1/secret-groups"),
@@ -278,7 +265,7 @@ OPERATIONS: dict[str, Operation] = {
             ctx, user, action, resource, source_ip=source_ip, secure_transport=secure_transport,
             now=_iso(at), extra=context),
         "POST", "/v1/policies/simulate"),
-    "policy.actions": _(_actions, "GET", "/v1/policies/actions", store=False),
+    "policy.actions": _(lambda ctx: action_catalogue(), "GET", "/v1/policies/actions", store=False),
     "audit.list": _(lambda ctx, **kw: audit.list_records(ctx, **kw), "GET", "/v1/audit"),
     "audit.verify": _(lambda ctx: audit.verify(ctx), "GET", "/v1/audit/verify", recover=_audit_broken),
 }

@@ -8,9 +8,6 @@ import time
 from pathlib import Path
 
 import click
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.serialization import pkcs12
 
 from ..ids import parse_time
 from ..keys import KEY_TYPES
@@ -41,18 +38,6 @@ def _write_private(path: Path, data: bytes) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as fh:
         fh.write(data)
-
-
-def _pkcs12(issued: dict, password: bytes) -> bytes:
-    """The PKCS#12 of an issuance answer (local or remote: both carry the PEMs)."""
-    chain = x509.load_pem_x509_certificates(issued["chain_pem"].encode()) if issued.get("chain_pem") else []
-    return pkcs12.serialize_key_and_certificates(
-        name=issued["client_id"].encode(),
-        key=serialization.load_pem_private_key(issued["private_key_pem"].encode(), password=None),
-        cert=x509.load_pem_x509_certificate(issued["certificate_pem"].encode()),
-        cas=chain,
-        encryption_algorithm=serialization.BestAvailableEncryption(password),
-    )
 
 
 @click.group("device")
@@ -96,11 +81,13 @@ def device_issue(state: State, ca_sn, csr, generate, client_id, days, sans, key_
         (directory / f"{name}.pem").write_text(result["certificate_pem"] + result["chain_pem"])
         files = [str(directory / f"{name}.pem")]
         if key_pem is not None:
+            # The answer is JSON whether local or remote: back to objects for the one serializer.
+            issued = devices.Issued.from_json({**result, "private_key_pem": key_pem})
             if fmt == "p12":
-                _write_private(directory / f"{name}.p12", _pkcs12({**result, "private_key_pem": key_pem}, password))
+                _write_private(directory / f"{name}.p12", devices.pkcs12_bytes(issued, password=password))
                 files.append(str(directory / f"{name}.p12"))
             else:
-                _write_private(directory / f"{name}.key.pem", key_pem.encode("ascii"))
+                _write_private(directory / f"{name}.key.pem", devices.private_key_pem(issued.private_key))
                 files.append(str(directory / f"{name}.key.pem"))
         result["files"] = files
     fields = DEVICE_FIELDS + ("files",) if out else DEVICE_FIELDS + ("certificate_pem", "private_key_pem")

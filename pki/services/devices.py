@@ -3,32 +3,21 @@
 from __future__ import annotations
 
 import datetime as _dt
-import ipaddress
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.serialization import pkcs12
-from cryptography.x509.oid import ExtendedKeyUsageOID
-from cryptography.x509.verification import (
-    Criticality,
-    ExtensionPolicy,
-    PolicyBuilder,
-    Store as TrustStore,
-    VerificationError,
-)
 
 from ..errors import Conflict, InvalidInput, InvalidState, NotFound
-from ..ids import (
-    looks_like_fingerprint,
-    parse_fingerprint,
-    parse_serial,
-    validate_client_id,
-)
+from ..ids import looks_like_fingerprint, parse_fingerprint, parse_serial, validate_client_id
 from ..keys import KEY_TYPES, generate_private_key
 from ..store import DEVICE_STATUSES, CaCertificate, DeviceCertificate, repos
 from .. import x509 as px509
+from ..x509.bundles import pkcs12_bundle, private_key_pem
+from ..x509.crl import REVOCATION_REASONS
+from ..x509.sans import parse_sans
 from .cas import resolve_ca
 from .paging import after_position, page_limit, page_of, parse_status
 from . import audit
@@ -38,38 +27,12 @@ from .managed import _check_can_issue, ca_signer
 from .schemas import DevicePublic, Page
 
 __all__ = [
-    "Issued",
-    "DeviceProfile",
-    "REVOCATION_REASONS",
-    "issue_device",
-    "register_device",
-    "show_device",
-    "find_devices",
-    "list_devices",
-    "activate_device",
-    "deactivate_device",
-    "revoke_device",
-    "delete_device",
-    "parse_sans",
-    "pkcs12_bytes",
-    "private_key_pem",
-    "device_profile",
+    "Issued", "DeviceProfile", "REVOCATION_REASONS", "issue_device", "register_device", "show_device",
+    "find_devices", "list_devices", "activate_device", "deactivate_device", "revoke_device", "delete_device",
+    "parse_sans", "pkcs12_bytes", "private_key_pem", "device_profile",
 ]
 
 DEFAULT_DEVICE_DAYS = 365
-
-#: RFC 5280 reason names a revocation may give.  certificateHold is not one:
-#: a hold is `deactivate` (INACTIVE), which can be undone.
-REVOCATION_REASONS = {
-    "unspecified": x509.ReasonFlags.unspecified,
-    "keyCompromise": x509.ReasonFlags.key_compromise,
-    "cACompromise": x509.ReasonFlags.ca_compromise,
-    "affiliationChanged": x509.ReasonFlags.affiliation_changed,
-    "superseded": x509.ReasonFlags.superseded,
-    "cessationOfOperation": x509.ReasonFlags.cessation_of_operation,
-    "privilegeWithdrawn": x509.ReasonFlags.privilege_withdrawn,
-    "aACompromise": x509.ReasonFlags.aa_compromise,
-}
 
 
 @dataclass(frozen=True)
@@ -89,61 +52,30 @@ class Issued:
     def chain_pem(self) -> str:
         return "".join(c.public_bytes(px509.PEM).decode("ascii") for c in self.chain)
 
+    def as_json(self) -> dict[str, Any]:
+        """The issuance answer: the device, its PEMs, and the key PEM when it was generated here."""
+        result = {**self.device.as_json(), "certificate_pem": self.certificate_pem, "chain_pem": self.chain_pem}
+        if self.private_key is not None:
+            result["private_key_pem"] = private_key_pem(self.private_key).decode("ascii")
+        return result
 
-def private_key_pem(key) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
+    @classmethod
+    def from_json(cls, answer: Mapping[str, Any]) -> "Issued":
+        """The inverse of :meth:`as_json`, for an answer that came back from a server."""
+        key_pem = answer.get("private_key_pem")
+        return cls(
+            device=DevicePublic.model_validate(answer),
+            certificate=x509.load_pem_x509_certificate(answer["certificate_pem"].encode()),
+            chain=tuple(x509.load_pem_x509_certificates(answer["chain_pem"].encode())) if answer.get("chain_pem")
+            else (),
+            private_key=serialization.load_pem_private_key(key_pem.encode(), password=None) if key_pem else None,
+        )
 
 
 def pkcs12_bytes(issued: Issued, *, password: bytes) -> bytes:
-    if not password:
-        raise InvalidInput("a PKCS#12 file needs a password", code="pkcs12_password_required")
-    return pkcs12.serialize_key_and_certificates(
-        name=issued.device.client_id.encode(),
-        key=issued.private_key,
-        cert=issued.certificate,
-        cas=list(issued.chain),
-        encryption_algorithm=serialization.BestAvailableEncryption(password),
-    )
-
-
-def parse_sans(values: Sequence[str]) -> tuple[x509.GeneralName, ...]:
-    """``dns:x``, ``ip:x``, ``uri:x``; a bare value is an IP if it parses as one, else a DNS name."""
-    names: list[x509.GeneralName] = []
-    for raw in values:
-        value = raw.strip()
-        kind, _, rest = value.partition(":")
-        try:
-            if kind.lower() == "uri" and rest:
-                names.append(x509.UniformResourceIdentifier(rest))
-            elif kind.lower() == "ip" and rest:
-                names.append(x509.IPAddress(ipaddress.ip_address(rest)))
-            elif kind.lower() == "dns" and rest:
-                names.append(x509.DNSName(_dns_name(rest)))
-            else:
-                try:
-                    names.append(x509.IPAddress(ipaddress.ip_address(value)))
-                except ValueError:
-                    names.append(x509.DNSName(_dns_name(value)))
-        except ValueError as exc:
-            raise InvalidInput(f"SAN {raw!r}: {exc}", code="invalid_san") from None
-    if len(names) > 16:
-        raise InvalidInput("at most 16 SANs per device", code="invalid_san")
-    return tuple(names)
-
-
-def _dns_name(value: str) -> str:
-    labels = value.split(".")
-    if (
-        not value
-        or len(value) > 253
-        or any(not (1 <= len(label) <= 63) for label in labels)
-        or any(not all(c.isascii() and (c.isalnum() or c == "-") for c in label) for label in labels)
-        or any(label.startswith("-") or label.endswith("-") for label in labels)
-    ):
-        raise ValueError("not a DNS name (letters, digits and hyphens, dot-separated)")
-    return value.lower()
+    """The generated key, the certificate and its chain, named by the client id."""
+    return pkcs12_bundle(name=issued.device.client_id, key=issued.private_key, certificate=issued.certificate,
+                         chain=issued.chain, password=password)
 
 
 # -- issuance -------------------------------------------------------------------------
@@ -336,76 +268,15 @@ def _issuer_state(session, ctx: Context, ref: str):
 # -- registration of certificates issued elsewhere ----------------------------------------
 
 
-def _check_leaf(cert: x509.Certificate, *, now: _dt.datetime) -> str:
-    """What cryptography's verifier does not check (BAD_INPUTS 23-26); returns the client id."""
-    what = "device certificate"
-    px509.check_serial(cert, what=what)
-    try:
-        bc = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
-        if bc.ca:
-            raise InvalidInput(f"{what}: basicConstraints says CA:TRUE; a device certificate is a leaf", code="leaf_is_ca")
-    except x509.ExtensionNotFound:
-        pass
-    px509.check_public_key(cert.public_key(), what=what)
-    px509.check_signature_algorithm(cert, what=what)
-    try:
-        eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
-    except x509.ExtensionNotFound:
-        eku = []
-    if ExtendedKeyUsageOID.CLIENT_AUTH not in eku:
-        raise InvalidInput(
-            f"{what}: its extended key usage lacks clientAuth, so a broker would refuse it",
-            code="leaf_missing_client_auth",
-        )
-    px509.check_validity(cert, now=now, what=what)
-    cns = px509.common_names(cert.subject)
-    if len(cns) != 1:
-        raise InvalidInput(f"{what}: its subject needs exactly one CN, the client id", code="missing_client_id")
-    return validate_client_id(cns[0])
-
-
-#: Web PKI rules, except that a device's identity is its CN: a SAN is optional.
-_DEVICE_EE_POLICY = ExtensionPolicy.webpki_defaults_ee().may_be_present(
-    x509.SubjectAlternativeName, Criticality.AGNOSTIC, None
-)
-
-
-def _verify_chain(leaf: x509.Certificate, ca: CaCertificate, *, now: _dt.datetime) -> None:
-    ca_cert = x509.load_der_x509_certificate(ca.cert_der)
-    chain = px509.load_certificates(ca.chain_pem.encode()) if ca.chain_pem else []
-    anchors = [chain[-1]] if chain else [ca_cert]
-    intermediates = [ca_cert, *chain[:-1]] if chain else []
-    verifier = (
-        PolicyBuilder()
-        .store(TrustStore(anchors))
-        .time(now)
-        .extension_policies(ca_policy=ExtensionPolicy.webpki_defaults_ca(), ee_policy=_DEVICE_EE_POLICY)
-        .build_client_verifier()
-    )
-    try:
-        verifier.verify(leaf, intermediates)
-    except VerificationError as exc:
-        raise InvalidInput(
-            f"device certificate does not verify under CA {ca.sn}: {exc}", code="chain_verification_failed"
-        ) from None
-
-
 def register_device(ctx: Context, *, certificate: bytes) -> DevicePublic:
     """Record a device certificate issued elsewhere by an ACTIVE CA of this instance."""
     now = ctx.clock.now()
     cert = px509.load_certificate(certificate, what="device certificate")
-    client_id = _check_leaf(cert, now=now)
+    client_id = px509.check_device_certificate(cert, now=now)
     der = cert.public_bytes(px509.DER)
     with ctx.store.transaction() as session:
         candidates = repos.cas_with_subject(session, instance=ctx.instance, subject=cert.issuer.rfc4514_string())
-        issuer = None
-        for ca in candidates:
-            try:
-                cert.verify_directly_issued_by(x509.load_der_x509_certificate(ca.cert_der))
-            except Exception:  # noqa: BLE001 - any failure means "not this CA"
-                continue
-            issuer = ca
-            break
+        issuer = next((ca for ca in candidates if px509.directly_issued_by(cert, ca.cert_der)), None)
         if issuer is None:
             raise NotFound(
                 f"no CA of instance {ctx.instance!r} issued this certificate (issuer "
@@ -419,7 +290,8 @@ def register_device(ctx: Context, *, certificate: bytes) -> DevicePublic:
             raise InvalidState(
                 f"CA {issuer.sn} is INACTIVE; activate it before registering its devices", code="ca_inactive"
             )
-        _verify_chain(cert, issuer, now=now)
+        ca_cert, chain = _issuer_material(ctx, issuer)
+        px509.verify_device_chain(cert, ca_cert=ca_cert, chain=chain, now=now, ca_name=issuer.sn)
         values = device_row_values(
             cert, instance=ctx.instance, ca_id=issuer.id, client_id=client_id,
             key_type=px509.public_key_type(cert.public_key()), now=now, source="registered",

@@ -67,6 +67,7 @@ __all__ = [
     "evaluate",
     "authorize",
     "required_actions",
+    "action_catalogue",
 ]
 
 # == the action catalogue ===================================================================
@@ -194,6 +195,12 @@ def required_actions(operation: str) -> tuple[str, ...]:
             f"{operation!r} is not an operation; known ones: {', '.join(sorted(ACTIONS))}",
             code="unknown_operation",
         ) from None
+
+
+def action_catalogue() -> dict[str, Any]:
+    """Every operation and the actions it needs, as one page (``pki policy actions``, GET /v1/policies/actions)."""
+    return {"items": [{"operation": op.name, "action": op.action, "dependents": list(op.dependents),
+                       "access": op.access, "scope": op.scope} for op in ACTIONS.values()], "next_cursor": None}
 
 
 # == resources ================================================================================

@@ -76,3 +76,14 @@ from .names import name_hash, subject_hash  # noqa: E402
 __all__ += [
     "crl", "names", "ocsp", "RevokedEntry", "MAX_CRL_NUMBER", "build_crl", "check_crl", "load_crl", "name_hash", "subject_hash",
 ]
+
+# -- device certificates: SANs as typed, leaves issued elsewhere, key files ----------
+from . import bundles, leaf, sans  # noqa: E402
+from .bundles import pkcs12_bundle, private_key_pem  # noqa: E402
+from .leaf import check_device_certificate, directly_issued_by, verify_device_chain  # noqa: E402
+from .sans import parse_sans  # noqa: E402
+
+__all__ += [
+    "bundles", "leaf", "sans", "check_device_certificate", "directly_issued_by", "verify_device_chain", "parse_sans",
+    "pkcs12_bundle", "private_key_pem",
+]

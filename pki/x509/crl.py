@@ -30,6 +30,7 @@ __all__ = [
     "check_crl",
     "crl_number_of",
     "REASONS",
+    "REVOCATION_REASONS",
     "HOLD",
 ]
 
@@ -49,6 +50,9 @@ REASONS: dict[str, x509.ReasonFlags] = {
     "aACompromise": x509.ReasonFlags.aa_compromise,
 }
 HOLD = "certificateHold"
+#: The reasons a revocation may give.  certificateHold is not one: a hold is a
+#: deactivation (INACTIVE), which can be undone, and goes on the CRL as HOLD.
+REVOCATION_REASONS: dict[str, x509.ReasonFlags] = {name: flag for name, flag in REASONS.items() if name != HOLD}
 
 _STRONG_HASHES = (hashes.SHA256, hashes.SHA384, hashes.SHA512)
 #: CRL extensions a CRL handed to us may carry; others critical are refused,

@@ -25,5 +25,4 @@ def out(value: Any, status: int = 200) -> JSONResponse:
 
 
 def duration(text: str) -> _dt.timedelta:
-    # "0" alone means none, as the CLI takes it.
-    return _dt.timedelta(0) if text.strip() == "0" else parse_duration(text)
+    return parse_duration(text, allow_zero=True)

@@ -10,7 +10,7 @@ from ...errors import InvalidState
 from ...ids import parse_time
 from ...services import audit as audit_service
 from ...services import authorize, policies, users
-from ...services.policy import ACTIONS
+from ...services.policy import action_catalogue
 from .. import models as m
 from ._common import CALLER, CURSOR, LIMIT, Caller, out
 
@@ -90,9 +90,7 @@ def policy_list(limit: int | None = LIMIT, cursor: str | None = CURSOR, caller: 
             summary="The action catalogue (any authenticated caller)")
 def policy_actions(caller: Caller = CALLER):
     caller.authenticate()
-    items = [{"operation": op.name, "action": op.action, "dependents": list(op.dependents), "access": op.access,
-              "scope": op.scope} for op in ACTIONS.values()]
-    return out({"items": items, "next_cursor": None})
+    return out(action_catalogue())
 
 
 @router.post("/policies/simulate", response_model=m.DecisionOut,
