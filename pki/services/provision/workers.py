@@ -16,8 +16,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.serialization import pkcs12
 
 from ...durable import write_new
 from ...process import die_with_parent
@@ -73,10 +71,8 @@ def _sign_chunk(rows: list[tuple[str, tuple[str, ...]]]) -> list[tuple[str, dict
             sans=parse_sans(sans),
         )
         if w["fmt"] == "p12":
-            secret = pkcs12.serialize_key_and_certificates(
-                name=client_id.encode(), key=key, cert=cert, cas=w["chain"],
-                encryption_algorithm=serialization.BestAvailableEncryption(w["password"]),
-            )
+            secret = px509.pkcs12_bundle(name=client_id, key=key, certificate=cert, chain=w["chain"],
+                                         password=w["password"])
         else:
             secret = private_key_pem(key)
         base = os.path.join(w["devices"], client_id)
