@@ -16,6 +16,24 @@ from ...errors import InvalidInput
 from ...ids import validate_client_id
 from ..devices import parse_sans
 
+#: Longest manifest line read: a client id and its SANs fit many times over.  A longer one (a file
+#: with no newline at all, say) is refused before it is read whole.
+MAX_LINE_BYTES = 64 * 1024
+
+
+class _LineTooLong(Exception):
+    pass
+
+
+def _bounded_lines(handle) -> Iterator[str]:
+    while True:
+        line = handle.readline(MAX_LINE_BYTES + 1)
+        if not line:
+            return
+        if len(line) > MAX_LINE_BYTES:
+            raise _LineTooLong
+        yield line
+
 
 def _manifest_rows(path: Path) -> Iterator[tuple[int, str, tuple[str, ...]]]:
     """(line number, client id, SAN strings) per data row, each validated."""
@@ -26,12 +44,11 @@ def _manifest_rows(path: Path) -> Iterator[tuple[int, str, tuple[str, ...]]]:
             f"cannot read the manifest {path}: {exc.strerror}", code="manifest_unreadable"
         ) from None
     with handle:
-        reader = csv.reader(handle)
+        reader = csv.reader(_bounded_lines(handle))
         first = True
         try:
-            for row in reader:
-                cells = [c.strip() for c in row]
-                if not cells or not any(cells) or cells[0].startswith("#"):
+            for cells in reader:
+                if not any(c.strip() for c in cells) or cells[0].lstrip().startswith("#"):
                     continue
                 if first and cells[0].lower() == "client_id":
                     first = False
@@ -40,6 +57,11 @@ def _manifest_rows(path: Path) -> Iterator[tuple[int, str, tuple[str, ...]]]:
                 line = reader.line_num
                 sans = tuple(c for c in cells[1:] if c)
                 try:
+                    padded = next((c for c in cells if c != c.strip()), None)
+                    if padded is not None:
+                        # As for --client-id: an id is compared exactly, so " dev-1" is not "dev-1".
+                        raise InvalidInput(f"the cell {padded[:80]!r} has spaces around it; remove them",
+                                           code="invalid_client_id")
                     validate_client_id(cells[0])
                     parse_sans(sans)
                 except InvalidInput as exc:
@@ -48,6 +70,11 @@ def _manifest_rows(path: Path) -> Iterator[tuple[int, str, tuple[str, ...]]]:
                         code="manifest_invalid_row", line=line, reason=exc.code,
                     ) from None
                 yield line, cells[0], sans
+        except _LineTooLong:
+            raise InvalidInput(
+                f"manifest line {reader.line_num + 1}: longer than {MAX_LINE_BYTES} bytes; one device a line",
+                code="manifest_invalid_row", line=reader.line_num + 1, reason="line_too_long",
+            ) from None
         except csv.Error as exc:
             raise InvalidInput(
                 f"manifest line {reader.line_num}: not valid CSV ({exc})", code="manifest_invalid_row",
