@@ -20,6 +20,7 @@ __all__ = [
     "encode_cursor",
     "decode_cursor",
     "validate_name",
+    "validate_path_name",
     "validate_client_id",
     "CLIENT_ID_ALPHABET",
     "parse_duration",
@@ -163,17 +164,29 @@ def parse_duration(text: str, *, allow_zero: bool = False) -> _dt.timedelta:
 #: the broker username: no MQTT wildcards (+ #), no topic separator (/), no
 #: spaces or anything a shell or an ACL pattern would read twice.
 CLIENT_ID_ALPHABET = "A-Z a-z 0-9 - _ . : @"
-_CLIENT_ID = re.compile(r"^[A-Za-z0-9._:@-]{1,64}$")
+_CLIENT_ID_CHARS = re.compile(r"[A-Za-z0-9._:@-]+\Z")
+
+
+def validate_path_name(value: str, *, what: str, code: str, max_length: int = 64) -> str:
+    """A name that is also one segment of an API path: client ids, users, groups, policies.
+
+    The client-id alphabet (no ``/``, ``%``, spaces or controls) and never ``.`` or ``..`` alone, which
+    a URL resolves as a dot-segment (RFC 3986 5.2.4): ``/v1/secrets/..`` would reach another route.
+    """
+    if (not isinstance(value, str) or not 1 <= len(value) <= max_length or not _CLIENT_ID_CHARS.match(value)
+            or value in (".", "..")):
+        shown = repr(value)[:80] if isinstance(value, str) else type(value).__name__
+        raise InvalidInput(
+            f"{what} {shown} may only use the characters {CLIENT_ID_ALPHABET} (1-{max_length} of them), "
+            "and is not . or .. alone",
+            code=code,
+        )
+    return value
 
 
 def validate_client_id(value: str) -> str:
     validate_name(value, what="client id")
-    if not _CLIENT_ID.match(value):
-        raise InvalidInput(
-            f"client id {value!r} may only use the characters {CLIENT_ID_ALPHABET} (1-64 of them)",
-            code="invalid_client_id",
-        )
-    return value
+    return validate_path_name(value, what="client id", code="invalid_client_id")
 
 
 def parse_time(text: str, *, what: str = "time", naive_is_utc: bool = False) -> _dt.datetime:

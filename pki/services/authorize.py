@@ -17,12 +17,12 @@ shared by :mod:`pki.services.users`, :mod:`pki.services.policies` and
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import InvalidInput, NotFound, PermissionDenied
+from ..ids import validate_path_name
 from ..store import access_repos
 from ..store.access_models import AccessUser
 from . import audit
@@ -42,7 +42,6 @@ __all__ = [
     "authorize",
 ]
 
-_USER_NAME = re.compile(r"^[A-Za-z0-9._@-]{1,64}\Z")
 
 
 # == principals ===============================================================================
@@ -70,10 +69,7 @@ ACCOUNT = Principal(kind="account", name=audit.ACCOUNT_PRINCIPAL)
 
 
 def check_user_name(name: str) -> str:
-    if not isinstance(name, str) or not _USER_NAME.match(name):
-        raise InvalidInput(
-            f"user name {name!r} may only use A-Z a-z 0-9 . _ @ - (1-64 of them)", code="invalid_user_name"
-        )
+    validate_path_name(name, what="user name", code="invalid_user_name")
     if name.lower() == audit.ACCOUNT_PRINCIPAL:
         raise InvalidInput(f"{name!r} names the account itself; choose another user name", code="invalid_user_name")
     return name

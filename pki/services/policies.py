@@ -12,10 +12,10 @@ Every change made here is recorded on the audit log in its own transaction.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping
 
 from ..errors import Conflict, InvalidInput, InvalidState, NotFound
+from ..ids import validate_path_name
 from ..store import access_repos
 from ..store.access_models import AccessPolicy
 from . import policy as policy_engine
@@ -36,14 +36,10 @@ __all__ = [
     "policies_of",
 ]
 
-_POLICY_NAME = re.compile(r"^[A-Za-z0-9-]{1,128}\Z")
 
 
 def _check_policy_name(name: str) -> str:
-    if not isinstance(name, str) or not _POLICY_NAME.match(name):
-        raise InvalidInput(f"policy name {name!r} may only use A-Z a-z 0-9 - (1-128 of them)",
-                           code="invalid_policy_name")
-    return name
+    return validate_path_name(name, what="policy name", code="invalid_policy_name", max_length=128)
 
 
 def _system_public(p: Policy, *, attached_to=None) -> PolicyPublic:

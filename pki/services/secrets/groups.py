@@ -10,7 +10,7 @@ from __future__ import annotations
 import secrets as _secrets
 
 from ...errors import Conflict, InvalidState, NotFound
-from ...ids import validate_client_id, validate_name
+from ...ids import validate_client_id, validate_name, validate_path_name
 from ...store import secret_repos as repos
 from ...store.secret_models import GROUP_STATUSES, SecretGroup
 from .. import audit
@@ -24,7 +24,7 @@ from .verify import _forget
 
 
 def _group_name(name: str) -> str:
-    return validate_name(name, what="group name")
+    return validate_path_name(validate_name(name, what="group name"), what="group name", code="invalid_name")
 
 
 def _resolve_group(session, ctx: Context, name: str, *, lock: bool = False) -> SecretGroup:
