@@ -18,6 +18,7 @@ import os
 import secrets
 import shutil
 import subprocess
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -267,14 +268,24 @@ def _prune(gens: Path, *, keep: int, current: int) -> None:
         shutil.rmtree(leftover, ignore_errors=True)
 
 
+#: How long a publish waits for another one into the same directory before it gives up.
+PUBLISH_LOCK_WAIT = 60.0
+
+
 @contextlib.contextmanager
-def _locked(out: Path):
+def _locked(out: Path, *, wait: float | None = None):
     fd = os.open(out / ".publish.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    deadline = time.monotonic() + (PUBLISH_LOCK_WAIT if wait is None else wait)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise InvalidState(f"another publish into {out} is running; wait for it", code="publish_in_progress") from None
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise InvalidState(f"another publish into {out} has run for over {PUBLISH_LOCK_WAIT:.0f} s; "
+                                       "try again when it is done", code="publish_in_progress") from None
+                time.sleep(0.05)
         yield
     finally:
         os.close(fd)
@@ -306,20 +317,22 @@ def publish(
     if current_link.exists() and not current_link.is_symlink():
         raise ConfigError(f"{current_link} exists and is not a symlink; give an output directory of its own",
                           code="artifacts_dir_invalid")
-    now = ctx.clock.now()
-    cas, warnings, signed = _collect(ctx, now=now, lifetime=crl_lifetime)
-    missing = [w for w in warnings if w.code in ("crl_missing", "crl_stale", "crl_outdated")]
-    if require_crls and missing:
-        raise InvalidState(
-            f"{len(missing)} ACTIVE CA(s) have no valid CRL ({', '.join(w.ca_sn or '' for w in missing)}); nothing "
-            "was published. " + missing[0].message,
-            code="crl_missing",
-            cas=[w.ca_sn for w in missing],
-        )
     out.mkdir(parents=True, exist_ok=True)
     gens = out / _GENERATIONS
     gens.mkdir(exist_ok=True)
+    # The store is read under the output's lock: a publisher that read it earlier and then waited
+    # could otherwise switch `current` back to CRLs older than the ones already published.
     with _locked(out):
+        now = ctx.clock.now()
+        cas, warnings, signed = _collect(ctx, now=now, lifetime=crl_lifetime)
+        missing = [w for w in warnings if w.code in ("crl_missing", "crl_stale", "crl_outdated")]
+        if require_crls and missing:
+            raise InvalidState(
+                f"{len(missing)} ACTIVE CA(s) have no valid CRL ({', '.join(w.ca_sn or '' for w in missing)}); "
+                "nothing was published. " + missing[0].message,
+                code="crl_missing",
+                cas=[w.ca_sn for w in missing],
+            )
         numbers = _generation_numbers(gens)
         generation = (numbers[-1] if numbers else 0) + 1
         files = _generation_files(
