@@ -450,3 +450,59 @@ def test_simulate_names_the_statement(ctx):
     access.disable_user(ctx, "carol")
     assert not access.simulate(ctx, "carol", "ca.register").allowed
     assert access.simulate(ctx, "account", "policy.attach").allowed
+
+
+# -- wildcards cost linear time; patterns are bounded ---------------------------------------------
+
+
+def _starry(n_stars: int = 200, length: int = 1000) -> str:
+    """A resource pattern of ``length`` characters with ``n_stars`` stars, each before 'xxx'."""
+    body = "acs:mq:" + "*xxx" * n_stars
+    return body + "z" * (length - len(body))
+
+
+def test_a_run_of_stars_in_an_action_is_parsed_at_once(ctx):
+    with pytest.raises(InvalidInput) as err:
+        parse_policy(doc(allow("mq:************Q")), name="X")
+    assert err.value.code == "invalid_policy" and "matches no action" in err.value.message
+    with pytest.raises(InvalidInput):
+        access.create_policy(ctx, "Stars", json.dumps(doc(allow("mq:************Q"))))
+    pol = [parse_policy(doc(allow("mq:************Certificate")), name="Y")]
+    assert evaluate(pol, action="mq:GetCaCertificate", resource=PROD).allowed
+    assert not evaluate(pol, action="mq:MqttInstanceAccess", resource=PROD).allowed
+
+
+def test_a_pattern_of_200_stars_evaluates(ctx):
+    pattern = _starry()
+    assert len(pattern) == 1000 and pattern.count("*") == 200
+    access.create_user(ctx, "dana")
+    access.create_policy(ctx, "Starry", json.dumps(doc(
+        allow("mq:GetCaCertificate", pattern, {"StringLike": {"pki:Line": pattern}}))))
+    access.attach_policy(ctx, "Starry", user="dana")
+    miss = "acs:mq:" + "x" * 3000  # no z at the end: every placement of the stars is a miss
+    hit = miss + "z" * (len(pattern) - pattern.rindex("x") - 1)
+    assert not access.simulate(ctx, "dana", "mq:GetCaCertificate", miss, extra={"pki:Line": miss}).allowed
+    assert not access.simulate(ctx, "dana", "mq:GetCaCertificate", hit, extra={"pki:Line": miss}).allowed
+    assert access.simulate(ctx, "dana", "mq:GetCaCertificate", hit, extra={"pki:Line": hit}).allowed
+
+
+@pytest.mark.parametrize("where", ["Action", "Resource", "StringLike"])
+@pytest.mark.parametrize("pattern", [
+    "mq:" + "a" * p.MAX_PATTERN_CHARS,
+    "mq:" + "*a" * (p.MAX_WILDCARDS // 2) + "?a" * (p.MAX_WILDCARDS // 2) + "*",
+], ids=["too-long", "too-many-wildcards"])
+def test_patterns_are_bounded(where, pattern):
+    resource = "acs:" + pattern  # acs:mq:...
+    statement = {"Action": allow(pattern), "Resource": allow("mq:GetCaCertificate", resource),
+                 "StringLike": allow("mq:GetCaCertificate", "*", {"StringLike": {"pki:Line": pattern}})}[where]
+    with pytest.raises(InvalidInput) as err:
+        parse_policy(doc(statement), name="X")
+    assert err.value.code == "policy_pattern_too_long"
+    assert str(p.MAX_PATTERN_CHARS) in err.value.message and str(p.MAX_WILDCARDS) in err.value.message
+    assert err.value.data["field"].startswith("Statement[0].")
+
+
+@given(st.text("ab?*", min_size=1, max_size=10), st.text("ab?*", max_size=12))
+@hsettings(max_examples=500, deadline=None)
+def test_wildcards_match_like_fnmatch(pattern, text):
+    assert p._wildcard(pattern, ignore_case=False).match(text) == fnmatch.fnmatchcase(text, pattern)
