@@ -506,3 +506,67 @@ def test_patterns_are_bounded(where, pattern):
 @hsettings(max_examples=500, deadline=None)
 def test_wildcards_match_like_fnmatch(pattern, text):
     assert p._wildcard(pattern, ignore_case=False).match(text) == fnmatch.fnmatchcase(text, pattern)
+
+
+# -- times UTC cannot hold: refused as input, never an OverflowError ------------------------------
+
+OUT_OF_RANGE = ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"]
+
+
+@pytest.mark.parametrize("text", OUT_OF_RANGE)
+def test_out_of_range_times_are_invalid_input(ctx, text):
+    from pki.ids import parse_time
+
+    for naive_is_utc in (False, True):
+        with pytest.raises(InvalidInput) as err:
+            parse_time(text, what="--at", naive_is_utc=naive_is_utc)
+        assert err.value.code == "invalid_time" and "out of range" in err.value.message
+    assert parse_time(text.replace("+01:00", "Z").replace("-01:00", "Z")).tzinfo is not None  # the edges hold
+    with pytest.raises(InvalidInput) as err:
+        parse_policy(doc(allow("mq:GetCaCertificate", "*", {"DateLessThan": {"acs:CurrentTime": text}})), name="D")
+    assert err.value.code == "invalid_policy" and "out of range" in err.value.message
+    assert err.value.data["field"] == "Statement[0].Condition.DateLessThan.acs:CurrentTime"
+    # A request time UTC cannot hold satisfies no Date condition (as one that is no time at all).
+    before = {"DateLessThan": {"acs:CurrentTime": "2026-03-01T12:00:00Z"}}
+    assert not _one(before, **{"acs:CurrentTime": text})
+    assert not _one(before, **{"acs:CurrentTime": _dt.datetime.fromisoformat(text)})
+
+
+@pytest.mark.parametrize("text", OUT_OF_RANGE)
+def test_out_of_range_times_exit_3_from_the_cli(settings, ctx, capsys, text):
+    from pki.cli.main import main
+    from pki.cli.render import EXIT_CODES
+
+    def run(*args: str) -> tuple[int, str, str]:
+        code = main(["--home", str(settings.home), "--database-url", settings.database_url, *args])
+        return code, *capsys.readouterr()
+
+    rc, out, _ = run("ca", "create", "--name", "Root", "--json")
+    assert rc == 0
+    for args in (("device", "list", "--ca", json.loads(out)["sn"], "--expiring-before", text),
+                 ("policy", "simulate", "--user", "account", "--action", "ca.create", "--at", text)):
+        rc, _, err = run(*args)
+        assert rc == EXIT_CODES["invalid_input"] == 3 and err.startswith("error[invalid_time]:"), err
+    document = settings.home / "dated.json"
+    document.write_text(json.dumps(doc(allow("mq:*", "*", {"DateLessThan": {"acs:CurrentTime": text}}))))
+    rc, _, err = run("policy", "create", "Dated", "--document", str(document))
+    assert rc == 3 and err.startswith("error[invalid_policy]:") and "out of range" in err
+
+
+@pytest.mark.parametrize("text", OUT_OF_RANGE)
+def test_out_of_range_times_are_400_over_http(ctx, text):
+    from http_helpers import app_for, make_user, signed_client
+    from pki.client import ApiError
+
+    api = signed_client(app_for(ctx), make_user(ctx, "admin", "PkiAdministratorAccess"))
+    ca = api.call("POST", "/v1/cas", json={"name": "Root"})
+    for method, path, kw in (
+        ("GET", f"/v1/cas/{ca['sn']}/devices", {"params": {"expiring_before": text}}),
+        ("POST", "/v1/policies/simulate", {"json": {"user": "admin", "action": "ca.create", "at": text}}),
+        ("POST", "/v1/policies", {"json": {"name": "Dated", "document": doc(
+            allow("mq:*", "*", {"DateLessThan": {"acs:CurrentTime": text}}))}}),
+    ):
+        with pytest.raises(ApiError) as err:
+            api.call(method, path, **kw)
+        assert err.value.status == 400 and err.value.family == "invalid_input", (path, err.value.message)
+        assert "out of range" in err.value.message

@@ -414,7 +414,20 @@ def _parse_time(text: Any, path: str) -> _dt.datetime:
         raise _refuse(path, f"{text!r} is not an ISO-8601 time; write e.g. 2026-01-31T18:00:00Z") from None
     if value.tzinfo is None:
         raise _refuse(path, f"{text!r} has no time zone; add Z or an offset such as +08:00")
-    return ensure_utc(value)
+    utc = _utc_or_none(value)
+    if utc is None:
+        raise _refuse(path, f"{text!r} is out of range: in UTC it falls before 0001-01-01 or after 9999-12-31")
+    return utc
+
+
+def _utc_or_none(value: _dt.datetime) -> _dt.datetime | None:
+    """``value`` in UTC; None if it has no zone, or if UTC has no such time (the year would be 0 or 10000)."""
+    if value.tzinfo is None:
+        return None
+    try:
+        return ensure_utc(value)
+    except OverflowError:
+        return None
 
 
 def _parse_network(text: Any, path: str):
@@ -624,14 +637,15 @@ def _as_ip(value: Any):
 
 
 def _as_time(value: Any) -> _dt.datetime | None:
+    # A request value that is no time (out of range included) satisfies no Date condition.
     if isinstance(value, _dt.datetime):
-        return ensure_utc(value) if value.tzinfo else None
+        return _utc_or_none(value)
     if isinstance(value, str):
         try:
             parsed = _dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
         except ValueError:
             return None
-        return ensure_utc(parsed) if parsed.tzinfo else None
+        return _utc_or_none(parsed)
     return None
 
 
