@@ -247,6 +247,8 @@ _HEAD = AuditHead.__table__
 _RECORD = AuditRecord.__table__
 # The newest record's seq rides along with the lock (an index lookup, no extra round trip): a row
 # past the head was not written through the log, and appending after it would collide with it.
+# On PostgreSQL the subquery may read a snapshot from before a concurrent append that committed
+# while this one waited for the lock; last_seq is then below the head, never above it.
 _LOCK_HEAD = (
     select(_HEAD.c.seq, _HEAD.c.hash, select(func.max(_RECORD.c.seq)).scalar_subquery().label("last_seq"))
     .where(_HEAD.c.id == 1)
