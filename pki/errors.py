@@ -172,9 +172,9 @@ ERROR_CODES: dict[str, str] = {
         "invalid_client_id", "invalid_name", "invalid_user_name", "invalid_policy_name", "invalid_description",
         "invalid_fingerprint", "invalid_duration", "invalid_time", "invalid_ttl", "invalid_grace",
         "invalid_clock_skew", "invalid_cursor", "invalid_limit", "invalid_status", "invalid_result",
-        "invalid_keep", "invalid_port", "invalid_format", "invalid_workers", "invalid_batch_size",
+        "invalid_keep", "invalid_port", "invalid_head_hash", "invalid_format", "invalid_workers", "invalid_batch_size",
         # access policies
-        "invalid_policy", "invalid_resource", "unknown_action", "unknown_operation", "system_policy",
+        "invalid_policy", "invalid_resource", "policy_pattern_too_long", "unknown_action", "unknown_operation", "system_policy",
         # provisioning
         "manifest_empty", "manifest_unreadable", "manifest_invalid_row", "manifest_duplicate_client_id",
         "provision_out_mismatch", "provision_key_file_unreadable",

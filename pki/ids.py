@@ -206,4 +206,10 @@ def parse_time(text: str, *, what: str = "time", naive_is_utc: bool = False) -> 
         if not naive_is_utc:
             raise InvalidInput(f"{what}: {text!r} has no time zone; add Z or an offset", code="invalid_time")
         value = value.replace(tzinfo=_dt.timezone.utc)
-    return value.astimezone(_dt.timezone.utc)
+    try:
+        return value.astimezone(_dt.timezone.utc)
+    except OverflowError:  # 0001-01-01T00:00+01:00 is a year-0 time in UTC, 9999-12-31T23:59-01:00 a year-10000 one
+        raise InvalidInput(
+            f"{what}: {text!r} is out of range: in UTC it falls before 0001-01-01 or after 9999-12-31",
+            code="invalid_time",
+        ) from None

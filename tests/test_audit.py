@@ -11,10 +11,12 @@ from sqlalchemy import text
 
 from pki.cli.main import main
 from pki.cli.render import EXIT_CODES
-from pki.errors import Conflict
-from pki.services import audit
+from pki.errors import Conflict, InvalidInput, InvalidState
+from pki.services import audit, codes
+from pki.services.audit_chain import canonical_json
 from pki.services.context import Context
 from pki.store import Store
+from test_remote_cli import admin, env, remote, run, serve  # noqa: F401  (fixtures)
 
 
 def _fill(ctx, n: int = 6) -> None:
@@ -172,6 +174,148 @@ def test_audit_verify_cli_exits_non_zero_naming_the_record(settings, ctx, capsys
     assert [r["seq"] for r in listed["items"]] == [1, 2] and listed["next_cursor"]
 
 
+# -- tampering outside the application: rows past the head, a missing head, a lost tail --------
+
+
+def _forge_after_head(ctx, *, recompute: bool) -> None:
+    """A copy of the newest record, appended by hand after it with prev_hash = the head's hash.
+
+    ``recompute``: its hash is the right one for its fields (the chain alone looks intact).
+    """
+    last = audit.list_records(ctx, newest_first=True, limit=1).items[0]
+    forged = audit.record_hash(
+        seq=last.seq + 1, time=last.time, principal="mallory", action=last.action, resource=last.resource,
+        result=last.result, error_code=last.error_code, source_ip=last.source_ip, request_id=last.request_id,
+        details=canonical_json(last.details), prev_hash=last.hash,
+    ) if recompute else "ab" * 32
+    _sql(ctx, "INSERT INTO audit_record (seq, time, principal, action, resource, result, error_code, source_ip, "
+         "request_id, details, prev_hash, hash) SELECT seq + 1, time, 'mallory', action, resource, result, "
+         "error_code, source_ip, request_id, details, hash, :h FROM audit_record WHERE seq = :s",
+         h=forged, s=last.seq)
+
+
+def _state(ctx):
+    """Everything a refused write must leave as it was."""
+    with ctx.store.engine.connect() as conn:
+        return [conn.execute(text(q)).all() for q in (
+            "SELECT seq, prev_hash, hash FROM audit_record ORDER BY seq", "SELECT id, seq, hash FROM audit_head",
+            "SELECT count(*) FROM register_code")]
+
+
+def _cli(settings, *args: str) -> list[str]:
+    return ["--home", str(settings.home), "--database-url", settings.database_url, *args]
+
+
+@pytest.mark.parametrize("recompute", [False, True], ids=["any-hash", "recomputed-hash"])
+def test_detects_a_record_forged_past_the_head(ctx, recompute):
+    _fill(ctx)
+    _forge_after_head(ctx, recompute=recompute)
+    result = audit.verify(ctx)
+    assert (result.ok, result.first_bad, result.problem) == (False, 7, "appended")
+    assert result.records_checked == 6 and "#7" in result.message and "#6" in result.message
+
+
+def test_detects_a_record_inserted_below_the_first(ctx):
+    _fill(ctx, 2)
+    _sql(ctx, "INSERT INTO audit_record (seq, time, principal, action, resource, result, details, prev_hash, hash) "
+         "SELECT 0, time, principal, action, resource, result, details, :p, :h FROM audit_record WHERE seq = 1",
+         p="cd" * 32, h="ef" * 32)
+    result = audit.verify(ctx)
+    assert (result.ok, result.first_bad, result.problem) == (False, 0, "inserted")
+
+
+def test_writes_after_a_forged_record_are_refused_and_change_nothing(settings, ctx, capsys):
+    _fill(ctx)
+    _forge_after_head(ctx, recompute=False)
+    before = _state(ctx)
+    with pytest.raises(InvalidState) as err:
+        audit.record(ctx, action="mq:RegisterCa", resource="r")
+    assert err.value.code == "audit_chain_broken" and "#7" in err.value.message and "verify" in err.value.message
+    with pytest.raises(InvalidState) as err:
+        codes.new_code(ctx)  # a real change: refused whole, the code is not kept either
+    assert err.value.code == "audit_chain_broken"
+    assert main(_cli(settings, "code", "new")) == EXIT_CODES["invalid_state"]
+    assert capsys.readouterr().err.startswith("error[audit_chain_broken]:")
+    assert _state(ctx) == before
+
+
+def test_a_deleted_head_fails_verify_and_refuses_writes(settings, ctx, capsys):
+    _fill(ctx, 3)
+    _sql(ctx, "DELETE FROM audit_head")
+    result = audit.verify(ctx)
+    assert (result.ok, result.problem, result.head_seq, result.records_checked) == (False, "head_missing", None, 3)
+    assert main(_cli(settings, "audit", "verify", "--json")) == EXIT_CODES["invalid_state"]
+    out, err = capsys.readouterr()
+    assert json.loads(out)["problem"] == "head_missing"
+    assert err.startswith("error[audit_chain_broken]:") and "audit_head" in err
+    before = _state(ctx)
+    with pytest.raises(InvalidState) as exc:
+        codes.new_code(ctx)
+    assert exc.value.code == "audit_chain_broken" and "missing" in exc.value.message
+    assert "verify" in exc.value.message
+    assert main(_cli(settings, "code", "new")) == EXIT_CODES["invalid_state"]
+    assert capsys.readouterr().err.startswith("error[audit_chain_broken]:")
+    assert _state(ctx) == before
+
+
+def test_expect_head_catches_a_truncated_tail(settings, ctx, capsys):
+    _fill(ctx)
+    saved = audit.verify(ctx).head_hash
+    third = audit.list_records(ctx, limit=3).items[2].hash
+    _sql(ctx, "DELETE FROM audit_record WHERE seq > 4")
+    _sql(ctx, "UPDATE audit_head SET seq = 4, hash = (SELECT hash FROM audit_record WHERE seq = 4)")
+    assert audit.verify(ctx).ok  # the chain alone cannot show a tail cut with the head moved back
+    result = audit.verify(ctx, expect_head=saved)
+    assert (result.ok, result.first_bad, result.problem) == (False, 5, "removed")
+    assert saved in result.message and "#4" in result.message
+    assert audit.verify(ctx, expect_head=third).ok  # an older head: the log grew since
+    assert audit.verify(ctx, expect_head=audit.verify(ctx).head_hash.upper()).ok
+
+    assert main(_cli(settings, "audit", "verify", "--json", "--expect-head", saved)) == EXIT_CODES["invalid_state"]
+    out, err = capsys.readouterr()
+    assert (json.loads(out)["first_bad"], json.loads(out)["problem"]) == (5, "removed")
+    assert err.startswith("error[audit_chain_broken]:") and saved in err
+    assert main(_cli(settings, "audit", "verify", "--expect-head", third)) == 0
+    capsys.readouterr()
+    assert main(_cli(settings, "audit", "verify", "--expect-head", "not-a-hash")) == EXIT_CODES["invalid_input"]
+    assert capsys.readouterr().err.startswith("error[invalid_head_hash]:")
+    with pytest.raises(InvalidInput):
+        audit.verify(ctx, expect_head="0" * 63)
+
+
+def test_an_edited_record_is_named_before_the_expected_head(ctx):
+    _fill(ctx)
+    head = audit.verify(ctx).head_hash
+    _sql(ctx, "UPDATE audit_record SET resource = 'elsewhere' WHERE seq = 3")
+    result = audit.verify(ctx, expect_head=head)
+    assert (result.ok, result.first_bad, result.problem) == (False, 3, "edited")
+    # Appending chains on the head, which is intact: nothing collides, and verify still names #3.
+    audit.record(ctx, action="mq:RegisterCa", resource="r")
+    assert (audit.verify(ctx).first_bad, audit.verify(ctx).problem) == (3, "edited")
+
+
+def test_the_refusal_carries_the_whole_result(ctx):
+    from http_helpers import app_for, make_user, signed_client
+    from pki.client import ApiError
+
+    api = signed_client(app_for(ctx), make_user(ctx, "auditor", "PkiAdministratorAccess"))
+    head = audit.verify(ctx).head_hash
+    assert audit.check(ctx, expect_head=head).ok and api.call("GET", "/v1/audit/verify",
+                                                             params={"expect_head": head})["ok"] is True
+    _sql(ctx, "DELETE FROM audit_record WHERE seq = (SELECT max(seq) FROM audit_record)")
+    _sql(ctx, "UPDATE audit_head SET seq = seq - 1, hash = (SELECT hash FROM audit_record WHERE seq = "
+         "(SELECT max(seq) FROM audit_record))")
+    with pytest.raises(InvalidState) as err:
+        audit.check(ctx, expect_head=head)
+    expected = audit.verify(ctx, expect_head=head).as_json()
+    assert err.value.code == "audit_chain_broken" and err.value.data["result"] == expected
+    assert (err.value.data["first_bad"], err.value.data["problem"]) == (expected["head_seq"] + 1, "removed")
+    with pytest.raises(ApiError) as err:
+        api.call("GET", "/v1/audit/verify", params={"expect_head": head})
+    assert err.value.status == 409 and err.value.code == "audit_chain_broken"
+    assert err.value.data["result"] == expected and err.value.message.endswith(expected["message"])
+
+
 # -- concurrency -------------------------------------------------------------------------------
 
 
@@ -242,3 +386,15 @@ def test_migration_downgrades_and_upgrades(database_url):
             assert conn.execute(text("SELECT seq, hash FROM audit_head")).one() == (0, "0" * 64)
     finally:
         store.dispose()
+
+
+def test_remote_verify_passes_expect_head_and_shows_the_result(ctx, remote):
+    # remote: the CLI against a live `pki serve` (the fixtures of tests/test_remote_cli.py)
+    head = json.loads(remote("audit", "verify", "--json")[1])["head_hash"]
+    _sql(ctx, "DELETE FROM audit_record WHERE seq = (SELECT max(seq) FROM audit_record)")
+    _sql(ctx, "UPDATE audit_head SET seq = seq - 1, hash = (SELECT hash FROM audit_record WHERE seq = "
+         "(SELECT max(seq) FROM audit_record))")
+    assert remote("audit", "verify")[0] == 0
+    rc, out, err = remote("audit", "verify", "--json", "--expect-head", head)
+    assert rc == EXIT_CODES["invalid_state"] and err.startswith("error[audit_chain_broken]:")
+    assert json.loads(out) == audit.verify(ctx, expect_head=head).as_json()

@@ -453,3 +453,123 @@ def test_simulate_names_the_statement(ctx):
     user_service.disable_user(ctx, "carol")
     assert not authz.simulate(ctx, "carol", "ca.register").allowed
     assert authz.simulate(ctx, "account", "policy.attach").allowed
+
+
+# -- wildcards cost linear time; patterns are bounded ---------------------------------------------
+
+
+def _starry(n_stars: int = 200, length: int = 1000) -> str:
+    """A resource pattern of ``length`` characters with ``n_stars`` stars, each before 'xxx'."""
+    body = "acs:mq:" + "*xxx" * n_stars
+    return body + "z" * (length - len(body))
+
+
+def test_a_run_of_stars_in_an_action_is_parsed_at_once(ctx):
+    with pytest.raises(InvalidInput) as err:
+        parse_policy(doc(allow("mq:************Q")), name="X")
+    assert err.value.code == "invalid_policy" and "matches no action" in err.value.message
+    with pytest.raises(InvalidInput):
+        policy_service.create_policy(ctx, "Stars", json.dumps(doc(allow("mq:************Q"))))
+    pol = [parse_policy(doc(allow("mq:************Certificate")), name="Y")]
+    assert evaluate(pol, action="mq:GetCaCertificate", resource=PROD).allowed
+    assert not evaluate(pol, action="mq:MqttInstanceAccess", resource=PROD).allowed
+
+
+def test_a_pattern_of_200_stars_evaluates(ctx):
+    pattern = _starry()
+    assert len(pattern) == 1000 and pattern.count("*") == 200
+    user_service.create_user(ctx, "dana")
+    policy_service.create_policy(ctx, "Starry", json.dumps(doc(
+        allow("mq:GetCaCertificate", pattern, {"StringLike": {"pki:Line": pattern}}))))
+    policy_service.attach_policy(ctx, "Starry", user="dana")
+    miss = "acs:mq:" + "x" * 3000  # no z at the end: every placement of the stars is a miss
+    hit = miss + "z" * (len(pattern) - pattern.rindex("x") - 1)
+    assert not authz.simulate(ctx, "dana", "mq:GetCaCertificate", miss, extra={"pki:Line": miss}).allowed
+    assert not authz.simulate(ctx, "dana", "mq:GetCaCertificate", hit, extra={"pki:Line": miss}).allowed
+    assert authz.simulate(ctx, "dana", "mq:GetCaCertificate", hit, extra={"pki:Line": hit}).allowed
+
+
+@pytest.mark.parametrize("where", ["Action", "Resource", "StringLike"])
+@pytest.mark.parametrize("pattern", [
+    "mq:" + "a" * p.MAX_PATTERN_CHARS,
+    "mq:" + "*a" * (p.MAX_WILDCARDS // 2) + "?a" * (p.MAX_WILDCARDS // 2) + "*",
+], ids=["too-long", "too-many-wildcards"])
+def test_patterns_are_bounded(where, pattern):
+    resource = "acs:" + pattern  # acs:mq:...
+    statement = {"Action": allow(pattern), "Resource": allow("mq:GetCaCertificate", resource),
+                 "StringLike": allow("mq:GetCaCertificate", "*", {"StringLike": {"pki:Line": pattern}})}[where]
+    with pytest.raises(InvalidInput) as err:
+        parse_policy(doc(statement), name="X")
+    assert err.value.code == "policy_pattern_too_long"
+    assert str(p.MAX_PATTERN_CHARS) in err.value.message and str(p.MAX_WILDCARDS) in err.value.message
+    assert err.value.data["field"].startswith("Statement[0].")
+
+
+@given(st.text("ab?*", min_size=1, max_size=10), st.text("ab?*", max_size=12))
+@hsettings(max_examples=500, deadline=None)
+def test_wildcards_match_like_fnmatch(pattern, text):
+    assert p._wildcard(pattern, ignore_case=False).match(text) == fnmatch.fnmatchcase(text, pattern)
+
+
+# -- times UTC cannot hold: refused as input, never an OverflowError ------------------------------
+
+OUT_OF_RANGE = ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"]
+
+
+@pytest.mark.parametrize("text", OUT_OF_RANGE)
+def test_out_of_range_times_are_invalid_input(ctx, text):
+    from pki.ids import parse_time
+
+    for naive_is_utc in (False, True):
+        with pytest.raises(InvalidInput) as err:
+            parse_time(text, what="--at", naive_is_utc=naive_is_utc)
+        assert err.value.code == "invalid_time" and "out of range" in err.value.message
+    assert parse_time(text.replace("+01:00", "Z").replace("-01:00", "Z")).tzinfo is not None  # the edges hold
+    with pytest.raises(InvalidInput) as err:
+        parse_policy(doc(allow("mq:GetCaCertificate", "*", {"DateLessThan": {"acs:CurrentTime": text}})), name="D")
+    assert err.value.code == "invalid_policy" and "out of range" in err.value.message
+    assert err.value.data["field"] == "Statement[0].Condition.DateLessThan.acs:CurrentTime"
+    # A request time UTC cannot hold satisfies no Date condition (as one that is no time at all).
+    before = {"DateLessThan": {"acs:CurrentTime": "2026-03-01T12:00:00Z"}}
+    assert not _one(before, **{"acs:CurrentTime": text})
+    assert not _one(before, **{"acs:CurrentTime": _dt.datetime.fromisoformat(text)})
+
+
+@pytest.mark.parametrize("text", OUT_OF_RANGE)
+def test_out_of_range_times_exit_3_from_the_cli(settings, ctx, capsys, text):
+    from pki.cli.main import main
+    from pki.cli.render import EXIT_CODES
+
+    def run(*args: str) -> tuple[int, str, str]:
+        code = main(["--home", str(settings.home), "--database-url", settings.database_url, *args])
+        return code, *capsys.readouterr()
+
+    rc, out, _ = run("ca", "create", "--name", "Root", "--json")
+    assert rc == 0
+    for args in (("device", "list", "--ca", json.loads(out)["sn"], "--expiring-before", text),
+                 ("policy", "simulate", "--user", "account", "--action", "ca.create", "--at", text)):
+        rc, _, err = run(*args)
+        assert rc == EXIT_CODES["invalid_input"] == 3 and err.startswith("error[invalid_time]:"), err
+    document = settings.home / "dated.json"
+    document.write_text(json.dumps(doc(allow("mq:*", "*", {"DateLessThan": {"acs:CurrentTime": text}}))))
+    rc, _, err = run("policy", "create", "Dated", "--document", str(document))
+    assert rc == 3 and err.startswith("error[invalid_policy]:") and "out of range" in err
+
+
+@pytest.mark.parametrize("text", OUT_OF_RANGE)
+def test_out_of_range_times_are_400_over_http(ctx, text):
+    from http_helpers import app_for, make_user, signed_client
+    from pki.client import ApiError
+
+    api = signed_client(app_for(ctx), make_user(ctx, "admin", "PkiAdministratorAccess"))
+    ca = api.call("POST", "/v1/cas", json={"name": "Root"})
+    for method, path, kw in (
+        ("GET", f"/v1/cas/{ca['sn']}/devices", {"params": {"expiring_before": text}}),
+        ("POST", "/v1/policies/simulate", {"json": {"user": "admin", "action": "ca.create", "at": text}}),
+        ("POST", "/v1/policies", {"json": {"name": "Dated", "document": doc(
+            allow("mq:*", "*", {"DateLessThan": {"acs:CurrentTime": text}}))}}),
+    ):
+        with pytest.raises(ApiError) as err:
+            api.call(method, path, **kw)
+        assert err.value.status == 400 and err.value.family == "invalid_input", (path, err.value.message)
+        assert "out of range" in err.value.message

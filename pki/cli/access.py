@@ -6,7 +6,7 @@ import json
 
 import click
 
-from ..errors import InvalidState
+from ..errors import PkiError
 from ..ids import parse_time
 from ..services.policy import MAX_DOCUMENT_CHARS
 from . import backend
@@ -22,6 +22,7 @@ POLICY_FIELDS = ("name", "type", "description", "attached_to", "document")
 POLICY_COLUMNS = ("name", "type", "description")
 DECISION_FIELDS = ("allowed", "decision", "decided_by", "reason", "action", "resource")
 AUDIT_COLUMNS = ("seq", "time", "principal", "action", "result", "resource")
+VERIFY_FIELDS = ("ok", "records_checked", "first_bad", "problem", "message", "head_seq", "head_hash")
 
 
 def _page_for_text(page):
@@ -281,15 +282,18 @@ def audit_list(state: State, limit, cursor, principal, action, result, newest_fi
 
 
 @audit_group.command("verify")
+@click.option("--expect-head", metavar="HASH",
+              help="A head_hash saved from an earlier verify, kept outside the database: fails if no record has "
+                   "it (the log lost its tail, or was rewritten).")
 @json_option
 @click.pass_obj
-def audit_verify(state: State, as_json: bool) -> None:
+def audit_verify(state: State, expect_head: str | None, as_json: bool) -> None:
     """Check the whole chain; exits non-zero (audit_chain_broken) naming the first bad record."""
-    result = backend.call(state, "audit.verify")
-    emit(result, as_json=as_json,
-         fields=("ok", "records_checked", "first_bad", "problem", "message", "head_seq", "head_hash"))
-    if not result["ok"]:
-        raise InvalidState(
-            f"the audit log was tampered with: {result['message']}", code="audit_chain_broken",
-            first_bad=result.get("first_bad"), problem=result.get("problem"),
-        )
+    try:
+        result = backend.call(state, "audit.verify", expect_head=expect_head)
+    except PkiError as exc:
+        # The refusal carries the whole verify result: show it as a passing run would, then fail.
+        if exc.code == "audit_chain_broken" and isinstance(exc.data.get("result"), dict):
+            emit(exc.data["result"], as_json=as_json, fields=VERIFY_FIELDS)
+        raise
+    emit(result, as_json=as_json, fields=VERIFY_FIELDS)

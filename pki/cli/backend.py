@@ -48,8 +48,6 @@ class Operation:
     path: str = ""
     query: tuple[str, ...] = ()
     body: Callable[..., dict] | None = None
-    #: Turns a server refusal into the answer the local call gives (audit verify's broken chain).
-    recover: Callable[[PkiError], Any] | None = None
     #: False for what needs no store locally (the action catalogue).
     store: bool = True
 
@@ -76,17 +74,9 @@ def call(state, operation: str, **kwargs: Any) -> Any:
         raise ConfigError(f"{operation} has no remote form; run it without PKI_SERVER", code="local_only")
     import httpx
 
-    from ..client import ApiError
-
     method, path, params, body = _request(op, kwargs)
     try:
         return client.call(method, path, json=body, params=params)
-    except ApiError as exc:
-        if op.recover is not None:
-            recovered = op.recover(exc)
-            if recovered is not None:
-                return recovered
-        raise
     except httpx.TransportError as exc:
         raise ServerUnreachable(f"no answer from {client.http.base_url} ({type(exc).__name__}: {exc}); check "
                                 "PKI_SERVER and that `pki serve` runs there", server=str(client.http.base_url)) \
@@ -157,14 +147,6 @@ def _publish_body(*, require_crls, keep, crl_lifetime, listener_port, **local_on
 def _policy_document(name: str, document: bytes) -> dict:
     parse_policy(document, name=name)  # refused here, naming the bad field, exactly as locally
     return json.loads(document)
-
-
-def _audit_broken(exc: PkiError) -> dict | None:
-    if exc.code != "audit_chain_broken":
-        return None
-    message = exc.message.removeprefix("the audit log was tampered with: ")
-    return {"ok": False, "first_bad": exc.data.get("first_bad"), "problem": exc.data.get("problem"),
-            "message": message}
 
 
 # -- the table -------------------------------------------------------------------------------------
@@ -267,6 +249,8 @@ OPERATIONS: dict[str, Operation] = {
         "POST", "/v1/policies/simulate"),
     "policy.actions": _(lambda ctx: action_catalogue(), "GET", "/v1/policies/actions", store=False),
     "audit.list": _(lambda ctx, **kw: audit.list_records(ctx, **kw), "GET", "/v1/audit"),
-    "audit.verify": _(lambda ctx: audit.verify(ctx), "GET", "/v1/audit/verify", recover=_audit_broken),
+    # A broken chain is an audit_chain_broken error carrying the whole result, locally and from the server.
+    "audit.verify": _(lambda ctx, *, expect_head: audit.check(ctx, expect_head=expect_head), "GET",
+                      "/v1/audit/verify"),
 }
 del _

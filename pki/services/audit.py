@@ -1,12 +1,8 @@
 """The audit log: append-only, hash-chained, verifiable.
 
-Every record carries ``prev_hash``, the hash of the record before it, and
-``hash`` = SHA-256 over a canonical JSON of its own fields (``seq``
-included) and ``prev_hash``.  Editing, removing or reordering a record breaks
-the chain at that record, and :func:`verify` names it.  What the chain cannot
-show by itself is a rewrite of the whole tail, hashes recomputed and head
-moved: compare ``head_hash`` from :func:`verify` with a value kept outside
-the database (a ticket, a log shipper) to catch that too.
+Each record is chained to the one before by hash; :mod:`pki.services.audit_chain`
+computes the hashes and verifies the log (:func:`verify`, :func:`check`, both
+re-exported here).
 
 Appending (:func:`record`) locks the one ``audit_head`` row, so concurrent
 writers on PostgreSQL queue there and SQLite writers are serialised by the
@@ -31,7 +27,6 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import datetime as _dt
-import hashlib
 import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -42,9 +37,10 @@ from sqlalchemy.engine import Connection
 from sqlmodel import Session
 
 from ..clock import SystemClock, ensure_utc
-from ..errors import InvalidInput
+from ..errors import InvalidInput, InvalidState
 from ..store import access_repos as repos
-from ..store.access_models import AUDIT_RESULTS, GENESIS_HASH
+from ..store.access_models import AUDIT_RESULTS
+from .audit_chain import VerifyResult, canonical_json, check, record_hash, verify
 from .paging import after_position, page_limit, page_of
 from . import policy
 from .context import Context
@@ -59,6 +55,7 @@ __all__ = [
     "record",
     "list_records",
     "verify",
+    "check",
     "VerifyResult",
     "AuditRecordPublic",
     "record_hash",
@@ -136,52 +133,6 @@ class AuditRecordPublic(_Public):
         )
 
 
-def _canonical(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-
-
-def record_hash(
-    *, seq: int, time: _dt.datetime, principal: str, action: str, resource: str, result: str,
-    error_code: str | None, source_ip: str | None, request_id: str | None, details: str, prev_hash: str,
-) -> str:
-    """SHA-256 (hex) over the canonical JSON of a record's fields; ``details`` as its stored text."""
-    fields = {
-        "seq": seq,
-        "time": ensure_utc(time).isoformat(timespec="microseconds"),
-        "principal": principal,
-        "action": action,
-        "resource": resource,
-        "result": result,
-        "error_code": error_code,
-        "source_ip": source_ip,
-        "request_id": request_id,
-        "details": details,
-        "prev_hash": prev_hash,
-    }
-    return hashlib.sha256(_canonical(fields).encode("utf-8")).hexdigest()
-
-
-def _row_hash(row) -> str:
-    return record_hash(
-        seq=row.seq, time=row.time, principal=row.principal, action=row.action, resource=row.resource,
-        result=row.result, error_code=row.error_code, source_ip=row.source_ip, request_id=row.request_id,
-        details=row.details, prev_hash=row.prev_hash,
-    )
-
-
-def _original_seq(row, *, window: int = 1000) -> int | None:
-    """The sequence number a renumbered (otherwise intact) record was hashed with, if near."""
-    for delta in range(1, window + 1):
-        for seq in (row.seq + delta, row.seq - delta):
-            if seq > 0 and record_hash(
-                seq=seq, time=row.time, principal=row.principal, action=row.action, resource=row.resource,
-                result=row.result, error_code=row.error_code, source_ip=row.source_ip,
-                request_id=row.request_id, details=row.details, prev_hash=row.prev_hash,
-            ) == row.hash:
-                return seq
-    return None
-
-
 def _looks_secret(key: str) -> bool:
     lowered = key.lower()
     return any(word in lowered for word in _SECRET_WORDS)
@@ -202,9 +153,9 @@ def _scrub(value: Any) -> Any:
 
 
 def _details_text(details: Mapping[str, Any] | None) -> str:
-    text = _canonical(_scrub(dict(details or {})))
+    text = canonical_json(_scrub(dict(details or {})))
     if len(text) > MAX_DETAILS_CHARS:
-        text = _canonical({"truncated": True, "chars": len(text)})
+        text = canonical_json({"truncated": True, "chars": len(text)})
     return text
 
 
@@ -268,8 +219,26 @@ def _values(*, action: str, resource: str, result: str, error_code: str | None, 
 
 
 def _append(target: Session | Connection, values: dict) -> None:
-    """Chain ``values`` (every field but seq, prev_hash and hash) onto the head, in place."""
-    seq, prev_hash = repos.lock_audit_head(target)
+    """Chain ``values`` (every field but seq, prev_hash and hash) onto the head, in place.
+
+    A log whose head row is gone, or with records past its head, was changed
+    outside the application: appending would fail on a unique constraint (or
+    hide the change), so the write is refused, naming what was found.
+    """
+    head = repos.lock_audit_head(target)
+    if head is None:
+        raise InvalidState(
+            "the audit log's head (the one row of table audit_head) is missing: it was deleted outside the "
+            "application. Nothing was changed; run `pki audit verify`, then restore the database from a backup",
+            code="audit_chain_broken", problem="head_missing",
+        )
+    seq, prev_hash, last_seq = head
+    if last_seq > seq:
+        raise InvalidState(
+            f"the audit log holds record #{last_seq}, past its head (#{seq}): it was added outside the "
+            "application. Nothing was changed; run `pki audit verify`, then restore the database from a backup",
+            code="audit_chain_broken", problem="appended", head_seq=seq, last_seq=last_seq,
+        )
     values["seq"] = seq + 1
     values["prev_hash"] = prev_hash
     values["hash"] = record_hash(**values)
@@ -326,82 +295,3 @@ def list_records(
     return page_of(rows, size, AuditRecordPublic.of, key="seq")
 
 
-@dataclass(frozen=True)
-class VerifyResult:
-    ok: bool
-    records_checked: int
-    first_bad: int | None
-    problem: str | None  # "edited" | "removed" | "reordered"
-    message: str
-    head_seq: int
-    head_hash: str
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "ok": self.ok, "records_checked": self.records_checked, "first_bad": self.first_bad,
-            "problem": self.problem, "message": self.message, "head_seq": self.head_seq,
-            "head_hash": self.head_hash,
-        }
-
-
-def verify(ctx: Context, *, batch: int = 1000) -> VerifyResult:
-    """Walk the chain from the first record to the head; name the first record that is wrong.
-
-    - a sequence number missing, or the log ending before its head: ``removed``;
-    - a record chained to one that exists elsewhere in the log: ``reordered``;
-    - a record whose hash does not match its fields: ``edited`` (unless it
-      matches with another sequence number near its own: then the log was
-      renumbered after a removal, ``removed``, or shuffled, ``reordered``);
-    - a record chained to a hash no record has, its own hash intact: the
-      record before it was ``removed`` (or replaced whole).
-    """
-    with ctx.store.transaction(readonly=True) as session:
-        head_seq, head_hash = repos.audit_head(session)
-        checked, expected, prev_hash = 0, 1, GENESIS_HASH
-
-        def bad(seq: int, problem: str, message: str) -> VerifyResult:
-            return VerifyResult(False, checked, seq, problem, message, head_seq, head_hash)
-
-        after = 0
-        while after < head_seq:
-            rows = repos.audit_page(session, after_seq=after, limit=batch)
-            rows = [r for r in rows if r.seq <= head_seq]
-            if not rows:
-                break
-            for row in rows:
-                if row.seq != expected:
-                    return bad(expected, "removed", f"record #{expected} is missing: it was removed "
-                               f"(the log jumps from #{expected - 1} to #{row.seq})")
-                if row.prev_hash != prev_hash:
-                    found = repos.audit_by_hash(session, hash=row.prev_hash)
-                    if found is not None:
-                        return bad(row.seq, "reordered", f"record #{row.seq} is chained to record #{found.seq}, "
-                                   f"not to #{row.seq - 1}: records were reordered")
-                    if _row_hash(row) != row.hash:
-                        original = _original_seq(row)
-                        if original is not None and original > row.seq:
-                            return bad(row.seq, "removed", f"record #{row.seq} was #{original}: "
-                                       f"{original - row.seq} record(s) before it were removed and the rest "
-                                       "renumbered")
-                        if original is not None:
-                            return bad(row.seq, "reordered", f"record #{row.seq} was #{original}: records "
-                                       "were reordered")
-                        return bad(row.seq, "edited", f"record #{row.seq} was edited: its hash does not "
-                                   "match its contents")
-                    return bad(row.seq, "removed", f"record #{row.seq} is chained to a record that is no "
-                               "longer in the log: the record before it was removed or replaced")
-                if _row_hash(row) != row.hash:
-                    return bad(row.seq, "edited", f"record #{row.seq} was edited: its hash does not match "
-                               "its contents")
-                prev_hash, expected, checked = row.hash, expected + 1, checked + 1
-            after = rows[-1].seq
-            if len(rows) < batch:
-                break
-        if expected - 1 != head_seq:
-            return bad(expected, "removed", f"the log ends at #{expected - 1} but its head is #{head_seq}: "
-                       f"records from #{expected} on were removed")
-        if prev_hash != head_hash:
-            return bad(head_seq, "edited", f"record #{head_seq} is not the record the log's head points at: "
-                       "it was edited or replaced")
-    return VerifyResult(True, checked, None, None, f"{checked} record(s) verified; the chain is intact",
-                        head_seq, head_hash)

@@ -59,6 +59,8 @@ __all__ = [
     "RequestContext",
     "SYSTEM_POLICIES",
     "MAX_DOCUMENT_CHARS",
+    "MAX_PATTERN_CHARS",
+    "MAX_WILDCARDS",
     "DEFAULT_REGION",
     "DEFAULT_ACCOUNT",
     "resource_name",
@@ -235,6 +237,9 @@ def account_resource(region: str, account: str) -> str:
 MAX_DOCUMENT_CHARS = 6144
 MAX_STATEMENTS = 100
 MAX_VALUES = 100
+#: One Action, Resource or StringLike pattern: matching costs at most length x text length.
+MAX_PATTERN_CHARS = 1024
+MAX_WILDCARDS = 256
 
 _POSITIVE = {"IpAddress", "DateLessThan", "DateGreaterThan", "StringEquals", "StringLike", "Bool"}
 _NEGATED = {"NotIpAddress", "StringNotEquals"}
@@ -270,8 +275,8 @@ class Statement:
     actions: tuple[str, ...]
     resources: tuple[str, ...]
     conditions: tuple[Condition, ...] = ()
-    _action_res: tuple[re.Pattern, ...] = field(default=(), repr=False, compare=False)
-    _resource_res: tuple[re.Pattern, ...] = field(default=(), repr=False, compare=False)
+    _action_res: tuple[_Glob, ...] = field(default=(), repr=False, compare=False)
+    _resource_res: tuple[_Glob, ...] = field(default=(), repr=False, compare=False)
 
     def matches_action(self, action: str) -> bool:
         return any(r.match(action) for r in self._action_res)
@@ -288,12 +293,77 @@ class Policy:
     description: str = ""
 
 
+def _fits(piece: str, text: str, at: int) -> bool:
+    """``piece`` (``?`` = any one character, nothing else special) matches ``text`` at ``at``."""
+    if "?" not in piece:
+        return text.startswith(piece, at)
+    if at + len(piece) > len(text):
+        return False
+    return all(p == "?" or p == t for p, t in zip(piece, text[at:at + len(piece)]))
+
+
+def _find(piece: str, text: str, start: int, end: int) -> int:
+    """The leftmost position in ``text[start:end]`` where ``piece`` fits whole, or -1."""
+    if "?" not in piece:
+        return text.find(piece, start, end)
+    for at in range(start, end - len(piece) + 1):
+        if _fits(piece, text, at):
+            return at
+    return -1
+
+
+class _Glob:
+    """A ``*`` / ``?`` pattern (nothing else is special: fnmatch would also read [ranges]).
+
+    Matched without backtracking: the text must start with the part before
+    the first ``*`` and end with the part after the last, and each part in
+    between is placed at its leftmost fit after the one before (a later fit
+    never helps the parts that follow).  That is at most
+    len(pattern) x len(text) character comparisons, however many stars; a
+    regex of ``.*`` runs backtracks exponentially on a miss.
+    """
+
+    __slots__ = ("fold", "parts")
+
+    def __init__(self, pattern: str, *, ignore_case: bool) -> None:
+        self.fold = ignore_case
+        parts = (pattern.lower() if ignore_case else pattern).split("*")
+        # Runs of stars leave empty parts in the middle; they constrain nothing.
+        self.parts = (parts[0], *[q for q in parts[1:-1] if q], parts[-1]) if len(parts) > 1 else (parts[0],)
+
+    def match(self, text: str) -> bool:
+        if self.fold:
+            text = text.lower()
+        parts = self.parts
+        if len(parts) == 1:
+            return len(text) == len(parts[0]) and _fits(parts[0], text, 0)
+        first, last = parts[0], parts[-1]
+        end = len(text) - len(last)
+        if end < len(first) or not _fits(first, text, 0) or not _fits(last, text, end):
+            return False
+        at = len(first)
+        for piece in parts[1:-1]:
+            at = _find(piece, text, at, end)
+            if at < 0:
+                return False
+            at += len(piece)
+        return True
+
+
 @functools.lru_cache(maxsize=4096)
-def _wildcard(pattern: str, *, ignore_case: bool) -> re.Pattern:
-    # Only * and ? are special (fnmatch would also read [ranges]).
-    body = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
-    flags = re.DOTALL | (re.IGNORECASE if ignore_case else 0)
-    return re.compile(f"^{body}\\Z", flags)
+def _wildcard(pattern: str, *, ignore_case: bool) -> _Glob:
+    return _Glob(pattern, ignore_case=ignore_case)
+
+
+def _check_pattern(text: str, path: str) -> None:
+    """Bound what one pattern may cost, before it is stored or matched."""
+    wildcards = text.count("*") + text.count("?")
+    if len(text) > MAX_PATTERN_CHARS or wildcards > MAX_WILDCARDS:
+        raise InvalidInput(
+            f"policy document: {path} is a pattern of {len(text)} characters with {wildcards} wildcards; "
+            f"a pattern has at most {MAX_PATTERN_CHARS} characters and {MAX_WILDCARDS} wildcards (* and ?)",
+            code="policy_pattern_too_long", field=path,
+        )
 
 
 def _string_list(value: Any, path: str) -> list[str]:
@@ -312,6 +382,7 @@ def _string_list(value: Any, path: str) -> list[str]:
 def _parse_action(text: str, path: str) -> str:
     if text == "*":
         return text
+    _check_pattern(text, path)
     if not _ACTION_PATTERN.match(text):
         raise _refuse(path, f"{text!r} is not an action: write mq:Name, e.g. mq:RegisterCa or mq:Get*")
     if "*" in text or "?" in text:
@@ -329,6 +400,7 @@ def _parse_action(text: str, path: str) -> str:
 def _parse_resource(text: str, path: str) -> str:
     if text == "*":
         return text
+    _check_pattern(text, path)
     parts = text.split(":", 4)
     # Fewer than five parts is fine when a * in the last one spans the rest (acs:mq:*).
     complete = len(parts) == 5 or (len(parts) >= 2 and "*" in parts[-1])
@@ -349,7 +421,20 @@ def _parse_time(text: Any, path: str) -> _dt.datetime:
         raise _refuse(path, f"{text!r} is not an ISO-8601 time; write e.g. 2026-01-31T18:00:00Z") from None
     if value.tzinfo is None:
         raise _refuse(path, f"{text!r} has no time zone; add Z or an offset such as +08:00")
-    return ensure_utc(value)
+    utc = _utc_or_none(value)
+    if utc is None:
+        raise _refuse(path, f"{text!r} is out of range: in UTC it falls before 0001-01-01 or after 9999-12-31")
+    return utc
+
+
+def _utc_or_none(value: _dt.datetime) -> _dt.datetime | None:
+    """``value`` in UTC; None if it has no zone, or if UTC has no such time (the year would be 0 or 10000)."""
+    if value.tzinfo is None:
+        return None
+    try:
+        return ensure_utc(value)
+    except OverflowError:
+        return None
 
 
 def _parse_network(text: Any, path: str):
@@ -403,6 +488,8 @@ def _parse_conditions(block: Any, path: str) -> tuple[Condition, ...]:
                 else:
                     if not isinstance(v, str):
                         raise _refuse(vp, "must be a string")
+                    if operator == "StringLike":
+                        _check_pattern(v, vp)
                     parsed.append(v)
             out.append(Condition(operator, bound or key, tuple(parsed)))
     return tuple(out)
@@ -557,14 +644,15 @@ def _as_ip(value: Any):
 
 
 def _as_time(value: Any) -> _dt.datetime | None:
+    # A request value that is no time (out of range included) satisfies no Date condition.
     if isinstance(value, _dt.datetime):
-        return ensure_utc(value) if value.tzinfo else None
+        return _utc_or_none(value)
     if isinstance(value, str):
         try:
             parsed = _dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
         except ValueError:
             return None
-        return ensure_utc(parsed) if parsed.tzinfo else None
+        return _utc_or_none(parsed)
     return None
 
 

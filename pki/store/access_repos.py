@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as _dt
 from collections.abc import Sequence
 
-from sqlalchemy import bindparam, delete, insert, select, update
+from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.engine import Connection
 from sqlmodel import Session
 
@@ -245,11 +245,20 @@ def users_with_policy(session: Session, *, policy_name: str) -> Sequence[str]:
 
 _HEAD = AuditHead.__table__
 _RECORD = AuditRecord.__table__
-_LOCK_HEAD = select(_HEAD.c.seq, _HEAD.c.hash).where(_HEAD.c.id == 1).with_for_update()
+# The newest record's seq rides along with the lock (an index lookup, no extra round trip): a row
+# past the head was not written through the log, and appending after it would collide with it.
+# On PostgreSQL the subquery may read a snapshot from before a concurrent append that committed
+# while this one waited for the lock; last_seq is then below the head, never above it.
+_LOCK_HEAD = (
+    select(_HEAD.c.seq, _HEAD.c.hash, select(func.max(_RECORD.c.seq)).scalar_subquery().label("last_seq"))
+    .where(_HEAD.c.id == 1)
+    .with_for_update()
+)
 
 
-def lock_audit_head(conn: _Conn) -> tuple[int, str]:
-    """The newest (seq, hash), locked until the transaction ends.
+def lock_audit_head(conn: _Conn) -> tuple[int, str, int] | None:
+    """The head's (seq, hash) and the newest record's seq (0 if none), the head locked until the
+    transaction ends; None if the head row is missing.
 
     PostgreSQL: FOR UPDATE makes concurrent appenders queue here.  SQLite:
     writers already hold the database lock (BEGIN IMMEDIATE), so no two
@@ -257,8 +266,8 @@ def lock_audit_head(conn: _Conn) -> tuple[int, str]:
     """
     row = conn.execute(_LOCK_HEAD).one_or_none()
     if row is None:
-        raise LookupError("audit_head has no row: the 0005 migration did not run")
-    return int(row.seq), row.hash
+        return None
+    return int(row.seq), row.hash, int(row.last_seq or 0)
 
 
 # Built once: the append is on every change's path, issuance included.
@@ -276,9 +285,10 @@ def append_audit(conn: _Conn, *, values: dict) -> None:
     conn.execute(_MOVE_HEAD, {"new_seq": values["seq"], "new_hash": values["hash"]})
 
 
-def audit_head(conn: _Conn) -> tuple[int, str]:
-    row = conn.execute(select(_HEAD.c.seq, _HEAD.c.hash).where(_HEAD.c.id == 1)).one()
-    return int(row.seq), row.hash
+def audit_head(conn: _Conn) -> tuple[int, str] | None:
+    """The head's (seq, hash), or None if its row is missing."""
+    row = conn.execute(select(_HEAD.c.seq, _HEAD.c.hash).where(_HEAD.c.id == 1)).one_or_none()
+    return None if row is None else (int(row.seq), row.hash)
 
 
 def audit_page(
