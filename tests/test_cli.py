@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-import openssl_tools as ot
-from conftest import FIXTURES, cli_json as _json, snapshot
+from tests.support import openssl as ot
+from tests.support import FIXTURES, cli_json as _json, snapshot
 from pki.cli.main import main
 from pki.cli.render import EXIT_CODES
 

@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import FIXTURES
-from http_helpers import app_for, csr_pem, make_user
+from tests.support import FIXTURES
+from tests.support.http_app import app_for, csr_pem, make_user
 from sqlalchemy import text
 
 from pki.cli.main import main
