@@ -146,6 +146,7 @@ def test_init_creates_private_key_file_and_is_idempotent(tmp_path, capsys):
     assert key_file.read_bytes() == content
 
 
+@pytest.mark.slow
 def test_console_script_runs(tmp_path):
     """The installed entry point works outside pytest, with PKI_HOME from the environment."""
     env = {**os.environ, "PKI_HOME": str(tmp_path / "h")}

@@ -155,6 +155,7 @@ def _external_leaf(ca_name: str, cn: str) -> bytes:
 # -- the whole tour, remote and local side by side ---------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_every_command_remote_answers_like_local(ctx, remote, local, tmp_path):
     run = remote
     # register codes and a registered CA (the verification certificate made offline, PKI_SERVER set)
