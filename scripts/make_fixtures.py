@@ -19,7 +19,7 @@ purpose. Never derive a real key the way `_derived_key` does.
 
 What cryptography 50 refuses to make (SHA-1 and MD5 signatures; serials that
 are zero, negative or over 20 octets) is made at test time with the openssl CLI
-instead, by tests/openssl_tools.py.
+instead, by tests/support/openssl.py.
 """
 
 from __future__ import annotations

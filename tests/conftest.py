@@ -1,41 +1,34 @@
-"""Shared test fixtures.
+"""Shared test fixtures; what tests import besides fixtures lives in tests/support/.
 
 Store tests run on SQLite and on PostgreSQL.  On a developer machine without
 PostgreSQL or the openssl CLI those tests skip with a reason; in CI
-(``CI=true``) they fail instead, because CI must exercise them.
+(``CI=true``) they fail instead, because CI must exercise them.  Every test
+that reaches PostgreSQL carries the ``postgres`` marker, so that
+``-m "not postgres"`` leaves them all out.
 """
 
 from __future__ import annotations
 
-import os
 import secrets
-import sys
 from pathlib import Path
 
 import pytest
 from sqlalchemy import text
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from pki.clock import FixedClock, SystemClock  # noqa: E402
-from pki.config import Settings  # noqa: E402
-from pki.services.context import Context  # noqa: E402
-from pki.store import Store  # noqa: E402
-
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
-PG_URL = os.environ.get("PKI_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
-IN_CI = os.environ.get("CI") == "true"
+from pki.clock import FixedClock, SystemClock
+from pki.config import Settings
+from pki.services.context import Context
+from pki.store import Store
+from tests.support import FIXTURES, PG_URL, skip_or_fail
+from tests.support.openssl import require_openssl
 
 
-def skip_or_fail(reason: str) -> None:
-    """Skip on a developer machine; in CI a missing dependency is a failure."""
-    if IN_CI:
-        pytest.fail(f"CI must run this test, but: {reason}")
-    pytest.skip(reason)
-
-
-def fixture_bytes(name: str) -> bytes:
-    return (FIXTURES / name).read_bytes()
+def pytest_collection_modifyitems(items):
+    # The postgresql half of `database_url` is marked where it is declared; a test
+    # that asks for `pg_url` itself is marked here, so no test file has to remember.
+    for item in items:
+        if "pg_url" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.postgres)
 
 
 @pytest.fixture
@@ -45,9 +38,7 @@ def fixtures_dir() -> Path:
 
 @pytest.fixture
 def openssl() -> None:
-    import openssl_tools
-
-    openssl_tools.require_openssl()
+    require_openssl()
 
 
 _pg_checked: list[bool] = []
@@ -124,19 +115,6 @@ def sqlite_ctx(tmp_path, clock):
     context.close()
 
 
-def snapshot(ctx: Context) -> dict[str, list[tuple]]:
-    """Every row of every table: compare before and after to prove nothing changed."""
-    from sqlmodel import SQLModel
-
-    out = {}
-    with ctx.store.engine.connect() as conn:
-        for table in SQLModel.metadata.sorted_tables:
-            rows = conn.execute(table.select().order_by(*table.primary_key.columns)).all()
-            out[table.name] = [tuple(r) for r in rows]
-    return out
-
-
-
 @pytest.fixture
 def pki(settings, ctx, capsys):
     """Run `pki ...` in process against the test store; returns (exit code, stdout, stderr)."""
@@ -150,12 +128,3 @@ def pki(settings, ctx, capsys):
         return code, out, err
 
     return run
-
-
-def cli_json(run, *args):
-    """`run(*args, "--json")`, which must succeed; its parsed output."""
-    import json
-
-    code, out, err = run(*args, "--json")
-    assert code == 0, err
-    return json.loads(out)

@@ -13,10 +13,10 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-import openssl_tools
-from conftest import snapshot
-from helpers import make_root, pem, verification_pem
-from lint_tools import assert_crl_lint_clean
+from tests.support import openssl as openssl_tools
+from tests.support import snapshot
+from tests.support.certs import make_root, pem, verification_pem
+from tests.support.lint import assert_crl_lint_clean
 from pki.errors import ConfigError, InvalidState, PkiError
 from pki.services import artifacts, cas, codes, crls, devices, managed
 from pki.x509 import subject_hash

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import snapshot
-from helpers import load_pair, pem, verification_pem
+from tests.support import snapshot
+from tests.support.certs import load_pair, pem, verification_pem
 from pki.errors import PkiError
 from pki.services import artifacts, audit, cas, codes, devices, managed, secrets
 from pki.services.provision import provision

@@ -26,9 +26,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-import openssl_tools
-from conftest import skip_or_fail
-from helpers import make_root, pem
+from tests.support import openssl as openssl_tools
+from tests.support import skip_or_fail
+from tests.support.certs import make_root, pem
 from pki.services import artifacts, cas, devices, managed
 
 #: Bounds only so that a wedged process cannot hang the run; nothing asserts on time.

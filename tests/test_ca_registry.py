@@ -7,8 +7,8 @@ import threading
 
 import pytest
 
-from conftest import fixture_bytes, snapshot
-from helpers import load_pair, make_root, pem, verification_pem
+from tests.support import fixture_bytes, snapshot
+from tests.support.certs import load_pair, make_root, pem, verification_pem
 from pki.errors import Conflict, InvalidInput, InvalidState, NotFound, PkiError
 from pki.services import cas, codes
 from pki.store import DeviceCertificate

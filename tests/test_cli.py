@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-import openssl_tools as ot
-from conftest import FIXTURES, cli_json as _json, snapshot
+from tests.support import openssl as ot
+from tests.support import FIXTURES, cli_json as _json, snapshot
 from pki.cli.main import main
 from pki.cli.render import EXIT_CODES
 
@@ -146,6 +146,7 @@ def test_init_creates_private_key_file_and_is_idempotent(tmp_path, capsys):
     assert key_file.read_bytes() == content
 
 
+@pytest.mark.slow
 def test_console_script_runs(tmp_path):
     """The installed entry point works outside pytest, with PKI_HOME from the environment."""
     env = {**os.environ, "PKI_HOME": str(tmp_path / "h")}

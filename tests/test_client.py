@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from http_helpers import app_for, make_user, signed_client
+from tests.support.http_app import app_for, make_user, signed_client
 from pki.client import ApiError, from_env
 from pki.errors import ConfigError, PkiError
 

@@ -9,9 +9,9 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
-from conftest import snapshot
-from helpers import load_pair, make_root, pem, verification_pem
-from lint_tools import assert_crl_lint_clean
+from tests.support import snapshot
+from tests.support.certs import load_pair, make_root, pem, verification_pem
+from tests.support.lint import assert_crl_lint_clean
 from pki.errors import InvalidInput, InvalidState, PkiError
 from pki.services import cas, codes, crls, devices, managed
 from pki.store import DeviceCertificate, repos

@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import NameOID
 
-from lint_tools import assert_lint_clean, assert_openssl_verifies
+from tests.support.lint import assert_lint_clean, assert_openssl_verifies
 from pki.cli.main import main
 from pki.cli.render import EXIT_CODES
 

@@ -11,9 +11,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from conftest import snapshot
-from helpers import load_pair, pem, verification_pem
-from lint_tools import assert_lint_clean, assert_openssl_verifies
+from tests.support import snapshot
+from tests.support.certs import load_pair, pem, verification_pem
+from tests.support.lint import assert_lint_clean, assert_openssl_verifies
 from pki.errors import Conflict, InvalidInput, InvalidState, NotFound, PkiError, StoreError
 from pki.keys import KEY_TYPES
 from pki.services import audit, cas, codes, devices, managed

@@ -8,7 +8,6 @@ the file was made.
 from __future__ import annotations
 
 import datetime
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -22,10 +21,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed25519, rsa
 from cryptography.x509.oid import NameOID, SignatureAlgorithmOID
 
-# No conftest yet: make the sibling helper importable on its own.
-sys.path.insert(0, os.path.dirname(__file__))
-import openssl_tools  # noqa: E402
-from openssl_tools import OpensslError  # noqa: E402
+from tests.support import openssl as openssl_tools
+from tests.support.openssl import OpensslError
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = REPO / "fixtures"

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from lint_tools import assert_lint_clean, assert_openssl_verifies
+from tests.support.lint import assert_lint_clean, assert_openssl_verifies
 from pki.services import audit, devices, managed
 from pki.services.group_commit import GroupCommit
 

@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from http_helpers import app_for, csr_pem, make_user, plain_client, signed_client
+from tests.support.http_app import app_for, csr_pem, make_user, plain_client, signed_client
 from pki.client import ApiError
 from pki.http import PUBLIC_PATHS
 from pki.services.authn import RateLimit

@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from http_helpers import csr_pem, make_user, serve_process
+from tests.support.http_app import csr_pem, make_user, serve_process
 from pki.client import Client
 from pki.config import Settings
 from pki import signing

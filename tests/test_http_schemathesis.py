@@ -20,7 +20,7 @@ from schemathesis.specs.openapi.checks import (  # noqa: E402
 )
 from schemathesis.checks import not_a_server_error  # noqa: E402
 
-from http_helpers import app_for, make_user  # noqa: E402
+from tests.support.http_app import app_for, make_user  # noqa: E402
 from pki.client import SigningAuth  # noqa: E402
 from pki.services import devices, managed  # noqa: E402
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from http_helpers import make_user, serve_process
+from tests.support.http_app import make_user, serve_process
 from pki.client import Client
 from pki.config import Settings
 from pki.services import audit, managed, open_context, policies

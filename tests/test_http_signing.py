@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from http_helpers import app_for, make_user, plain_client
+from tests.support.http_app import app_for, make_user, plain_client
 from pki import signing
 from pki.http import create_app
 from pki.services.context import Context
@@ -186,8 +186,8 @@ def test_signed_headers_defaults_are_fresh():
 def test_forged_requests_write_nothing_not_even_their_nonce(ctx, admin):
     """A bad signature rolls back the one authentication transaction: no nonce stored, no token spent,
     no device issued, on the routes that run on the event loop and on those that run in threads."""
-    from conftest import snapshot
-    from http_helpers import csr_pem
+    from tests.support import snapshot
+    from tests.support.http_app import csr_pem
     from pki.services import managed
     from pki.services.authn import RateLimit
 

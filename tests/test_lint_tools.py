@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from pkilint.validation import ValidationFindingSeverity
 
-from lint_tools import (
+from tests.support.lint import (
     assert_crl_lint_clean,
     assert_lint_clean,
     assert_openssl_verifies,

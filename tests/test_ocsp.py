@@ -14,8 +14,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509 import ocsp
 from fastapi.testclient import TestClient
 
-from conftest import skip_or_fail, snapshot
-from helpers import load_pair, pem, verification_pem
+from tests.support import skip_or_fail, snapshot
+from tests.support.certs import load_pair, pem, verification_pem
 from pki.http import PUBLIC_PATHS, create_app
 from pki.services import cas, codes, devices, managed
 from pki.services import ocsp as ocsp_service

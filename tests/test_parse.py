@@ -17,7 +17,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from conftest import fixture_bytes
+from tests.support import fixture_bytes
 from pki.errors import InvalidInput
 from pki.ids import (
     decode_cursor,

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, r
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from conftest import fixture_bytes
+from tests.support import fixture_bytes
 from pki.errors import PkiError
 from pki.x509 import parse
 from pki.x509.parse import MAX_BUNDLE_ITEMS, load_certificate, load_certificates, load_csr, load_private_key

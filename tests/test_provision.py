@@ -21,8 +21,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
 from sqlalchemy import select
 
-from conftest import snapshot
-from helpers import load_pair, pem, verification_pem
+from tests.support import snapshot
+from tests.support.certs import load_pair, pem, verification_pem
 from pki.errors import InvalidInput, InvalidState
 from pki.services import cas, codes
 from pki.services import provision as provision_module

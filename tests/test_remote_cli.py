@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import FIXTURES
-from http_helpers import app_for, csr_pem, make_user
+from tests.support import FIXTURES
+from tests.support.http_app import app_for, csr_pem, make_user
 from sqlalchemy import text
 
 from pki.cli.main import main
@@ -155,6 +155,7 @@ def _external_leaf(ca_name: str, cn: str) -> bytes:
 # -- the whole tour, remote and local side by side ---------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_every_command_remote_answers_like_local(ctx, remote, local, tmp_path):
     run = remote
     # register codes and a registered CA (the verification certificate made offline, PKI_SERVER set)

@@ -14,7 +14,7 @@ from urllib.parse import quote
 import pytest
 from sqlalchemy import text
 
-from conftest import cli_json as _json, FIXTURES, snapshot
+from tests.support import cli_json as _json, FIXTURES, snapshot
 from pki.cli.render import EXIT_CODES
 from pki.errors import ConfigError, Conflict, InvalidInput, InvalidState, NotFound, PermissionDenied
 from pki.services import secrets as svc

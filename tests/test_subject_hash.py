@@ -11,9 +11,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.name import _ASN1Type
 from cryptography.x509.oid import NameOID
 
-import openssl_tools
-from conftest import FIXTURES
-from helpers import pem
+from tests.support import openssl as openssl_tools
+from tests.support import FIXTURES
+from tests.support.certs import pem
 from pki.x509 import name_hash, subject_hash
 
 

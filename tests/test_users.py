@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import cli_json as _json
+from tests.support import cli_json as _json
 
 from pki.cli.render import EXIT_CODES
 from pki.errors import Conflict, InvalidInput, InvalidState, NotFound, PermissionDenied

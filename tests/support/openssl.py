@@ -33,7 +33,7 @@ import secrets
 import subprocess
 from pathlib import Path
 
-import pytest
+from tests.support import skip_or_fail
 
 __all__ = [
     "OpensslError",
@@ -138,12 +138,8 @@ def require_openssl() -> None:
     On a developer machine a missing openssl is a setup gap; in CI it would
     silently drop the interoperability tests, so it must be an error there.
     """
-    if openssl_available():
-        return
-    reason = f"the openssl CLI ({_binary()!r}) is not available"
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{reason}, and CI=true: openssl tests must run in CI")
-    pytest.skip(reason)
+    if not openssl_available():
+        skip_or_fail(f"the openssl CLI ({_binary()!r}) is not available")
 
 
 # --- keys and certificates ---------------------------------------------------

@@ -9,7 +9,7 @@ against our own idea of a certificate:
 - `openssl verify`, which builds and checks a chain the way a broker or a
   device's TLS stack will.
 
-    from lint_tools import assert_lint_clean, assert_crl_lint_clean, assert_openssl_verifies
+    from tests.support.lint import assert_lint_clean, assert_crl_lint_clean, assert_openssl_verifies
 
     assert_lint_clean(cert.public_bytes(Encoding.DER))
     assert_crl_lint_clean(crl.public_bytes(Encoding.DER))
@@ -40,7 +40,7 @@ from pkilint.document import Document
 from pkilint.pkix import certificate, crl, extension, name
 from pkilint.validation import ValidationFindingSeverity, ValidationResult
 
-import openssl_tools
+from tests.support import openssl
 
 __all__ = [
     "FAIL_AT",
@@ -269,7 +269,7 @@ def openssl_verify_chain(
     critical, and so on).
 
     Skips the test when the openssl CLI is missing, or fails it under CI=true
-    (see `openssl_tools.require_openssl`). A failed verification is a result,
+    (see `tests.support.openssl.require_openssl`). A failed verification is a result,
     not an exception.
     """
     # The caller's mistakes first, so they show with or without openssl.
@@ -278,7 +278,7 @@ def openssl_verify_chain(
     intermediates = [c for c in certs if not _is_self_signed(c)]
     if not roots:
         raise ValueError("chain_pems holds no self-signed certificate to trust")
-    openssl_tools.require_openssl()
+    openssl.require_openssl()
 
     # A fresh directory per call: several verifications in one test must not
     # overwrite each other's files.
@@ -303,7 +303,7 @@ def openssl_verify_chain(
         args.append("-x509_strict")
     args.append(str(leaf))
 
-    # Same binary as openssl_tools: `openssl` on PATH, or $OPENSSL.
+    # Same binary as tests.support.openssl: `openssl` on PATH, or $OPENSSL.
     command = [os.environ.get("OPENSSL", "openssl"), *args]
     result = subprocess.run(
         command, capture_output=True, text=True, timeout=_OPENSSL_TIMEOUT_SECONDS, check=False

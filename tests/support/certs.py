@@ -10,7 +10,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import NameOID
 
-from conftest import FIXTURES
+from tests.support import FIXTURES
 
 
 def load_pair(name: str):
