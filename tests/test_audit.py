@@ -16,7 +16,7 @@ from pki.services import audit, codes
 from pki.services.audit_chain import canonical_json
 from pki.services.context import Context
 from pki.store import Store
-from test_remote_cli import admin, env, remote, run, serve  # noqa: F401  (fixtures)
+from tests.test_remote_cli import admin, env, remote, run, serve  # noqa: F401  (fixtures)
 
 
 def _fill(ctx, n: int = 6) -> None:
@@ -295,7 +295,7 @@ def test_an_edited_record_is_named_before_the_expected_head(ctx):
 
 
 def test_the_refusal_carries_the_whole_result(ctx):
-    from http_helpers import app_for, make_user, signed_client
+    from tests.support.http_app import app_for, make_user, signed_client
     from pki.client import ApiError
 
     api = signed_client(app_for(ctx), make_user(ctx, "auditor", "PkiAdministratorAccess"))

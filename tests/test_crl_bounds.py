@@ -12,11 +12,11 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
-from conftest import snapshot
-from helpers import pem
+from tests.support import snapshot
+from tests.support.certs import pem
 from pki.errors import InvalidInput
 from pki.services import crls
-from test_crl import _key_pem, registered  # noqa: F401 - the fixture
+from tests.test_crl import _key_pem, registered  # noqa: F401 - the fixture
 
 
 def _crl_with_number(ca_cert, ca_key, number: int, now) -> bytes:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from http_helpers import _wait_ready, free_port
+from tests.support.http_app import _wait_ready, free_port
 from pki.config import Settings
 from pki.services.setup import initialise
 

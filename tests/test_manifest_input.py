@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import snapshot
+from tests.support import snapshot
 from pki.errors import InvalidInput
 from pki.services import managed
 from pki.services.provision import provision

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import snapshot
+from tests.support import snapshot
 from pki.errors import InvalidInput
 from pki.ids import validate_path_name
 from pki.services import policies, users

@@ -558,7 +558,7 @@ def test_out_of_range_times_exit_3_from_the_cli(settings, ctx, capsys, text):
 
 @pytest.mark.parametrize("text", OUT_OF_RANGE)
 def test_out_of_range_times_are_400_over_http(ctx, text):
-    from http_helpers import app_for, make_user, signed_client
+    from tests.support.http_app import app_for, make_user, signed_client
     from pki.client import ApiError
 
     api = signed_client(app_for(ctx), make_user(ctx, "admin", "PkiAdministratorAccess"))

@@ -8,8 +8,8 @@ import datetime as _dt
 import pytest
 from sqlalchemy import text
 
-from conftest import snapshot
-from helpers import load_pair, pem, verification_pem
+from tests.support import snapshot
+from tests.support.certs import load_pair, pem, verification_pem
 from pki.errors import InvalidState, StoreError
 from pki.services import cas, codes
 from pki.services.context import Context
