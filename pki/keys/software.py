@@ -61,18 +61,13 @@ class SoftwareSigner:
     def sign_certificate(self, builder: x509.CertificateBuilder) -> x509.Certificate:
         return builder.sign(self._private_key, signature_hash_for(self._private_key))
 
-    def sign_crl(
-        self, builder: x509.CertificateRevocationListBuilder
-    ) -> x509.CertificateRevocationList:
+    # The signatures are the Signer protocol's (pki/keys/types.py), which documents them.
+    def sign_crl(self, builder: x509.CertificateRevocationListBuilder) -> x509.CertificateRevocationList:
         return builder.sign(self._private_key, signature_hash_for(self._private_key))
 
-    def sign_ocsp_response(
-        self,
-        builder: ocsp.OCSPResponseBuilder,
-        *,
-        responder_cert: x509.Certificate,
-        encoding: ocsp.OCSPResponderEncoding = ocsp.OCSPResponderEncoding.HASH,
-    ) -> ocsp.OCSPResponse:
+    def sign_ocsp_response(self, builder: ocsp.OCSPResponseBuilder, *, responder_cert: x509.Certificate,
+                           encoding: ocsp.OCSPResponderEncoding = ocsp.OCSPResponderEncoding.HASH,
+                           ) -> ocsp.OCSPResponse:
         # A response naming another key's certificate verifies nowhere;
         # catch the wiring mistake here rather than in every client.
         if responder_cert.public_key() != self.public_key():
