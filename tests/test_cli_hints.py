@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import re
+import string
 from pathlib import Path
 
 import pytest
@@ -116,7 +117,7 @@ def test_every_hint_is_for_a_registered_code_and_formats():
     for code, template in hints.HINTS.items():
         assert code in ERROR_CODES, code
         assert "`pki " in template or "--" in template or "PKI_" in template, code
-        keys = {name: "X" for _, name, _, _ in __import__("string").Formatter().parse(template) if name}
+        keys = {name: "X" for _, name, _, _ in string.Formatter().parse(template) if name}
         assert hints.hint_of(code, keys) == template.format(**keys)
 
 
