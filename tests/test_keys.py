@@ -282,7 +282,7 @@ def test_load_refuses_a_missing_file(tmp_path):
     with pytest.raises(ConfigError) as info:
         load_master_key(tmp_path / "nope.key")
     assert info.value.code == "master_key_missing"
-    assert "pki init" in info.value.message
+    assert "initialise the store" in info.value.message and info.value.data["path"].endswith("nope.key")
 
 
 @pytest.mark.parametrize(

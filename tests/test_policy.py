@@ -429,7 +429,7 @@ def test_matrix_through_the_store_and_refusals_audited(ctx, tmp_path):
             denied += 1
             assert info.value.code == "access_denied"
             assert ACTIONS[operation].action in info.value.message or info.value.data["action"] in info.value.message
-            assert "pki policy" in info.value.message
+            assert info.value.data["user"] == users[principal].name and "policy" in info.value.message
     # the account needs no policy
     assert authz.authorize(ctx, authz.ACCOUNT, "ca.delete", PROD).allowed
     records = audit.list_records(ctx, result="denied", limit=1000).items

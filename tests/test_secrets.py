@@ -270,7 +270,7 @@ def test_registering_twice_is_a_conflict_pointing_to_refresh(ctx):
     before = snapshot(ctx)
     with pytest.raises(Conflict) as err:
         svc.register_secret(ctx, client_id="dev-1")
-    assert err.value.code == "secret_exists" and "pki secret refresh dev-1" in err.value.message
+    assert err.value.code == "secret_exists" and err.value.data["client_id"] == "dev-1" and "refresh" in err.value.message
     assert snapshot(ctx) == before
 
 
@@ -284,7 +284,7 @@ def test_unknown_client_id_is_secret_not_found(ctx, action):
     }[action]
     with pytest.raises(NotFound) as err:
         call(ctx, client_id="dev-2")
-    assert err.value.code == "secret_not_found" and "pki secret register dev-2" in err.value.message
+    assert err.value.code == "secret_not_found" and err.value.data["client_id"] == "dev-2"
     assert snapshot(ctx) == before
 
 
@@ -327,7 +327,7 @@ def test_group_errors(ctx):
     ):
         with pytest.raises(NotFound) as err:
             call()
-        assert err.value.code == "group_not_found" and "pki secret group list" in err.value.message
+        assert err.value.code == "group_not_found" and err.value.data["group"] == "line-2"
     for name in ("", "x" * 65, "bad\x07name"):
         with pytest.raises(InvalidInput) as err:
             svc.create_group(ctx, name=name)
@@ -343,7 +343,7 @@ def test_group_errors(ctx):
     before = snapshot(ctx)
     with pytest.raises(InvalidState) as err:
         svc.derive_member_secret(ctx, group="line-1", client_id="dev-9")
-    assert err.value.code == "member_inactive" and "--group line-1" in err.value.message
+    assert err.value.code == "member_inactive" and err.value.data == {"client_id": "dev-9", "group": "line-1"}
     assert snapshot(ctx) == before
 
 

@@ -218,7 +218,8 @@ def test_authorize_refusal_tells_what_to_do_and_is_audited(ctx):
         authorize.authorize(ctx, principal, "ca.register", request_context=rc)
     err = info.value
     assert err.code == "access_denied" and err.data["action"] == "mq:RegisterCa"
-    assert "mq:RegisterCa" in err.message and "pki policy attach" in err.message and "eve" in err.message
+    assert "mq:RegisterCa" in err.message and "attach" in err.message and "eve" in err.message
+    assert err.data["user"] == "eve"
     rec = audit.list_records(ctx, result="denied").items[-1]
     assert (rec.principal, rec.action, rec.source_ip, rec.request_id) == ("eve", "mq:RegisterCa", "203.0.113.5",
                                                                          "req-42")

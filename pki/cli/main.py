@@ -22,6 +22,7 @@ from .artifacts import artifacts_group, crl_group, serve_command
 from .access import audit_group, policy_group, user_group
 from .device import device_group
 from .secret import secret_group
+from .hints import render as render_error
 from .render import EXIT_CODES, emit, emit_page, error_line
 
 __all__ = ["cli", "main"]
@@ -232,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     except PkiError as exc:
         if debug:
             traceback.print_exc()
-        click.echo(error_line(exc.code, exc.message), err=True)
+        click.echo(render_error(exc), err=True)
         return EXIT_CODES.get(exc.family, 1)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
@@ -246,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
         if debug:
             traceback.print_exc()
         err = io_error(exc)
-        click.echo(error_line(err.code, err.message), err=True)
+        click.echo(render_error(err), err=True)
         return EXIT_CODES[err.family]
     except Exception as exc:  # noqa: BLE001 - the last line of defence
         if debug:

@@ -81,14 +81,14 @@ def load_master_key(path: str | os.PathLike[str]) -> MasterKey:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:
         raise ConfigError(
-            f"master key file {path} does not exist; run `pki init` to create one, "
+            f"master key file {path} does not exist; initialise the store to create one, "
             "or point PKI_MASTER_KEY_FILE at the existing file",
             code="master_key_missing",
             path=path,
         ) from None
     except PermissionError:
         raise ConfigError(
-            f"master key file {path} is not readable by this user; run pki as the file's owner",
+            f"master key file {path} is not readable by this user; run as the file's owner",
             code="master_key_unreadable",
             path=path,
         ) from None

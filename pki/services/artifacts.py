@@ -306,11 +306,13 @@ def publish(
 ) -> PublishResult:
     """Write one generation of broker artifacts under ``out_dir`` and make it current."""
     if not 1 <= keep <= 1000:
-        raise InvalidInput("--keep must be between 1 and 1000", code="invalid_keep")
+        raise InvalidInput("the number of generations to keep must be between 1 and 1000", code="invalid_keep",
+                           field="keep")
     if not 1 <= listener_port <= 65535:
         raise InvalidInput("the listener port must be between 1 and 65535", code="invalid_port")
     if (server_cert is None) != (server_key is None):
-        raise InvalidInput("give both --server-cert and --server-key, or neither", code="invalid_request")
+        raise InvalidInput("give both the broker's certificate and its key, or neither", code="invalid_request",
+                           field="server_cert" if server_cert is None else "server_key")
     check_lifetime(crl_lifetime)
     out = Path(out_dir).absolute()
     current_link = out / _CURRENT
@@ -331,7 +333,7 @@ def publish(
                 f"{len(missing)} ACTIVE CA(s) have no valid CRL ({', '.join(w.ca_sn or '' for w in missing)}); "
                 "nothing was published. " + missing[0].message,
                 code="crl_missing",
-                cas=[w.ca_sn for w in missing],
+                cas=[w.ca_sn for w in missing], ca_sn=missing[0].ca_sn,
             )
         numbers = _generation_numbers(gens)
         generation = (numbers[-1] if numbers else 0) + 1

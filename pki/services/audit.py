@@ -229,14 +229,14 @@ def _append(target: Session | Connection, values: dict) -> None:
     if head is None:
         raise InvalidState(
             "the audit log's head (the one row of table audit_head) is missing: it was deleted outside the "
-            "application. Nothing was changed; run `pki audit verify`, then restore the database from a backup",
+            "application. Nothing was changed; verify the audit log, then restore the database from a backup",
             code="audit_chain_broken", problem="head_missing",
         )
     seq, prev_hash, last_seq = head
     if last_seq > seq:
         raise InvalidState(
             f"the audit log holds record #{last_seq}, past its head (#{seq}): it was added outside the "
-            "application. Nothing was changed; run `pki audit verify`, then restore the database from a backup",
+            "application. Nothing was changed; verify the audit log, then restore the database from a backup",
             code="audit_chain_broken", problem="appended", head_seq=seq, last_seq=last_seq,
         )
     values["seq"] = seq + 1

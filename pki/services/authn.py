@@ -84,8 +84,8 @@ def _take_token(conn, *, access_key_id: str, limit: RateLimit, now: float) -> fl
 
 # == what access keys resolve to ==============================================================
 
-_REFUSED_KEY = ("the access key is unknown or disabled: check PKI_ACCESS_KEY_ID and PKI_ACCESS_KEY_SECRET, "
-                "or ask the account owner for a new key (`pki user key create USER`)")
+_REFUSED_KEY = ("the access key is unknown or disabled: check the access key id and its secret, "
+                "or ask the account owner for a new key")
 
 
 class _GrantCache:

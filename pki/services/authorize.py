@@ -79,7 +79,7 @@ def get_user(session, name: str, *, lock: bool = False) -> AccessUser:
     """The user called ``name``, or NotFound ``user_not_found``."""
     row = access_repos.get_user(session, name=check_user_name(name), lock=lock)
     if row is None:
-        raise NotFound(f"no user {name!r}; `pki user list` shows them", code="user_not_found")
+        raise NotFound(f"no user {name!r}; list the users to find it", code="user_not_found")
     return row
 
 
@@ -192,7 +192,7 @@ def simulate(
     else:
         canonical = {a.lower(): a for a in policy_engine.ACTION_NAMES}.get(str(action).lower())
         if canonical is None:
-            raise InvalidInput(f"{action!r} is neither an action (`pki policy actions` lists them) nor an "
+            raise InvalidInput(f"{action!r} is neither an action (the list of actions shows them) nor an "
                                "operation such as ca.register", code="unknown_action")
         action = canonical
     if resource is None:
@@ -227,12 +227,10 @@ def authorize(
     if decision.decided_by is not None:
         policy_name, index = decision.decided_by
         advice = (f"statement {index} of policy {policy_name} denies it; the account, or a user allowed "
-                  f"mq:ManagePolicies, can detach or replace that policy "
-                  f"(`pki policy detach {policy_name} --user {principal.name}`)")
+                  "mq:ManagePolicies, can detach or replace that policy")
     else:
         advice = (f"the account, or a user allowed mq:ManagePolicies, can grant {decision.action} "
-                  f"(e.g. `pki policy attach PkiFullAccess --user {principal.name}`, or a custom policy "
-                  "allowing it)")
+                  "(e.g. attach PkiFullAccess, or a custom policy allowing it)")
     message = (f"{principal.name} may not do {operation} ({decision.action}) on {resource}: "
                f"{decision.reason}; {advice}")
     audit.record(
@@ -243,5 +241,5 @@ def authorize(
     )
     raise PermissionDenied(
         message, code="access_denied", operation=operation, action=decision.action, resource=resource,
-        decided_by=decision.as_json()["decided_by"],
+        decided_by=decision.as_json()["decided_by"], user=principal.name,
     )

@@ -40,7 +40,7 @@ def resolve_ca(session, *, instance: str, ref: str, lock: bool = False) -> CaCer
         row = repos.get_ca_by_sn(session, instance=instance, sn=parse_serial(ref), lock=lock)
     if row is None:
         raise NotFound(
-            f"no CA {ref!r} in instance {instance!r}; `pki ca list` shows the registered ones",
+            f"no CA {ref!r} in instance {instance!r}; list the CAs to find it",
             code="ca_not_found",
         )
     return row
@@ -106,7 +106,7 @@ def register_ca(
                 else "a CA with the same serial number"
             )
             raise Conflict(
-                f"{what} is already registered as CA {clash.sn}; `pki ca show {clash.sn}` shows it",
+                f"{what} is already registered as CA {clash.sn}",
                 code="ca_already_registered",
                 sn=clash.sn,
             )
@@ -144,16 +144,16 @@ def _explain_unredeemable(session, *, ctx: Context, digest: str, now) -> None:
     if row is None or not hmac.compare_digest(row.code_sha256, digest):
         raise InvalidInput(
             "the verification certificate's CN is not a register code of this instance; "
-            "get one with `pki code new` and put it, exactly, in the CN",
+            "get a register code and put it, exactly, in the CN",
             code="verification_code_mismatch",
         )
     if row.used_at is not None:
         raise Conflict(
-            "this register code was already used; get a new one with `pki code new`",
+            "this register code was already used; get a new one",
             code="register_code_used",
         )
     raise InvalidState(
-        "this register code has expired; get a new one with `pki code new`",
+        "this register code has expired; get a new one",
         code="register_code_expired",
     )
 
@@ -198,8 +198,8 @@ def delete_ca(ctx: Context, ref: str, *, cascade: bool = False) -> dict:
         if devices and not cascade:
             raise InvalidState(
                 f"CA {row.sn} still has {devices} device certificate(s); delete them first, "
-                "or pass --cascade to delete them with the CA",
-                code="ca_has_devices",
+                "or delete them with the CA (cascade)",
+                code="ca_has_devices", field="cascade", ca_sn=row.sn,
                 devices=devices,
             )
         removed = repos.delete_ca(session, ca=row, cascade=cascade)

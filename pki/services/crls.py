@@ -164,9 +164,9 @@ def current_crl(ctx: Context, *, ca: str, lifetime: _dt.timedelta = DEFAULT_CRL_
             state = artifact_repos.get_crl_state(session, ca_id=row.id)
             if state is None:
                 raise NotFound(
-                    f"registered CA {row.sn} has no CRL yet: `pki crl request --ca {row.sn}`, sign it where the "
-                    "key lives (`pki crl sign`), then `pki crl upload`",
-                    code="crl_not_available",
+                    f"registered CA {row.sn} has no CRL yet: export a CRL request, sign it where the key lives, "
+                    "then upload the CRL",
+                    code="crl_not_available", ca_sn=row.sn,
                 )
         return CrlInfo.of(state, ca_sn=row.sn)
 
@@ -182,7 +182,8 @@ def crl_request(ctx: Context, *, ca: str, lifetime: _dt.timedelta = DEFAULT_CRL_
         row = resolve_ca(session, instance=ctx.instance, ref=ca)
         if row.key_id is not None:
             raise InvalidState(
-                f"CA {row.sn} is managed: its CRL is signed here by `pki artifacts publish`", code="ca_managed_crl"
+                f"CA {row.sn} is managed: its CRL is signed here when the artifacts are published",
+                code="ca_managed_crl", ca_sn=row.sn,
             )
         state = artifact_repos.get_crl_state(session, ca_id=row.id)
         entries, digest = listed_entries(session, ca_id=row.id)
@@ -202,7 +203,7 @@ def crl_request(ctx: Context, *, ca: str, lifetime: _dt.timedelta = DEFAULT_CRL_
 
 
 def _bad_request(message: str) -> InvalidInput:
-    return InvalidInput(f"CRL request: {message}; export a new one with `pki crl request`", code="invalid_crl_request")
+    return InvalidInput(f"CRL request: {message}; export a new one", code="invalid_crl_request")
 
 
 #: What an X.509 time can say (RFC 5280 4.1.2.5: UTCTime from 1950, GeneralizedTime to 9999).
@@ -301,7 +302,7 @@ def upload_crl(ctx: Context, *, ca: str, crl: bytes) -> CrlInfo:
         if state is not None and number <= int(state.crl_number, 16):
             raise InvalidInput(
                 f"CRL number {number:x} is not above the stored CRL's ({state.crl_number}): an old CRL must not "
-                "replace a newer one. Sign a new CRL from `pki crl request`",
+                "replace a newer one. Sign a new CRL from a fresh CRL request",
                 code="crl_number_not_increasing",
             )
         entries, digest = listed_entries(session, ca_id=row.id)
@@ -309,7 +310,7 @@ def upload_crl(ctx: Context, *, ca: str, crl: bytes) -> CrlInfo:
         if missing:
             raise InvalidInput(
                 f"the CRL lacks {len(missing)} certificate(s) the store has revoked or put on hold "
-                f"(e.g. {', '.join(missing[:5])}); sign a new CRL from `pki crl request`",
+                f"(e.g. {', '.join(missing[:5])}); sign a new CRL from a fresh CRL request",
                 code="crl_missing_entries",
                 missing=missing[:100],
             )
@@ -335,7 +336,7 @@ def uploaded_crl_problem(session, ca: CaCertificate, state: CrlState | None, *, 
     """Why a registered CA's stored CRL is not good enough to publish: (code, message) or None."""
     if state is None:
         return "crl_missing", (f"registered CA {ca.sn} ({ca.name}) has no CRL: with CRL checks on, brokers refuse "
-                               f"every device of it. Run `pki crl request --ca {ca.sn}`, sign, `pki crl upload`")
+                               "every device of it. Export a CRL request, sign it where the key lives, upload the CRL")
     if state.next_update <= now:
         return "crl_stale", (f"the CRL of registered CA {ca.sn} ({ca.name}) expired at {isoformat(state.next_update)}:"
                              " brokers refuse every device of it. Upload a new one")

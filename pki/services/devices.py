@@ -99,15 +99,15 @@ def _validity(ctx: Context, ca, days: int | None, now: _dt.datetime):
     days = DEFAULT_DEVICE_DAYS if days is None else days
     if not 1 <= days <= ctx.settings.max_device_days:
         raise InvalidInput(
-            f"--days must be between 1 and {ctx.settings.max_device_days} (PKI_MAX_DEVICE_DAYS)",
-            code="validity_too_long",
+            f"days must be between 1 and {ctx.settings.max_device_days} (PKI_MAX_DEVICE_DAYS)",
+            code="validity_too_long", field="days",
         )
     not_after = now + _dt.timedelta(days=days)
     if not_after > ca.not_after:
         raise InvalidInput(
             f"a certificate valid for {days} days would outlive CA {ca.sn} (valid until "
-            f"{ca.not_after:%Y-%m-%d}); ask for fewer --days",
-            code="validity_exceeds_ca",
+            f"{ca.not_after:%Y-%m-%d}); ask for fewer days",
+            code="validity_exceeds_ca", field="days", ca_sn=ca.sn,
         )
     # Certificates keep whole seconds: round up so the backdate never exceeds 5 minutes.
     not_before = now - px509.build.BACKDATE
@@ -184,7 +184,8 @@ def issue_device(
     signing, the caller gets the error and never sees the certificate.
     """
     if (csr is None) == (not generate):
-        raise InvalidInput("give either a CSR or --generate, not both or neither", code="invalid_request")
+        raise InvalidInput("give either a CSR or ask for a generated key, not both or neither", code="invalid_request",
+                           field="generate")
     private_key = None
     if csr is not None:
         request = px509.load_csr(csr)
@@ -194,12 +195,13 @@ def issue_device(
             cns = px509.common_names(request.subject)
             if len(cns) != 1:
                 raise InvalidInput(
-                    "the CSR has no single CN to use as client id; pass --client-id", code="missing_client_id"
+                    "the CSR has no single CN to use as client id; give the client id", code="missing_client_id",
+                    field="client_id",
                 )
             client_id = cns[0]
     else:
         if client_id is None:
-            raise InvalidInput("--generate needs --client-id", code="missing_client_id")
+            raise InvalidInput("a generated key needs a client id", code="missing_client_id", field="client_id")
         if key_type not in KEY_TYPES:
             raise InvalidInput(f"key type {key_type!r} is not one of {', '.join(KEY_TYPES)}", code="unsupported_key_type")
         private_key = generate_private_key(key_type)
@@ -260,7 +262,7 @@ def _issuer_state(session, ctx: Context, ref: str):
     state = repos.get_issuer_state(session, instance=ctx.instance, sn=sn, lock=True) if sn else None
     if state is None:
         raise NotFound(
-            f"no CA {ref!r} in instance {ctx.instance!r}; `pki ca list` shows them", code="ca_not_found"
+            f"no CA {ref!r} in instance {ctx.instance!r}; list the CAs to find it", code="ca_not_found"
         )
     return state
 
@@ -321,8 +323,8 @@ def _resolve_device(session, ctx: Context, *, ca: str, sn: str) -> tuple[CaCerti
     device = repos.get_device(session, ca_id=ca_row.id, sn=parse_serial(sn))
     if device is None:
         raise NotFound(
-            f"CA {ca_row.sn} has no device certificate {sn!r}; `pki device list --ca {ca_row.sn}` shows them",
-            code="device_not_found",
+            f"CA {ca_row.sn} has no device certificate {sn!r}; list the CA's devices to find it",
+            code="device_not_found", ca_sn=ca_row.sn,
         )
     return ca_row, device
 

@@ -28,7 +28,7 @@ def ca_signer(ctx: Context, session, ca: CaCertificate):
     if ca.key_id is None:
         raise InvalidState(
             f"CA {ca.sn} is registered: its key stays with its owner, so it cannot sign here. "
-            "Issue from a managed CA (`pki ca create`)",
+            "Issue from a managed CA",
             code="ca_not_managed",
         )
     cached = ctx.cached_signer(ca.key_id)
@@ -52,9 +52,10 @@ def create_ca(
     if key_type not in KEY_TYPES:
         raise InvalidInput(f"key type {key_type!r} is not one of {', '.join(KEY_TYPES)}", code="unsupported_key_type")
     if not 1 <= days <= MAX_CA_DAYS:
-        raise InvalidInput(f"--days must be between 1 and {MAX_CA_DAYS}", code="invalid_validity")
+        raise InvalidInput(f"days must be between 1 and {MAX_CA_DAYS}", code="invalid_validity", field="days")
     if path_length is not None and not 0 <= path_length <= 8:
-        raise InvalidInput("--path-length must be between 0 and 8", code="invalid_path_length")
+        raise InvalidInput("the path length must be between 0 and 8", code="invalid_path_length",
+                           field="path_length")
     now = ctx.clock.now()
     not_before = now - px509.build.BACKDATE
     not_after = now + _dt.timedelta(days=days)
@@ -80,13 +81,14 @@ def create_ca(
                 path_length = 0
             if parent_len is not None and path_length >= parent_len:
                 raise InvalidInput(
-                    f"--path-length must be below the parent's ({parent_len})", code="invalid_path_length"
+                    f"the path length must be below the parent's ({parent_len})", code="invalid_path_length",
+                    field="path_length",
                 )
             if not_after > parent_row.not_after:
                 raise InvalidInput(
                     f"a CA valid for {days} days would outlive its parent (until {parent_row.not_after:%Y-%m-%d}); "
-                    "ask for fewer --days",
-                    code="validity_exceeds_ca",
+                    "ask for fewer days",
+                    code="validity_exceeds_ca", field="days", ca_sn=parent_row.sn,
                 )
             not_before = max(not_before, parent_row.not_before)
             builder = px509.build_ca_certificate(
@@ -135,8 +137,8 @@ def _parent_chain_pem(parent: CaCertificate | None) -> str | None:
 def _check_can_issue(ca, *, now: _dt.datetime) -> None:
     if ca.status != "ACTIVE":
         raise InvalidState(
-            f"CA {ca.sn} is {ca.status}; activate it (`pki ca activate {ca.sn}`) before it issues",
-            code="ca_inactive",
+            f"CA {ca.sn} is {ca.status}; activate it before it issues",
+            code="ca_inactive", ca_sn=ca.sn,
         )
     if now > ca.not_after:
         raise InvalidState(f"CA {ca.sn} expired on {ca.not_after:%Y-%m-%d}; it can no longer issue", code="ca_expired")

@@ -22,7 +22,7 @@ def make_verification_certificate(
     """The PEM of a certificate with CN = ``code``, signed by the CA's key."""
     if not _CODE.match(code):
         raise InvalidInput(
-            "a register code is 64 lowercase hex characters, as `pki code new` prints it",
+            "a register code is 64 lowercase hex characters, exactly as it was handed out",
             code="invalid_register_code",
         )
     now = (clock or SystemClock()).now()

@@ -64,8 +64,8 @@ def create_policy(ctx: Context, name: str, document: str | bytes | Mapping, *, d
     now = ctx.clock.now()
     with ctx.store.transaction() as session:
         if access_repos.get_policy(session, name=name) is not None:
-            raise Conflict(f"policy {name!r} already exists; `pki policy show {name}` shows it",
-                           code="policy_exists")
+            raise Conflict(f"policy {name!r} already exists; show it, or choose another name",
+                           code="policy_exists", policy=name)
         row = access_repos.insert_policy(session, AccessPolicy(
             name=name, description=description, document=text, created_at=now, updated_at=now))
         record_change(session, ctx, "policy.create", now=now, details={"policy": name, "document": parsed.document})
@@ -79,7 +79,7 @@ def show_policy(ctx: Context, name: str) -> PolicyPublic:
             return _system_public(SYSTEM_POLICIES[name], attached_to=users)
         row = access_repos.get_policy(session, name=_check_policy_name(name))
         if row is None:
-            raise NotFound(f"no policy {name!r}; `pki policy list` shows them", code="policy_not_found")
+            raise NotFound(f"no policy {name!r}; list the policies to find it", code="policy_not_found")
         return _custom_public(row, attached_to=users)
 
 
@@ -101,13 +101,12 @@ def delete_policy(ctx: Context, name: str) -> dict:
     with ctx.store.transaction() as session:
         row = access_repos.get_policy(session, name=_check_policy_name(name))
         if row is None:
-            raise NotFound(f"no policy {name!r}; `pki policy list` shows them", code="policy_not_found")
+            raise NotFound(f"no policy {name!r}; list the policies to find it", code="policy_not_found")
         users = list(access_repos.users_with_policy(session, policy_name=name))
         if users:
             raise InvalidState(
-                f"policy {name} is attached to {', '.join(users)}; detach it first "
-                f"(`pki policy detach {name} --user USER`)",
-                code="policy_in_use", users=users,
+                f"policy {name} is attached to {', '.join(users)}; detach it from them first",
+                code="policy_in_use", users=users, policy=name,
             )
         access_repos.delete_policy(session, row=row)
         record_change(session, ctx, "policy.delete", now=now, details={"policy": name})
@@ -118,7 +117,7 @@ def _policy_exists(session, name: str) -> None:
     if name in SYSTEM_POLICIES:
         return
     if access_repos.get_policy(session, name=_check_policy_name(name)) is None:
-        raise NotFound(f"no policy {name!r}; `pki policy list` shows them", code="policy_not_found")
+        raise NotFound(f"no policy {name!r}; list the policies to find it", code="policy_not_found")
 
 
 def attach_policy(ctx: Context, name: str, *, user: str) -> AttachmentPublic:
@@ -137,8 +136,8 @@ def detach_policy(ctx: Context, name: str, *, user: str) -> AttachmentPublic:
     with ctx.store.transaction() as session:
         row = get_user(session, user, lock=True)
         if not access_repos.detach(session, user_id=row.id, policy_name=name):
-            raise NotFound(f"policy {name!r} is not attached to user {user!r}; `pki user show {user}` "
-                           "lists its policies", code="policy_not_attached")
+            raise NotFound(f"policy {name!r} is not attached to user {user!r}; the user's policies are listed "
+                           "with the user", code="policy_not_attached", policy=name, user=user)
         record_change(session, ctx, "policy.detach", now=now, details={"policy": name, "user": user})
     return AttachmentPublic(policy=name, user=user, attached=False)
 

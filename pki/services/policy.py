@@ -388,7 +388,7 @@ def _parse_action(text: str, path: str) -> str:
     if "*" in text or "?" in text:
         regex = _wildcard(text, ignore_case=True)
         if not any(regex.match(a) for a in ACTION_NAMES):
-            raise _refuse(path, f"{text!r} matches no action; `pki policy actions` lists them")
+            raise _refuse(path, f"{text!r} matches no action; the list of actions shows them")
         return text
     canonical = _CANONICAL_ACTION.get(text.lower())
     if canonical is None:

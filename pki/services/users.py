@@ -55,7 +55,7 @@ def is_access_key_id(access_key_id) -> bool:
 def _key(session, access_key_id: str) -> AccessKey:
     row = access_repos.get_key(session, access_key_id=access_key_id) if is_access_key_id(access_key_id) else None
     if row is None:
-        raise NotFound(f"no access key {access_key_id!r}; `pki user show USER` lists a user's keys",
+        raise NotFound(f"no access key {access_key_id!r}; a user's keys are listed with the user",
                        code="access_key_not_found")
     return row
 
@@ -83,8 +83,8 @@ def create_user(ctx: Context, name: str) -> UserCreated:
     now = ctx.clock.now()
     with ctx.store.transaction() as session:
         if access_repos.get_user(session, name=name) is not None:
-            raise Conflict(f"user {name!r} already exists; `pki user key create {name}` adds a key",
-                           code="user_exists")
+            raise Conflict(f"user {name!r} already exists; add an access key to it instead",
+                           code="user_exists", user=name)
         user = access_repos.insert_user(session, AccessUser(name=name, status="ACTIVE", created_at=now,
                                                             updated_at=now))
         key, secret = _new_key(ctx, session, user=user, now=now)
@@ -154,9 +154,8 @@ def create_access_key(ctx: Context, user: str) -> AccessKeyCreated:
         row = get_user(session, user, lock=True)
         if access_repos.count_keys(session, user_id=row.id) >= MAX_ACCESS_KEYS:
             raise InvalidState(
-                f"user {user!r} already has {MAX_ACCESS_KEYS} access keys; delete one first "
-                "(`pki user key delete ACCESS_KEY_ID`)",
-                code="access_key_limit",
+                f"user {user!r} already has {MAX_ACCESS_KEYS} access keys; delete one first",
+                code="access_key_limit", user=user,
             )
         key, secret = _new_key(ctx, session, user=row, now=now)
         record_change(session, ctx, "user.key.create", now=now,

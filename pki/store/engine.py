@@ -247,11 +247,11 @@ class Store:
         revision = self.current_revision()
         if revision is None:
             raise ConfigError(
-                "the store has no schema yet: run `pki init` first", code="store_not_initialized"
+                "the store has no schema yet: initialise it first", code="store_not_initialized"
             )
         if revision != head_revision():
             raise ConfigError(
-                f"the store schema is at {revision}, this version needs {head_revision()}: run `pki init` to upgrade",
+                f"the store schema is at {revision}, this version needs {head_revision()}: upgrade it first",
                 code="store_outdated",
             )
 

@@ -242,6 +242,6 @@ def check_crl(
     if next_update <= now:
         raise _bad(
             "crl_stale",
-            f"{what}: expired at {next_update.isoformat()} (nextUpdate); sign a new one from `pki crl request`",
+            f"{what}: expired at {next_update.isoformat()} (nextUpdate); sign a new one from a fresh CRL request",
         )
     return number

@@ -104,13 +104,14 @@ def provision(
     manifest, out = Path(manifest), Path(out)
     workers = (os.cpu_count() or 1) if workers is None else workers
     if not isinstance(workers, int) or workers < 1:
-        raise InvalidInput("--workers must be at least 1", code="invalid_workers")
+        raise InvalidInput("the number of workers must be at least 1", code="invalid_workers", field="workers")
     if not isinstance(batch_size, int) or not 1 <= batch_size <= MAX_BATCH_SIZE:
         raise InvalidInput(f"the batch size must be between 1 and {MAX_BATCH_SIZE}", code="invalid_batch_size")
     if fmt not in _KEY_SUFFIX:
-        raise InvalidInput(f"--format must be pem or p12, not {fmt!r}", code="invalid_format")
+        raise InvalidInput(f"the format must be pem or p12, not {fmt!r}", code="invalid_format", field="fmt")
     if fmt == "p12" and not p12_password:
-        raise InvalidInput("--format p12 needs a password for the PKCS#12 files", code="pkcs12_password_required")
+        raise InvalidInput("the p12 format needs a password for the PKCS#12 files", code="pkcs12_password_required",
+                           field="p12_password")
     if key_type not in KEY_TYPES:
         raise InvalidInput(f"key type {key_type!r} is not one of {', '.join(KEY_TYPES)}", code="unsupported_key_type")
 

@@ -157,8 +157,8 @@ class _Run:
                         raise InvalidInput(
                             f"{self.index_path} line {number} does not match the manifest "
                             f"({listed!r} vs {row[1] if row else 'end of manifest'!r}): this directory was "
-                            "provisioned from another manifest; give a fresh --out",
-                            code="provision_out_mismatch",
+                            "provisioned from another manifest; give a fresh output directory",
+                            code="provision_out_mismatch", field="out",
                         )
                     self.done += 1
                     self.skipped += 1
@@ -180,7 +180,7 @@ class _Run:
             if os.path.exists(final):
                 raise InvalidState(
                     f"{final} exists but CA {self.ca_sn} has no ACTIVE certificate for {client_id!r}; "
-                    "move the file away (or give a fresh --out) and run again",
+                    "move the file away (or give a fresh output directory) and run again",
                     code="provision_stray_key_file", client_id=client_id,
                 )
         if new:
@@ -314,8 +314,8 @@ def _prepare_out(out: Path, *, ca_sn: str, fmt: str) -> None:
         if found != meta:
             raise InvalidInput(
                 f"{out} holds an earlier provisioning run with different settings ({found}); resume it with the "
-                "same --ca and --format, or give a fresh --out",
-                code="provision_out_mismatch",
+                "same CA and format, or give a fresh output directory",
+                code="provision_out_mismatch", field="out",
             )
     else:
         replace_file(meta_path, json.dumps(meta).encode() + b"\n", 0o644)

@@ -30,9 +30,8 @@ MAX_GRACE = _dt.timedelta(days=30)
 
 def _not_found(client_id: str, instance: str) -> NotFound:
     return NotFound(
-        f"client id {client_id!r} has no secret in instance {instance!r}; `pki secret register {client_id}` "
-        "creates one, `pki secret list` shows the existing ones",
-        code="secret_not_found",
+        f"client id {client_id!r} has no secret in instance {instance!r}; register one, or list the existing ones",
+        code="secret_not_found", client_id=client_id,
     )
 
 
@@ -48,8 +47,8 @@ def _check_grace(grace: _dt.timedelta) -> _dt.timedelta:
         raise TypeError("grace must be a timedelta")
     if not _dt.timedelta(0) <= grace <= MAX_GRACE:
         raise InvalidInput(
-            f"the grace period must be between 0 (none) and {MAX_GRACE.days} days, e.g. --grace 24h",
-            code="invalid_grace",
+            f"the grace period must be between 0 (none) and {MAX_GRACE.days} days, e.g. 24h",
+            code="invalid_grace", field="grace",
         )
     return grace
 
@@ -66,8 +65,8 @@ def register_secret(ctx: Context, *, client_id: str) -> SecretPublic:
         if existing is not None:
             raise Conflict(
                 f"client id {client_id!r} already has a secret (access key id {existing.access_key_id}); "
-                f"`pki secret refresh {client_id}` replaces it",
-                code="secret_exists",
+                "refresh it to replace it",
+                code="secret_exists", client_id=client_id,
                 access_key_id=existing.access_key_id,
             )
         row = repos.insert_secret(

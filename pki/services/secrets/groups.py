@@ -31,9 +31,8 @@ def _resolve_group(session, ctx: Context, name: str, *, lock: bool = False) -> S
     row = repos.get_group(session, instance=ctx.instance, name=name, lock=lock)
     if row is None:
         raise NotFound(
-            f"no enrollment group {name!r} in instance {ctx.instance!r}; `pki secret group list` shows them, "
-            f"`pki secret group create {name}` makes it",
-            code="group_not_found",
+            f"no enrollment group {name!r} in instance {ctx.instance!r}; list the groups to find it, or create it",
+            code="group_not_found", group=name,
         )
     return row
 
@@ -47,9 +46,8 @@ def create_group(ctx: Context, *, name: str) -> GroupPublic:
     with ctx.store.transaction() as session:
         if repos.get_group(session, instance=ctx.instance, name=name) is not None:
             raise Conflict(
-                f"enrollment group {name!r} already exists; `pki secret derive --group {name} CLIENT_ID` "
-                "gives its members' secrets",
-                code="group_exists",
+                f"enrollment group {name!r} already exists; derive its members' secrets from it",
+                code="group_exists", group=name,
             )
         row = repos.insert_group(
             session,
@@ -140,13 +138,12 @@ def derive_member_secret(ctx: Context, *, group: str, client_id: str) -> MemberP
         blocked = repos.is_member_blocked(session, group_id=row.id, client_id=client_id)
     if row.status != "ACTIVE":
         raise InvalidState(
-            f"enrollment group {group!r} is INACTIVE; `pki secret group enable {group}` first", code="group_inactive"
+            f"enrollment group {group!r} is INACTIVE; enable it first", code="group_inactive", group=group
         )
     if blocked:
         raise InvalidState(
-            f"client id {client_id!r} is disabled in group {group!r}; "
-            f"`pki secret activate {client_id} --group {group}` first",
-            code="member_inactive",
+            f"client id {client_id!r} is disabled in group {group!r}; activate it in the group first",
+            code="member_inactive", client_id=client_id, group=group,
         )
     group_key = ctx.keystore.open_secret(row.sealed_key, key_id=row.access_key_id)
     secret = secret_text(derive_key(group_key, client_id))

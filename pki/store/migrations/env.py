@@ -8,7 +8,7 @@ from sqlmodel import SQLModel
 config = context.config
 connection = config.attributes.get("connection")
 if connection is None:
-    raise RuntimeError("run migrations through `pki init`, which passes a connection")
+    raise RuntimeError("run migrations through pki.store.engine.Store.upgrade, which passes a connection")
 
 context.configure(
     connection=connection,
