@@ -21,6 +21,7 @@ from pki.services.context import Context
 from pki.store import Store
 from tests.support import FIXTURES, PG_URL, skip_or_fail
 from tests.support.openssl import require_openssl
+from tests.support.rabbitmq import _rabbitmq_session, rabbitmq, rabbitmq_auth  # noqa: F401 (fixtures)
 
 
 def pytest_collection_modifyitems(items):

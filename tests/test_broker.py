@@ -9,13 +9,8 @@ refused.
 from __future__ import annotations
 
 import datetime as _dt
-import getpass
 import ipaddress
-import shutil
-import signal
-import socket
 import ssl
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,8 +22,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from tests.support import openssl as openssl_tools
-from tests.support import skip_or_fail
 from tests.support.certs import make_root, pem
+from tests.support.http_app import free_port
+from tests.support.mosquitto import Mosquitto, require_mosquitto
 from pki.services import artifacts, cas, devices, managed
 
 #: Bounds only so that a wedged process cannot hang the run; nothing asserts on time.
@@ -213,57 +209,6 @@ def test_python_ssl_server_four_outcomes(world, tmp_path, layout):
 # -- mosquitto + paho-mqtt -------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Broker:
-    """A mosquitto of the test's own: its config in tmp_path, a free loopback port."""
-
-    def __init__(self, conf: Path, log: Path, port: int) -> None:
-        self.conf, self.log, self.port = conf, log, port
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        self._log_fh = open(self.log, "ab")
-        self.proc = subprocess.Popen(["mosquitto", "-c", str(self.conf)], stdout=self._log_fh,
-                                     stderr=subprocess.STDOUT)
-        self._wait_for(lambda: b" running" in self.log.read_bytes()[self._mark:], "start")
-
-    def _wait_for(self, condition, what: str) -> None:
-        deadline = time.monotonic() + _WAIT_SECONDS
-        while not condition():
-            if self.proc.poll() is not None:
-                raise AssertionError(f"mosquitto exited ({self.proc.returncode}):\n{self.log.read_text()}")
-            if time.monotonic() > deadline:
-                raise AssertionError(f"mosquitto did not {what}:\n{self.log.read_text()}")
-            time.sleep(0.05)
-
-    @property
-    def _mark(self) -> int:
-        return getattr(self, "_offset", 0)
-
-    def reload(self) -> None:
-        self._offset = self.log.stat().st_size
-        self.proc.send_signal(signal.SIGHUP)
-        self._wait_for(lambda: b"Reloading config." in self.log.read_bytes()[self._offset:], "reload")
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(timeout=_WAIT_SECONDS)
-        self.proc = None
-        if hasattr(self, "_log_fh"):
-            self._log_fh.close()
-
-    def restart(self) -> None:
-        self.stop()
-        self._offset = self.log.stat().st_size
-        self.start()
-
-
 def _mqtt_publish(port: int, dev: Device, server_ca: Path, client_id: str) -> bool:
     """Connect with the device certificate and publish at QoS 1: True iff the broker took both."""
     import paho.mqtt.client as mqtt
@@ -293,24 +238,19 @@ def _mqtt_publish(port: int, dev: Device, server_ca: Path, client_id: str) -> bo
 
 @pytest.fixture
 def mosquitto_bin():
-    if shutil.which("mosquitto") is None:
-        skip_or_fail("mosquitto is not installed")
+    require_mosquitto()
 
 
 def test_mosquitto_accepts_and_refuses_after_publish(world, tmp_path, mosquitto_bin):
     w = world
     server_cert, server_key, server_ca = _server_pair(tmp_path)
-    port = _free_port()
+    port = free_port()
     w.publish(listener_port=port, listener_address="127.0.0.1", server_cert=str(server_cert),
               server_key=str(server_key))
     snippet = (w.current / "mosquitto.conf").read_text()
     assert "require_certificate true" in snippet and "use_identity_as_username true" in snippet
-    conf = tmp_path / "mosquitto-test.conf"
-    # The generated listener snippet, plus what a test broker needs: no persistence,
-    # log to stderr, and (when run as root) keep the user that can read tmp_path.
-    conf.write_text(snippet + f"user {getpass.getuser()}\npersistence false\nlog_dest stderr\n"
-                    "log_type error\nlog_type warning\nlog_type notice\nlog_type information\n")
-    broker = Broker(conf, tmp_path / "mosquitto.log", port)
+    # The generated listener snippet, plus what a test broker needs (tests/support/mosquitto.py).
+    broker = Mosquitto(tmp_path, snippet, port=port)
     broker.start()
     try:
         assert _mqtt_publish(port, w.active, server_ca, "dev-active")
