@@ -24,8 +24,8 @@ What a rule matches, precisely:
   the reason ``invalid_topic`` and no rule.
 
 Evaluation does not scan every rule: rules are indexed by who they name (one username, one client
-id, everyone) and then by the first level of their filter, and each index list is walked in order
-only until it cannot beat the best match found so far.
+id, everyone), then in a trie over the leading literal levels of their filter; each list found is
+walked in order only until it cannot beat the best match found so far.
 """
 
 from __future__ import annotations
@@ -184,9 +184,13 @@ class Decision:
 
 
 class _Compiled:
-    """A rule ready for matching: its filter split once, its conditions as plain attributes."""
+    """A rule ready for matching: its filter split once, its conditions as plain attributes.
 
-    __slots__ = ("rule", "rank", "deny", "actions", "text", "levels", "exact", "templated",
+    ``plan`` lists the levels that hold placeholders, to be filled per connection; ``uses`` says
+    which values they need.
+    """
+
+    __slots__ = ("rule", "rank", "deny", "actions", "text", "levels", "exact", "plan", "uses",
                  "network", "qos", "retain")
 
     def __init__(self, rule: Rule, rank: int) -> None:
@@ -194,27 +198,46 @@ class _Compiled:
         self.deny = rule.effect == "deny"
         self.actions = CHECK_ACTIONS if rule.action == "all" else (rule.action,)
         self.text = rule.topic
-        self.templated = topics.has_placeholders(rule.topic)
         self.levels = tuple(rule.topic.split("/"))
-        self.exact = not self.templated and "+" not in rule.topic and "#" not in rule.topic
+        self.plan = tuple((i, level) for i, level in enumerate(self.levels) if topics.has_placeholders(level))
+        self.uses = (any("${clientid}" in lv for _, lv in self.plan), any("${username}" in lv for _, lv in self.plan))
+        self.exact = not self.plan and "+" not in rule.topic and "#" not in rule.topic
         self.network, self.qos, self.retain = rule.network, rule.qos, rule.retain
 
 
-class _Bucket:
-    """Rules of one who-key, by the first level of their filter; wildcard or templated ones apart."""
+class _Node:
+    """A trie over the leading literal levels of the filters: a rule sits where its literal prefix ends."""
 
-    __slots__ = ("literal", "wild")
+    __slots__ = ("rules", "children")
 
     def __init__(self) -> None:
-        self.literal: dict[str, list[_Compiled]] = {}
-        self.wild: list[_Compiled] = []
+        self.rules: list[_Compiled] = []
+        self.children: dict[str, _Node] = {}
 
     def add(self, c: _Compiled) -> None:
-        first = c.levels[0]
-        if first in ("+", "#") or "${" in first:
-            self.wild.append(c)
-        else:
-            self.literal.setdefault(first, []).append(c)
+        node = self
+        for level in c.levels:
+            if level in ("+", "#") or "${" in level:
+                break
+            node = node.children.setdefault(level, _Node())
+        node.rules.append(c)  # added in rank order: every list stays sorted
+
+    def collect(self, levels: list[str], into: list) -> None:
+        """The lists of every rule whose literal prefix is a prefix of ``levels``."""
+        node = self
+        if node.rules:
+            into.append(node.rules)
+        for level in levels:
+            node = node.children.get(level)
+            if node is None:
+                return
+            if node.rules:
+                into.append(node.rules)
+
+
+def _safe(value: str | None) -> bool:
+    """Whether a placeholder may take this value (see pki.dataplane.topics.substitute)."""
+    return bool(value) and topics._UNSAFE_VALUE.search(value) is None
 
 
 class RuleSet:
@@ -232,17 +255,17 @@ class RuleSet:
         ids = [r.id for r in self.rules]
         if len(set(ids)) != len(ids):
             raise _bad("invalid_permission", "two rules share one id")
-        # who-key -> bucket for publish/subscribe; who-key -> ordered list for connect.
-        self._topic: dict[tuple[str, str | None], _Bucket] = {}
+        # who-key -> trie for publish/subscribe; who-key -> ordered list for connect.
+        self._topic: dict[tuple[str, str | None], _Node] = {}
         self._connect: dict[tuple[str, str | None], list[_Compiled]] = {}
         for rank, rule in enumerate(self.rules):
             c = _Compiled(rule, rank)
             key = (rule.who, rule.who_value)
             if rule.action != "connect":
-                self._topic.setdefault(key, _Bucket()).add(c)
+                self._topic.setdefault(key, _Node()).add(c)
             if rule.action == "connect" or (rule.action == "all" and rule.topic == "#"):
                 self._connect.setdefault(key, []).append(c)
-        self._all_topic = self._topic.get(("all", None), _Bucket())
+        self._all_topic = self._topic.get(("all", None), _Node())
 
     def __len__(self) -> int:
         return len(self.rules)
@@ -255,10 +278,13 @@ class RuleSet:
         InvalidInput ``invalid_mqtt_action`` for an action other than those three; a bad topic is a
         denial (reason ``invalid_topic``), never an error, since it comes from a client.
         """
+        lists: list[list[_Compiled]] = []
         if action == "connect":
-            lists = [self._connect.get(("username", username)) if username else None,
-                     self._connect.get(("client_id", client_id)) if client_id else None,
-                     self._connect.get(("all", None))]
+            for found in (self._connect.get(("username", username)) if username else None,
+                          self._connect.get(("client_id", client_id)) if client_id else None,
+                          self._connect.get(("all", None))):
+                if found:
+                    lists.append(found)
             split = None
         elif action in ("publish", "subscribe"):
             if action == "subscribe" and isinstance(topic, str) and topic.startswith("$share/"):
@@ -270,22 +296,22 @@ class RuleSet:
             if not valid:
                 return Decision(False, None, REASON_INVALID_TOPIC)
             split = topic.split("/")
-            first = split[0]
-            lists = []
-            for bucket in (self._topic.get(("username", username)) if username else None,
-                           self._topic.get(("client_id", client_id)) if client_id else None,
-                           self._all_topic):
-                if bucket is not None:
-                    lists.append(bucket.literal.get(first))
-                    lists.append(bucket.wild)
+            if username:
+                trie = self._topic.get(("username", username))
+                if trie is not None:
+                    trie.collect(split, lists)
+            if client_id:
+                trie = self._topic.get(("client_id", client_id))
+                if trie is not None:
+                    trie.collect(split, lists)
+            self._all_topic.collect(split, lists)
         else:
             raise _bad("invalid_mqtt_action", f"the action {str(action)[:40]!r} is not connect, publish or subscribe")
 
         best: _Compiled | None = None
-        client_ip: object = _UNPARSED
+        client_ip: object = _UNKNOWN
+        safe: tuple[bool, bool] | None = None
         for candidates in lists:
-            if not candidates:
-                continue
             for c in candidates:
                 if best is not None and c.rank > best.rank:
                     break
@@ -297,18 +323,22 @@ class RuleSet:
                             continue
                     else:
                         levels = c.levels
-                        if c.templated:
-                            text = topics.substitute(c.text, client_id=client_id, username=username)
-                            if text is None:
+                        if c.plan:
+                            if safe is None:
+                                safe = (_safe(client_id), _safe(username))
+                            if (c.uses[0] and not safe[0]) or (c.uses[1] and not safe[1]):
                                 continue
-                            levels = text.split("/")
+                            levels = list(levels)
+                            for i, template in c.plan:
+                                levels[i] = template.replace("${clientid}", client_id or "").replace(
+                                    "${username}", username or "")
                         if action == "publish":
                             if not topics.match_levels(levels, split):
                                 continue
                         elif not topics.covers_levels(levels, split):
                             continue
                 if c.network is not None:
-                    if client_ip is _UNPARSED:
+                    if client_ip is _UNKNOWN:
                         client_ip = parse_client_ip(ip)
                     if client_ip is None:
                         if not c.deny:
@@ -334,4 +364,4 @@ class RuleSet:
         return Decision(not best.deny, best.rule.id, REASON_RULE)
 
 
-_UNPARSED = object()
+_UNKNOWN = object()
