@@ -71,8 +71,10 @@ HASH_BYTES = 64
 RECOMMENDED_ITERATIONS = 210_000
 #: mosquitto reads the count with atoi(): an int.
 MAX_ITERATIONS = 2**31 - 1
-_MAX_FIELD = 65_535
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+#: mosquitto refuses a longer username or password (its MQTT strings carry a two-byte length).
+_MAX_FIELD = topics.MAX_TOPIC_BYTES
+#: What a line-based file cannot carry, the same characters a topic may not hold.
+_CONTROL = topics._FORBIDDEN
 
 
 def check_username(username: str, *, password_file: bool = True) -> str:
