@@ -180,6 +180,10 @@ ERROR_CODES: dict[str, str] = {
         "provision_out_mismatch", "provision_key_file_unreadable",
         # the local filesystem (the CLI's OSError)
         "io_error",
+        # the broker data plane: topics, permission rules, mosquitto files (pki/dataplane)
+        "invalid_topic_filter", "invalid_topic", "invalid_permission", "invalid_priority", "invalid_cidr",
+        "invalid_qos", "invalid_mqtt_action", "invalid_mosquitto_username", "invalid_mosquitto_password",
+        "invalid_iterations", "invalid_salt",
     ),
     **_codes(
         NotFound, "not_found", "ca_not_found", "device_not_found", "issuer_not_registered", "crl_not_available",

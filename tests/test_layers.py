@@ -78,3 +78,13 @@ def test_authn_takes_plain_request_values():
     """pki.http.deps adapts the Starlette request; authentication itself knows no web framework."""
     bad = {n for n in _imports(PKG / "services" / "authn.py") if n.split(".")[0] in FRONT_ENDS}
     assert not bad, f"services/authn.py imports {sorted(bad)}"
+
+
+def test_dataplane_is_pure():
+    """pki.dataplane (topics, rules, mosquitto files) sits beside x509: the base and the standard library only."""
+    files = list(_files("dataplane"))
+    assert {p.name for p in files} >= {"__init__.py", "topics.py", "rules.py", "mosquitto.py"}
+    for path in files:
+        bad = {n for n in _imports(path) if (n.startswith("pki.") and n.split(".")[1] not in ("errors", "ids", "dataplane"))
+               or n.split(".")[0] in FRONT_ENDS | {"sqlalchemy", "sqlmodel", "alembic", "httpx"}}
+        assert not bad, f"{path.relative_to(PKG)} imports {sorted(bad)}"
