@@ -7,11 +7,9 @@ tests/test_broker.py); the machine's mosquitto service is never touched.
 from __future__ import annotations
 
 import base64
-import getpass
 import shutil
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
 
@@ -20,7 +18,7 @@ from pki.dataplane.mosquitto import (AclWarning, acl_file, check_password, check
 from pki.dataplane.rules import Rule, RuleSet
 from pki.errors import InvalidInput
 from tests.support import skip_or_fail
-from tests.test_broker import Broker, _free_port
+from tests.support.mosquitto import Mosquitto, require_mosquitto
 
 DEVICE = "DeviceCredential|AK0001|default"
 GATEWAY = "gateway|eu"
@@ -134,22 +132,16 @@ def test_acl_denies_it_cannot_express_are_widened_never_dropped():
 
 @pytest.fixture
 def broker_factory(tmp_path):
-    if shutil.which("mosquitto") is None:
-        skip_or_fail("mosquitto is not installed")
-    started: list[Broker] = []
+    require_mosquitto()
+    started: list[Mosquitto] = []
 
-    def start(passwords: list[str], acl: str | None = None) -> Broker:
-        port = _free_port()
+    def start(passwords: list[str], acl: str | None = None) -> Mosquitto:
         (tmp_path / "passwords").write_text("\n".join(passwords) + "\n")
-        conf = [f"listener {port} 127.0.0.1", "allow_anonymous false",
-                f"password_file {tmp_path / 'passwords'}", f"user {getpass.getuser()}", "persistence false",
-                "log_dest stderr", "log_type error", "log_type warning", "log_type notice",
-                "log_type information"]
+        snippet = f"allow_anonymous false\npassword_file {tmp_path / 'passwords'}\n"
         if acl is not None:
             (tmp_path / "acl").write_text(acl)
-            conf.append(f"acl_file {tmp_path / 'acl'}")
-        (tmp_path / "mosquitto.conf").write_text("\n".join(conf) + "\n")
-        broker = Broker(tmp_path / "mosquitto.conf", tmp_path / "mosquitto.log", port)
+            snippet += f"acl_file {tmp_path / 'acl'}\n"
+        broker = Mosquitto(tmp_path, snippet)
         broker.start()
         started.append(broker)
         return broker
