@@ -94,7 +94,7 @@ MATRIX = [
     ("reader", "secret.list", PROD, WAN, True, ("PkiReadOnlyAccess", 0)),
     ("reader", "secret.show", PROD, WAN, True, ("PkiReadOnlyAccess", 0)),
     ("reader", "secret.reveal", PROD, WAN, False, None),  # never a secret
-    ("reader", "secret.unregister", PROD, WAN, False, None),  # the seed's MqttInstanceAccess alone is not enough
+    ("reader", "secret.unregister", PROD, WAN, False, None),  # mq:MqttInstanceAccess alone is not enough
     ("reader", "secret.verify", PROD, WAN, False, None),
     ("reader", "code.new", PROD, WAN, False, None),
     ("reader", "ca.deactivate", PROD, WAN, False, None),
@@ -159,8 +159,10 @@ def test_catalogue_uses_the_seed_names_and_dependents():
         assert p.INSTANCE_ACCESS in by_action[action].dependents, action
     for action in SEED_NO_DEPENDENTS:
         assert by_action[action].dependents == ()
-    # The seed names ListDeviceCredentialClientId's action mq:MqttInstanceAccess.
-    assert ACTIONS["secret.list"].action == p.INSTANCE_ACCESS
+    # That table names ListDeviceCredentialClientId's action mq:MqttInstanceAccess; it is a
+    # dependent here, under an action of its own (tests/test_policy_secret_list.py).
+    assert ACTIONS["secret.list"].action == "mq:ListDeviceCredential"
+    assert ACTIONS["secret.list"].dependents == (p.INSTANCE_ACCESS,)
     assert p.INSTANCE_ACCESS in ACTIONS["secret.unregister"].actions
     assert ACTIONS["ca.deactivate"].action == "mq:UnregisterCaCertificate"
     assert ACTIONS["device.deactivate"].action == "mq:UnregisterDeviceCertificate"

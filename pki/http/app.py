@@ -35,6 +35,7 @@ from ..services.context import Context
 from ..x509.ocsp import MAX_OCSP_REQUEST_BYTES, unsuccessful_response
 from .. import signing
 from ..services.authn import RateLimit
+from .deps import refuse_unsigned
 from .middleware import PkiMiddleware
 from .problems import PROBLEM, error_problem, problem_body
 from .models import Problem
@@ -68,6 +69,31 @@ def _problem_response(status: int, code: str, detail: str, request: Request | No
 def _problem(exc: PkiError, request: Request | None = None) -> JSONResponse:
     status, body, headers = error_problem(exc, _request_id(request))
     return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers or None)
+
+
+def _unsigned_refusal(request: Request) -> JSONResponse | None:
+    """The 401 for a /v1 request not validly signed that is about to be refused on its input, else None.
+
+    Authentication first: only the signing headers and the body's hash are
+    looked at before it, so a forged or unsigned request learns nothing about
+    the API's validation (see pki.http.deps).  Handlers run in a worker thread
+    (they are sync functions), where refuse_unsigned may read the key's secret.
+    """
+    if not request.scope["path"].startswith(PREFIX + "/"):
+        return None
+    try:
+        refuse_unsigned(request)
+    except PkiError as refusal:
+        return _problem(refusal, request)
+    return None
+
+
+def _error_problem(request: Request, exc: PkiError) -> JSONResponse:
+    if exc.family not in ("unauthenticated", "rate_limited"):  # those come from authentication itself
+        refusal = _unsigned_refusal(request)
+        if refusal is not None:
+            return refusal
+    return _problem(exc, request)
 
 
 def _public_router(get_ctx: Callable[[], Context]) -> APIRouter:
@@ -136,6 +162,9 @@ async def _ocsp_answer(get_ctx, der: bytes) -> Response:
 
 
 def _validation_problem(request: Request, exc: RequestValidationError) -> JSONResponse:
+    refusal = _unsigned_refusal(request)
+    if refusal is not None:
+        return refusal
     # Never echo the input back: it may be a secret or a private key.
     errors = [{"loc": [str(p) for p in e.get("loc", ())], "msg": e.get("msg", ""), "type": e.get("type", "")}
               for e in exc.errors()][:20]
@@ -257,7 +286,7 @@ def create_app(
     app.state.get_ctx = get_ctx
     app.state.rate_limit = rate_limit
     app.state.artifacts_dir = str(artifacts_dir) if artifacts_dir is not None else None
-    app.add_exception_handler(PkiError, lambda request, exc: _problem(exc, request))
+    app.add_exception_handler(PkiError, _error_problem)
     app.add_exception_handler(RequestValidationError, _validation_problem)
     app.add_exception_handler(StarletteHTTPException, _http_problem)
     app.add_exception_handler(OSError, _os_error)

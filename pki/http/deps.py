@@ -21,6 +21,14 @@ long, it is one hop to the thread pool.  The price: while such an operation
 waits for SQLite's write lock (held by the CLI, or by another worker with
 ``--workers N``), the process answers nothing else; that is one reason one
 worker is the setting for SQLite, and PostgreSQL the store for several.
+
+Authentication comes before any answer about the request's input: FastAPI
+validates the body and query (and a route may parse a duration) before the
+route acts, so the app's error handlers call :func:`refuse_unsigned` before
+answering such an error.  It checks the signature only (no nonce, no token:
+it writes nothing, and with the key's secret cached it reads nothing), so a
+request that is not validly signed gets 401 whatever its input, and learns
+nothing about the API's validation.
 """
 
 from __future__ import annotations
@@ -36,7 +44,7 @@ from ..services import audit, authn, authorize
 from ..services.authorize import Principal, RequestContext
 from ..services.context import Context
 
-__all__ = ["Caller", "signed"]
+__all__ = ["Caller", "signed", "refuse_unsigned"]
 
 R = TypeVar("R")
 
@@ -88,22 +96,34 @@ class Caller:
         return await run_in_threadpool(self.run, operation, fn, *args, **kwargs)
 
 
-async def signed(request: Request) -> Caller:
-    """No database work here (see the module docstring): it runs on the event loop.
+def _signed_values(request: Request) -> dict[str, Any]:
+    """The Starlette request as the plain values :func:`authn.authenticate` takes: the path as sent
+    (undecoded), the query string, the headers as a dict (a repeated header keeps its first value, as
+    ``request.headers.get`` would) and the body the middleware read."""
+    raw_path = request.scope.get("raw_path") or request.scope["path"].encode()
+    return dict(method=request.method, path=raw_path.decode("latin-1").split("?", 1)[0],
+                query=request.scope.get("query_string", b"").decode("latin-1"), headers=dict(request.headers),
+                body=request.scope.get("state", {}).get("body", b""))
 
-    The Starlette request becomes the plain values :func:`authn.authenticate` takes: the
-    path as sent (undecoded), the query string, the headers as a dict (a repeated header
-    keeps its first value, as ``request.headers.get`` would) and the body the middleware read.
-    """
+
+async def signed(request: Request) -> Caller:
+    """No database work here (see the module docstring): it runs on the event loop."""
     state = request.scope["state"]
     ctx = request.app.state.get_ctx()
-    headers = dict(request.headers)
-    authn.check_headers(ctx, headers)  # unsigned or stale: 401 now
-    raw_path = request.scope.get("raw_path") or request.scope["path"].encode()
-    signed_request = dict(
-        method=request.method, path=raw_path.decode("latin-1").split("?", 1)[0],
-        query=request.scope.get("query_string", b"").decode("latin-1"), headers=headers,
-        body=state.get("body", b""), rate_limit=request.app.state.rate_limit,
-    )
+    signed_request = _signed_values(request)
+    authn.check_headers(ctx, signed_request["headers"])  # unsigned or stale: 401 now
+    signed_request["rate_limit"] = request.app.state.rate_limit
     return Caller(ctx=ctx, source_ip=state.get("source_ip"), secure_transport=request.url.scheme == "https",
                   request_id=state["request_id"], _request=signed_request, _state=state)
+
+
+def refuse_unsigned(request: Request) -> None:
+    """SignatureError unless the request is validly signed, or the route already authenticated it.
+
+    For an error answered before the route authenticated: a body or query that
+    fails validation, or a value the route parses before acting.  Blocking (it
+    may read the key's secret the first time): call it from a worker thread.
+    """
+    if "principal" in request.scope.get("state", {}):
+        return
+    authn.verify_signature(request.app.state.get_ctx(), **_signed_values(request))

@@ -20,6 +20,10 @@ Who did it (principal, source IP, request id) comes from the current
 without one it is the account (the local CLI).  Details never hold secrets:
 any key that looks like one (``secret``, ``password``, ``private_key``,
 ``token``...) has its value replaced by ``"[redacted]"``.
+
+A provisioning batch (:func:`record_batch`) is one record with a summary and
+a digest; its devices are rows of a companion table, listed by
+:func:`batch_devices` and checked against the digest by :func:`verify`.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import contextlib
 import contextvars
 import datetime as _dt
 import json
+import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -39,8 +44,9 @@ from sqlmodel import Session
 from ..clock import SystemClock, ensure_utc
 from ..errors import InvalidInput, InvalidState
 from ..store import access_repos as repos
+from ..store import provision_repos
 from ..store.access_models import AUDIT_RESULTS
-from .audit_chain import VerifyResult, canonical_json, check, record_hash, verify
+from .audit_chain import VerifyResult, batch_digest, canonical_json, check, record_hash, verify
 from .paging import after_position, page_limit, page_of
 from . import policy
 from .context import Context
@@ -48,6 +54,8 @@ from .schemas import Page, _Public
 
 __all__ = [
     "record_change",
+    "record_batch",
+    "batch_devices",
     "ACCOUNT_PRINCIPAL",
     "Actor",
     "current_actor",
@@ -263,6 +271,23 @@ def record_change(
     ))
 
 
+def record_batch(target: Session | Connection, ctx: Context, *, ca_sn: str,
+                 devices: list[tuple[str, str]]) -> str:
+    """A provisioning batch, in the transaction that inserted its certificates; returns its id.
+
+    The record holds the CA, the count, the first and last client id and the
+    digest of the (client id, serial) pairs in order; the pairs go to the
+    companion table (a batch of thousands does not fit MAX_DETAILS_CHARS).
+    Like :func:`record_change`, call it last.
+    """
+    batch_id = uuid.uuid4().hex
+    provision_repos.insert_batch_devices(target, batch_id=batch_id, devices=devices)
+    record_change(target, ctx, "device.provision", subject=ca_sn, batch=batch_id, ca_sn=ca_sn, count=len(devices),
+                  first_client_id=devices[0][0] if devices else None,
+                  last_client_id=devices[-1][0] if devices else None, digest=batch_digest(devices))
+    return batch_id
+
+
 # == reading =================================================================================
 
 
@@ -295,3 +320,15 @@ def list_records(
     return page_of(rows, size, AuditRecordPublic.of, key="seq")
 
 
+
+
+def batch_devices(ctx: Context, batch: str, *, limit: int | None = None, cursor: str | None = None) -> Page:
+    """A page of a provisioning batch's devices ({position, client_id, sn}), in the batch's order;
+    ``batch`` is the id its record's details name.  An unknown batch is an empty page."""
+    size = page_limit(limit)
+    position = after_position(cursor, key="position")
+    with ctx.store.transaction(readonly=True) as session:
+        rows = provision_repos.batch_devices_page(session, batch_id=str(batch), after_position=position,
+                                                  limit=size + 1)
+    return page_of(rows, size, lambda row: {"position": row.position, "client_id": row.client_id, "sn": row.sn},
+                   key="position")

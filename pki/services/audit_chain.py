@@ -10,23 +10,36 @@ and :func:`verify` names the first wrong record.  What the database alone
 cannot show is a rewrite of the whole tail, hashes recomputed and head moved
 back: pass a ``head_hash`` kept outside the database (a ticket, a log shipper)
 as ``expect_head`` to catch that too.
+
+A provisioning batch is one record holding a digest (:func:`batch_digest`)
+of its devices, whose list is in the companion table
+``provision_batch_device`` (a batch of thousands does not fit a record's
+details); :func:`verify` recomputes each batch's digest from those rows, so
+a row removed, edited or added there breaks the log as an edited record would.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 import hashlib
+import itertools
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from ..clock import ensure_utc
 from ..errors import InvalidInput, InvalidState
 from ..store import access_repos as repos
+from ..store import provision_repos
 from ..store.access_models import GENESIS_HASH
 from .context import Context
+from .policy import ACTIONS
 
-__all__ = ["canonical_json", "record_hash", "VerifyResult", "verify", "check"]
+__all__ = ["canonical_json", "record_hash", "batch_digest", "VerifyResult", "verify", "check"]
+
+#: The action of a provisioning batch's record (the one whose details name a batch).
+_BATCH_ACTION = ACTIONS["device.provision"].action
 
 
 def canonical_json(value: Any) -> str:
@@ -55,6 +68,14 @@ def record_hash(
     return hashlib.sha256(canonical_json(fields).encode("utf-8")).hexdigest()
 
 
+def batch_digest(devices: Iterable[tuple[str, str]]) -> str:
+    """SHA-256 (hex) over a batch's (client id, serial) pairs in order, one canonical JSON line each."""
+    digest = hashlib.sha256()
+    for client_id, sn in devices:
+        digest.update(canonical_json([client_id, sn]).encode("utf-8") + b"\n")
+    return digest.hexdigest()
+
+
 def _row_hash(row, *, seq: int | None = None) -> str:
     """A stored record's hash recomputed from its fields (with another ``seq`` if given)."""
     return record_hash(
@@ -78,7 +99,8 @@ class VerifyResult:
     ok: bool
     records_checked: int
     first_bad: int | None
-    problem: str | None  # "edited" | "removed" | "reordered" | "appended" | "inserted" | "head_missing"
+    # "edited" | "removed" | "reordered" | "appended" | "inserted" | "head_missing" | "batch_mismatch"
+    problem: str | None
     message: str
     head_seq: int | None  # None: the head row is missing
     head_hash: str | None
@@ -113,7 +135,10 @@ def verify(ctx: Context, *, expect_head: str | None = None, batch: int = 1000) -
       record before it was ``removed`` (or replaced whole);
     - a record past the head (appends move the head in the same
       transaction): ``appended``; one numbered below 1: ``inserted``;
-    - no head row: ``head_missing``.
+    - no head row: ``head_missing``;
+    - a provisioning batch whose rows in ``provision_batch_device`` do not
+      match its record's digest, or rows of a batch no record names:
+      ``batch_mismatch`` (checked once the chain itself is intact).
 
     ``expect_head`` is a ``head_hash`` saved from an earlier run, outside the
     database: a log that holds no record with that hash lost its tail (or was
@@ -124,6 +149,7 @@ def verify(ctx: Context, *, expect_head: str | None = None, batch: int = 1000) -
         head = repos.audit_head(session)
         head_seq, head_hash = head if head is not None else (None, None)
         checked, expected, prev_hash = 0, 1, GENESIS_HASH
+        batches: dict[str, tuple[int, dict]] = {}  # batch id -> (seq, the record's details)
 
         def bad(seq: int | None, problem: str, message: str) -> VerifyResult:
             return VerifyResult(False, checked, seq, problem, message, head_seq, head_hash)
@@ -142,6 +168,10 @@ def verify(ctx: Context, *, expect_head: str | None = None, batch: int = 1000) -
                 if problem is not None:
                     return bad(*problem)
                 prev_hash, expected, checked = row.hash, expected + 1, checked + 1
+                if row.action == _BATCH_ACTION:
+                    details = json.loads(row.details)
+                    if isinstance(details.get("batch"), str):  # older records list their devices inline
+                        batches[details["batch"]] = (row.seq, details)
             if len(rows) < batch:
                 break
             after = rows[-1].seq
@@ -159,6 +189,9 @@ def verify(ctx: Context, *, expect_head: str | None = None, batch: int = 1000) -
             return bad(head_seq + 1, "removed", f"no record has the expected head {expected_head}: the log ends "
                        f"at #{head_seq}, so records after #{head_seq} up to that head were removed (or the log "
                        "was rewritten)")
+        problem = _batch_problem(session, batches)
+        if problem is not None:
+            return bad(*problem)
     return VerifyResult(True, checked, None, None, f"{checked} record(s) verified; the chain is intact",
                         head_seq, head_hash)
 
@@ -185,6 +218,31 @@ def _chain_problem(session, row, expected: int, prev_hash: str) -> tuple[int, st
                                     "the record before it was removed or replaced")
     if _row_hash(row) != row.hash:
         return row.seq, "edited", f"record #{row.seq} was edited: its hash does not match its contents"
+    return None
+
+
+def _batch_problem(session, batches: dict[str, tuple[int, dict]]) -> tuple[int | None, str, str] | None:
+    """(first_bad, "batch_mismatch", message) for the first batch whose rows do not match its record."""
+    found: dict[str, tuple[str, int]] = {}  # batch id -> (digest of its rows, row count)
+    for batch_id, group in itertools.groupby(provision_repos.iter_batch_devices(session), key=lambda r: r[0]):
+        rows = [(client_id, sn) for _batch, client_id, sn in group]
+        found[batch_id] = (batch_digest(rows), len(rows))
+    for batch_id, (seq, details) in sorted(batches.items(), key=lambda item: item[1][0]):
+        digest, count = found.get(batch_id, (batch_digest(()), 0))
+        if digest == details.get("digest"):
+            continue
+        recorded = details.get("count")
+        how = ("rows were removed" if isinstance(recorded, int) and count < recorded else
+               "rows were added" if isinstance(recorded, int) and count > recorded else "rows were edited or reordered")
+        return seq, "batch_mismatch", (
+            f"provisioning batch {batch_id} (record #{seq}, CA {details.get('ca_sn')}): its {count} device row(s) "
+            f"in table provision_batch_device do not match the digest of the {recorded} its record holds: {how} "
+            "outside the application")
+    for batch_id, (_digest, count) in found.items():
+        if batch_id not in batches:
+            return None, "batch_mismatch", (
+                f"table provision_batch_device holds {count} device row(s) of batch {batch_id}, which no audit "
+                "record names: they were added outside the application")
     return None
 
 

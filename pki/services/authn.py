@@ -30,8 +30,8 @@ from .authorize import Principal, compiled_policies
 from .context import Context
 from .users import is_access_key_id
 
-__all__ = ["RateLimit", "RateLimited", "check_headers", "authenticate", "key_grant", "known_secret",
-           "resolve_access_key"]
+__all__ = ["RateLimit", "RateLimited", "check_headers", "verify_signature", "authenticate", "key_grant",
+           "known_secret", "resolve_access_key"]
 
 #: A nonce is kept this long after its timestamp: the window plus a margin.
 NONCE_TTL = _dt.timedelta(seconds=2 * signing.MAX_SKEW + 60)
@@ -184,6 +184,27 @@ def check_headers(ctx: Context, headers: Mapping[str, str], *, now: _dt.datetime
     return signing.parse_headers(_signing_headers(headers), now=(ctx.clock.now() if now is None else now).timestamp())
 
 
+def verify_signature(ctx: Context, *, method: str, path: str, query: str, headers: Mapping[str, str], body: bytes,
+                     now: _dt.datetime | None = None) -> tuple[signing.SignedHeaders, bytes]:
+    """The signing headers and the key's secret if the request is signed with it, or SignatureError.
+
+    The secret is the one this process last read (or read now, in a read-only
+    transaction, the first time); whether the key is still active, the nonce
+    fresh and the rate limit kept is :func:`authenticate`'s to say.  Writes
+    nothing: a front end may call this alone before refusing a request on its
+    input, so that only a signed request learns why its input was wrong.
+    """
+    signed = check_headers(ctx, headers, now=now)
+    try:
+        secret = known_secret(ctx, signed.access_key_id)
+        if secret is None:
+            secret = resolve_access_key(ctx, signed.access_key_id)[1]
+    except PermissionDenied as exc:  # unknown or disabled key
+        raise signing.SignatureError(exc.message, code=exc.code) from None
+    signing.check_signature(signed, secret=secret, method=method, path=path, query=query, body=body)
+    return signed, secret
+
+
 def authenticate(ctx: Context, *, method: str, path: str, query: str, headers: Mapping[str, str], body: bytes,
                  rate_limit: RateLimit | None) -> Principal:
     """The principal that signed this request (its policies attached), or SignatureError / RateLimited.
@@ -196,13 +217,9 @@ def authenticate(ctx: Context, *, method: str, path: str, query: str, headers: M
     token; a key disabled meanwhile is refused there.
     """
     now = ctx.clock.now()
-    signed = check_headers(ctx, headers, now=now)
+    signed, secret = verify_signature(ctx, method=method, path=path, query=query, headers=headers, body=body, now=now)
     retry_after = None
     try:
-        secret = known_secret(ctx, signed.access_key_id)
-        if secret is None:
-            secret = resolve_access_key(ctx, signed.access_key_id)[1]
-        signing.check_signature(signed, secret=secret, method=method, path=path, query=query, body=body)
         # Not durable: a crash can lose only nonces of requests that changed nothing, since
         # the operation's own (durable) commit comes later in the log and carries this one.
         with ctx.store.core_transaction(durable=False) as conn:

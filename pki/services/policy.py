@@ -4,7 +4,7 @@ Pure: no store, no clock of its own (the time comes in the request context).
 :mod:`pki.services.policies` keeps policies in the store and
 :mod:`pki.services.authorize` calls :func:`evaluate` and :func:`authorize` here.
 
-A document, as the seed (Alibaba Cloud RAM) writes it::
+A document, as Alibaba Cloud RAM writes it::
 
     {"Version": "1",
      "Statement": [{"Effect": "Allow" | "Deny",
@@ -74,7 +74,8 @@ __all__ = [
 
 # == the action catalogue ===================================================================
 
-#: The seed's "instance access" action: a dependent of most CA and device actions.
+#: The "instance access" action of Alibaba Cloud RAM's action table for ApsaraMQ for MQTT:
+#: a dependent of most CA and device actions.
 INSTANCE_ACCESS = "mq:MqttInstanceAccess"
 
 
@@ -82,11 +83,12 @@ INSTANCE_ACCESS = "mq:MqttInstanceAccess"
 class Operation:
     """One CLI operation (``"ca.register"``) and the actions a principal needs for it.
 
-    ``action`` is checked first, then each of ``dependents`` (the seed's
-    "Dependent action" column); all must be allowed.  ``scope`` says which
+    ``action`` is checked first, then each of ``dependents`` (the "Dependent
+    action" column of Alibaba Cloud RAM's action table for ApsaraMQ for MQTT);
+    all must be allowed.  ``scope`` says which
     resource to check: the instance (``acs:mq:{region}:{account}:{instance}``)
     or the account (``acs:mq:{region}:{account}:*``) for principals, policies
-    and the audit log, which belong to no instance.  ``access`` is the seed's
+    and the audit log, which belong to no instance.  ``access`` is that table's
     access level (create, get, list, update, delete), plus ``secret`` for the
     operations that reveal a device secret (kept out of the read-only policy).
     """
@@ -112,8 +114,8 @@ def _ops(*rows: tuple) -> dict[str, Operation]:
 _IA = (INSTANCE_ACCESS,)
 
 #: Every operation a front end performs on behalf of a principal -> what it needs.
-#: The seed's names and dependents for the APIs its table lists; ours, in the
-#: same style, for the rest.  Offline helpers (``ca verification-cert``,
+#: The names and dependents of Alibaba Cloud RAM's action table for ApsaraMQ for MQTT for
+#: the APIs it lists; ours, in the same style, for the rest.  Offline helpers (``ca verification-cert``,
 #: ``crl sign``) and ``init`` touch no store a server shares and are not here.
 ACTIONS: Mapping[str, Operation] = _ops(
     # register codes and CAs
@@ -123,7 +125,7 @@ ACTIONS: Mapping[str, Operation] = _ops(
     ("ca.list", "mq:ListCaCertificate", _IA, "list"),
     ("ca.show", "mq:GetCaCertificate", _IA, "get"),
     ("ca.activate", "mq:ActiveCaCertificate", _IA, "update"),
-    ("ca.deactivate", "mq:UnregisterCaCertificate", _IA, "update"),  # the seed: InactivateCaCertificate
+    ("ca.deactivate", "mq:UnregisterCaCertificate", _IA, "update"),  # that table: InactivateCaCertificate
     ("ca.delete", "mq:DeleteCaCertificate", _IA, "delete"),
     # device certificates
     ("device.issue", "mq:IssueDeviceCertificate", _IA, "create"),
@@ -133,19 +135,21 @@ ACTIONS: Mapping[str, Operation] = _ops(
     ("device.find", "mq:ListDeviceCertificate", _IA, "list"),  # by fingerprint or client id
     ("device.show", "mq:GetDeviceCertificate", _IA, "get"),
     ("device.activate", "mq:ActiveDeviceCertificate", _IA, "update"),
-    ("device.deactivate", "mq:UnregisterDeviceCertificate", _IA, "update"),  # the seed: InactivateDeviceCertificate
+    ("device.deactivate", "mq:UnregisterDeviceCertificate", _IA, "update"),  # that table: InactivateDeviceCertificate
     ("device.revoke", "mq:RevokeDeviceCertificate", _IA, "update"),
     ("device.delete", "mq:DeleteDeviceCertificate", _IA, "delete"),
-    # device secrets (the seed lists no dependents for the credential APIs)
+    # device secrets (that table lists no dependents for the credential APIs)
     ("secret.register", "mq:RegisterDeviceCredential", (), "create"),
     ("secret.show", "mq:GetDeviceCredential", (), "get"),
     ("secret.reveal", "mq:RevealDeviceCredential", ("mq:GetDeviceCredential",), "secret"),
     ("secret.refresh", "mq:RefreshDeviceCredential", (), "update"),
-    # The seed names UnRegisterDeviceCredential's action mq:MqttInstanceAccess, which
-    # every read-only user needs as a dependent; a read-only user must not delete
-    # credentials, so our own action is required on top of the seed's.
+    # That table names mq:MqttInstanceAccess as the action of UnRegisterDeviceCredential and
+    # of ListDeviceCredentialClientId.  Every principal that acts on an instance holds it as a
+    # dependent (the read-only user, the factory provisioner), so alone it would let them
+    # delete credentials or list every device's: each gets an action of its own, with
+    # instance access as its dependent.
     ("secret.unregister", "mq:UnRegisterDeviceCredential", _IA, "delete"),
-    ("secret.list", INSTANCE_ACCESS, (), "list"),  # the seed: ListDeviceCredentialClientId
+    ("secret.list", "mq:ListDeviceCredential", _IA, "list"),  # that table: ListDeviceCredentialClientId
     ("secret.activate", "mq:ActiveDeviceCredential", (), "update"),
     ("secret.deactivate", "mq:InactiveDeviceCredential", (), "update"),
     ("secret.verify", "mq:VerifyDeviceCredential", (), "secret"),  # a password oracle: not read-only
@@ -780,7 +784,7 @@ _READ = sorted(
 )
 
 #: Shipped with the code, present without creation, never changed by users
-#: (the seed's AliyunMQFullAccess / AliyunMQReadOnlyAccess, adapted).
+#: (Alibaba Cloud's system policies AliyunMQFullAccess / AliyunMQReadOnlyAccess, adapted).
 SYSTEM_POLICIES: Mapping[str, Policy] = {
     p.name: p
     for p in (
@@ -801,6 +805,7 @@ SYSTEM_POLICIES: Mapping[str, Policy] = {
                 "is needed to find them.",
                 ("mq:RevokeDeviceCertificate", "mq:UnregisterDeviceCertificate", "mq:InactiveDeviceCredential",
                  "mq:GetDeviceCertificate", "mq:ListDeviceCertificate", "mq:ListDeviceCertificateByCaSn",
-                 "mq:GetCaCertificate", "mq:ListCaCertificate", "mq:GetDeviceCredential", INSTANCE_ACCESS)),
+                 "mq:GetCaCertificate", "mq:ListCaCertificate", "mq:GetDeviceCredential", "mq:ListDeviceCredential",
+                 INSTANCE_ACCESS)),
     )
 }

@@ -1,6 +1,7 @@
 """Tables, engine, repositories and migrations.  Never imports x509 or keys."""
 
-from . import access_models, artifact_models, http_models, secret_models  # noqa: F401  (register their tables)
+# Imported to register their tables.
+from . import access_models, artifact_models, http_models, provision_models, secret_models  # noqa: F401
 from .engine import Store, head_revision, normalise_url, sqlite_url
 from .models import CA_STATUSES, DEVICE_STATUSES, CaCertificate, CustodyKey, DeviceCertificate, RegisterCode
 

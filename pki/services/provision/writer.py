@@ -208,9 +208,9 @@ class _Run:
                 )
                 inserted = [row for client_id, row in new if client_id not in raced]
                 repos.insert_devices(session, inserted)
-                # One record per batch, naming every device it issued: each issuance appears exactly once.
-                audit.record_change(session, self.ctx, "device.provision", subject=self.ca_sn,
-                                    devices=[[row["client_id"], row["sn"]] for row in inserted])
+                # One record per batch, its devices in the companion table: each issuance appears exactly once.
+                audit.record_batch(session, self.ctx, ca_sn=self.ca_sn,
+                                   devices=[(row["client_id"], row["sn"]) for row in inserted])
             existing.update(raced)
 
         # (3) Committed: the files may now appear under their final names.
