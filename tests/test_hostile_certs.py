@@ -328,8 +328,8 @@ def test_long_cn_gives_the_clean_error_and_no_warning(tmp_path):
         leaf_ca, leaf_ca_key = load_pair("ca_root_ec_p256")
         leaf, _ = _cert(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "d" * 70, _validate=False)]),
                         issuer=leaf_ca, issuer_key=leaf_ca_key, ca=False)
+        (tmp_path / "v.pem").write_bytes(verification_pem(cert, key, "a" * 64))
     (tmp_path / "ca.pem").write_bytes(pem(cert))
-    (tmp_path / "v.pem").write_bytes(verification_pem(cert, key, "a" * 64))
     (tmp_path / "leaf.pem").write_bytes(pem(leaf))
     env = {**os.environ, "PKI_HOME": str(tmp_path / "h")}
     env.pop("PKI_DATABASE_URL", None)
