@@ -155,6 +155,7 @@ ERROR_CODES: dict[str, str] = {
         "empty_input", "invalid_pem", "wrong_pem_label", "invalid_der", "trailing_data", "multiple_certificates",
         "input_too_large", "too_many_items", "invalid_certificate", "invalid_csr", "csr_bad_signature",
         "invalid_private_key", "key_not_encrypted", "key_password", "invalid_crl", "ocsp_malformed_request",
+        "invalid_extension",
         "request_too_large", "invalid_request", "method_not_allowed", "invalid_forwarded_for",
         # certificate checks (pki/x509/checks.py)
         "not_a_ca", "ca_missing_key_cert_sign", "weak_key", "weak_signature_algorithm", "bad_self_signature",
@@ -163,7 +164,8 @@ ERROR_CODES: dict[str, str] = {
         "verification_is_ca_certificate", "invalid_register_code", "key_mismatch", "responder_key_mismatch",
         "leaf_is_ca", "leaf_missing_client_auth", "invalid_san", "missing_client_id", "validity_exceeds_ca",
         "validity_too_long", "invalid_validity", "invalid_path_length", "unsupported_key_type",
-        "pkcs12_password_required",
+        "pkcs12_password_required", "certificate_bad_signature", "ca_basic_constraints_not_critical",
+        "chain_path_length_exceeded", "chain_repeated_certificate",
         # CRLs
         "crl_bad_signature", "crl_missing_next_update", "crl_missing_number", "crl_not_complete",
         "crl_not_yet_valid", "crl_stale", "crl_wrong_issuer", "crl_missing_entries", "crl_number_not_increasing", "crl_number_too_large",

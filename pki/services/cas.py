@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hmac
+import logging
+import unicodedata
 
 from cryptography.hazmat.primitives import serialization
 
@@ -28,7 +30,22 @@ __all__ = [
     "page_limit",
     "MAX_PAGE",
     "DEFAULT_PAGE",
+    "name_skeleton",
+    "confusable_names",
 ]
+
+_log = logging.getLogger("pki.cas")
+
+#: A small fold of the letters other scripts share with Latin (Cyrillic, Greek) and of the digits
+#: that pass for letters, after NFKC and casefold: enough that "Plаnt Root" with a Cyrillic "а", or
+#: "PLANT R00T", is seen to look like "Plant Root".  Not Unicode's full confusables table (UTS #39):
+#: only a warning rides on it, and the serial tells CAs apart for sure (`pki ca list` shows it).
+_CONFUSABLES = str.maketrans({
+    "а": "a", "в": "b", "с": "c", "ԁ": "d", "е": "e", "һ": "h", "н": "h", "і": "i", "ј": "j", "к": "k",
+    "м": "m", "о": "o", "р": "p", "ԛ": "q", "ѕ": "s", "т": "t", "у": "y", "х": "x", "ԝ": "w", "ӏ": "l",
+    "α": "a", "β": "b", "ε": "e", "η": "n", "ι": "i", "κ": "k", "ν": "v", "ο": "o", "ρ": "p", "τ": "t",
+    "υ": "u", "χ": "x", "0": "o", "1": "l",
+})
 
 def resolve_ca(session, *, instance: str, ref: str, lock: bool = False) -> CaCertificate:
     """A CA by serial (any case, colons allowed) or by SHA-256 fingerprint."""
@@ -44,6 +61,31 @@ def resolve_ca(session, *, instance: str, ref: str, lock: bool = False) -> CaCer
             code="ca_not_found",
         )
     return row
+
+
+def name_skeleton(name: str) -> str:
+    """What a name looks like: NFKC, casefolded, look-alikes folded, invisible characters and spacing dropped."""
+    folded = unicodedata.normalize("NFKC", name).casefold().translate(_CONFUSABLES)
+    return " ".join("".join(ch for ch in folded if unicodedata.category(ch) != "Cf").split())
+
+
+def confusable_names(session, *, instance: str, name: str) -> list[str]:
+    """A warning for each CA of the instance whose name looks like ``name``, logged on pki.cas."""
+    skeleton = name_skeleton(name)
+    found, after = [], None
+    while True:  # every CA of the instance: a handful in practice, read a page at a time
+        rows = repos.list_cas(session, instance=instance, status=None, after_id=after, limit=MAX_PAGE)
+        found += [row for row in rows if name_skeleton(row.name) == skeleton]
+        if len(rows) < MAX_PAGE:
+            break
+        after = rows[-1].id
+    warnings = [
+        f"CA {row.sn} is already named {row.name!r}, which looks like {name!r}; tell them apart by serial "
+        "(`pki ca list` shows it) or pick another name" for row in found
+    ]
+    for warning in warnings:
+        _log.warning("instance %s: %s", instance, warning)
+    return warnings
 
 
 def _pem(certs) -> str:
@@ -110,6 +152,7 @@ def register_ca(
                 code="ca_already_registered",
                 sn=clash.sn,
             )
+        warnings = confusable_names(session, instance=ctx.instance, name=display)
         row = repos.insert_ca(
             session,
             CaCertificate(
@@ -134,7 +177,7 @@ def register_ca(
         )
         repos.link_register_code(session, code_sha256=digest, ca_id=row.id)
         audit.record_change(session, ctx, "ca.register", subject=row.sn, status=row.status)
-    return CaPublic.of(row)
+    return CaPublic.of(row, warnings=warnings)
 
 
 def _explain_unredeemable(session, *, ctx: Context, digest: str, now) -> None:

@@ -280,6 +280,7 @@ def register_device(ctx: Context, *, certificate: bytes) -> DevicePublic:
         candidates = repos.cas_with_subject(session, instance=ctx.instance, subject=cert.issuer.rfc4514_string())
         issuer = next((ca for ca in candidates if px509.directly_issued_by(cert, ca.cert_der)), None)
         if issuer is None:
+            px509.leaf.check_signature_from(cert, [ca.cert_der for ca in candidates])
             raise NotFound(
                 f"no CA of instance {ctx.instance!r} issued this certificate (issuer "
                 f"{cert.issuer.rfc4514_string()}); register its CA first",

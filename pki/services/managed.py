@@ -12,7 +12,7 @@ from ..ids import validate_name
 from ..keys import KEY_TYPES, new_key_id
 from ..store import CaCertificate, CustodyKey, repos
 from .. import x509 as px509
-from .cas import resolve_ca
+from .cas import confusable_names, resolve_ca
 from . import audit
 from .context import Context
 from .schemas import CaPublic
@@ -21,6 +21,8 @@ __all__ = ["create_ca", "ca_signer", "DEFAULT_CA_DAYS", "MAX_CA_DAYS"]
 
 DEFAULT_CA_DAYS = 3650
 MAX_CA_DAYS = 36500
+#: cryptography refuses to build a longer CN (64 characters of ASCII; fewer of other scripts).
+MAX_CN_OCTETS = 64
 
 
 def ca_signer(ctx: Context, session, ca: CaCertificate):
@@ -49,6 +51,11 @@ def create_ca(
 ) -> CaPublic:
     """A managed root, or an intermediate under a managed parent."""
     validate_name(name, what="name")
+    if len(name.encode("utf-8")) > MAX_CN_OCTETS:
+        raise InvalidInput(
+            f"name is {len(name.encode('utf-8'))} octets in UTF-8; a CA's CN takes at most {MAX_CN_OCTETS} "
+            "(RFC 5280 ub-common-name)", code="invalid_name",
+        )
     if key_type not in KEY_TYPES:
         raise InvalidInput(f"key type {key_type!r} is not one of {', '.join(KEY_TYPES)}", code="unsupported_key_type")
     if not 1 <= days <= MAX_CA_DAYS:
@@ -108,6 +115,7 @@ def create_ca(
             spki_sha256=facts.spki_sha256,
         ):
             raise Conflict("a CA with this serial already exists; run the command again", code="conflicting_change")
+        warnings = confusable_names(session, instance=ctx.instance, name=name)
         repos.insert_custody_key(session, CustodyKey(key_id=key_id, key_type=key_type, sealed=sealed, created_at=now))
         row = repos.insert_ca(
             session,
@@ -123,7 +131,7 @@ def create_ca(
         )
         audit.record_change(session, ctx, "ca.create", subject=row.sn, key_type=key_type,
                             parent=parent_row.sn if parent_row is not None else None)
-        return CaPublic.of(row)
+        return CaPublic.of(row, warnings=warnings)
 
 
 def _parent_chain_pem(parent: CaCertificate | None) -> str | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as _dt
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, PlainSerializer
+from pydantic import BaseModel, ConfigDict, PlainSerializer, model_serializer
 
 from ..clock import isoformat
 
@@ -51,10 +51,20 @@ class CaPublic(_Public):
     created_at: UtcTime
     updated_at: UtcTime
     status_changed_at: UtcTime
+    #: Only in the answer to create and register: what the caller should know (a look-alike name).
+    warnings: list[str] | None = None
+
+    @model_serializer(mode="wrap")
+    def _without_absent_warnings(self, handler):
+        data = handler(self)
+        if data.get("warnings") is None:
+            data.pop("warnings", None)
+        return data
 
     @classmethod
-    def of(cls, row) -> "CaPublic":
+    def of(cls, row, *, warnings: list[str] | None = None) -> "CaPublic":
         return cls(
+            warnings=warnings,
             sn=row.sn,
             name=row.name,
             status=row.status,

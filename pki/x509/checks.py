@@ -8,6 +8,7 @@ own code so that scripts and tests can tell the failures apart.
 from __future__ import annotations
 
 import datetime as _dt
+import unicodedata
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -27,7 +28,10 @@ __all__ = [
     "check_signature_algorithm",
     "check_validity",
     "check_serial",
+    "check_subject_text",
+    "public_key_of",
     "MIN_RSA_BITS",
+    "read_extensions",
 ]
 
 MIN_RSA_BITS = 2048
@@ -62,6 +66,26 @@ def _bad(code: str, message: str, **data) -> InvalidInput:
     return InvalidInput(message, code=code, **data)
 
 
+def read_extensions(obj, *, what: str) -> x509.Extensions:
+    """The decoded extensions of a certificate, CRL or CRL entry; a bad one is ``invalid_extension``.
+
+    cryptography decodes them lazily, on first access, and raises more than ValueError: an extension
+    twice (RFC 5280 4.2 allows one instance of each), a general name it cannot represent.  Read them
+    while the input is being read, so that a later check never meets an exception of its own.
+    """
+    try:
+        return obj.extensions
+    except x509.DuplicateExtension as exc:
+        raise _bad("invalid_extension", f"{what}: extension {exc.oid.dotted_string} appears twice") from None
+    except x509.UnsupportedGeneralNameType:
+        raise _bad(
+            "invalid_extension", f"{what}: a general name of a type this PKI does not support (x400Address, "
+            "ediPartyName)",
+        ) from None
+    except ValueError:
+        raise _bad("invalid_extension", f"{what}: an extension is malformed (not the DER its type defines)") from None
+
+
 def check_public_key(public_key, *, what: str) -> str:
     """RSA >= 2048, P-256/P-384/P-521 or Ed25519; returns the key type name."""
     if isinstance(public_key, rsa.RSAPublicKey):
@@ -87,7 +111,7 @@ def check_public_key(public_key, *, what: str) -> str:
     return public_key_type(public_key)
 
 
-def _public_key(cert: x509.Certificate, *, what: str):
+def public_key_of(cert: x509.Certificate, *, what: str):
     try:
         return cert.public_key()
     except (UnsupportedAlgorithm, ValueError) as exc:
@@ -136,13 +160,29 @@ def check_serial(cert: x509.Certificate, *, what: str) -> None:
 def _check_names(cert: x509.Certificate, *, what: str) -> None:
     for cn in common_names(cert.subject):
         validate_name(cn, what=f"{what}: subject CN")
+    check_subject_text(cert.subject, what=what)
+
+
+def check_subject_text(name: x509.Name, *, what: str) -> None:
+    """No control or invisible character in any attribute of a subject (``invalid_name``).
+
+    The CN has its own rules (pki.ids.validate_name); the other attributes (O, OU, L...) are shown to
+    people too, and an ANSI escape, a NUL or a bidi override (U+202E) in them would rewrite a terminal
+    or make two names look alike: the categories validate_name refuses, Cc, Cs and Cf.
+    """
+    for attribute in name:
+        if isinstance(attribute.value, str):
+            for ch in attribute.value:
+                if unicodedata.category(ch) in ("Cc", "Cs", "Cf"):
+                    label = getattr(attribute.oid, "_name", None) or attribute.oid.dotted_string
+                    raise _bad(
+                        "invalid_name",
+                        f"{what}: subject {label} contains the control or invisible character U+{ord(ch):04X}",
+                    )
 
 
 def _check_critical_extensions(cert: x509.Certificate, *, what: str) -> x509.Extensions:
-    try:
-        extensions = cert.extensions
-    except ValueError as exc:  # duplicate or malformed extensions
-        raise _bad("invalid_certificate", f"{what}: malformed extensions ({exc})") from exc
+    extensions = read_extensions(cert, what=what)
     for ext in extensions:
         if ext.critical and ext.oid not in _KNOWN_EXTENSIONS:
             raise _bad(
@@ -164,6 +204,14 @@ def check_ca_certificate(cert: x509.Certificate, *, now: _dt.datetime, what: str
         raise _bad("not_a_ca", f"{what}: has no basicConstraints extension, so it is not a CA") from None
     if not bc.ca:
         raise _bad("not_a_ca", f"{what}: basicConstraints says CA:FALSE; give the CA certificate, not a leaf")
+    if not extensions.get_extension_for_class(x509.BasicConstraints).critical:
+        # RFC 5280 4.2.1.9: a CA whose key verifies certificate signatures MUST mark it critical;
+        # cryptography's verifier (pki/x509/leaf.py, webpki_defaults_ca) refuses every leaf under it.
+        raise _bad(
+            "ca_basic_constraints_not_critical",
+            f"{what}: its basicConstraints extension is not marked critical (RFC 5280 4.2.1.9), so no "
+            "device certificate under it would verify; reissue it with basicConstraints critical",
+        )
     try:
         ku = extensions.get_extension_for_class(x509.KeyUsage).value
     except x509.ExtensionNotFound:
@@ -171,7 +219,7 @@ def check_ca_certificate(cert: x509.Certificate, *, now: _dt.datetime, what: str
     if not ku.key_cert_sign:
         raise _bad("ca_missing_key_cert_sign", f"{what}: keyUsage lacks keyCertSign, so it may not sign certificates")
     check_validity(cert, now=now, what=what, code_prefix="ca")
-    check_public_key(_public_key(cert, what=what), what=what)
+    check_public_key(public_key_of(cert, what=what), what=what)
     check_signature_algorithm(cert, what=what)
     if cert.subject == cert.issuer:
         try:
@@ -187,9 +235,22 @@ def check_ca_certificate(cert: x509.Certificate, *, now: _dt.datetime, what: str
 def check_chain(cert: x509.Certificate, chain: list[x509.Certificate], *, now: _dt.datetime) -> None:
     """An intermediate's chain: each certificate issued by the next, ending at a root."""
     current = cert
+    seen = {cert.fingerprint(hashes.SHA256())}
     for position, issuer in enumerate(chain, start=1):
         what = f"chain certificate {position}"
+        if issuer.fingerprint(hashes.SHA256()) in seen:
+            raise _bad(
+                "chain_repeated_certificate",
+                f"{what} repeats a certificate given before it; give each issuer once, ending at the root",
+            )
+        seen.add(issuer.fingerprint(hashes.SHA256()))
+        if current is not cert and current.subject == current.issuer:
+            raise _bad(
+                "chain_broken",
+                f"chain certificate {position - 1} is a self-signed root, but the chain goes on; end it at the root",
+            )
         check_ca_certificate(issuer, now=now, what=what)
+        _check_path_length(issuer, below=position, what=what)
         try:
             current.verify_directly_issued_by(issuer)
         except (InvalidSignature, ValueError, TypeError, UnsupportedAlgorithm):
@@ -201,6 +262,21 @@ def check_chain(cert: x509.Certificate, chain: list[x509.Certificate], *, now: _
         current = issuer
     if chain and current.subject != current.issuer:
         raise _bad("chain_incomplete", "the chain does not end at a self-signed root; add the root")
+
+
+def _check_path_length(issuer: x509.Certificate, *, below: int, what: str) -> None:
+    """``below`` CA certificates sit under ``issuer`` (the registered CA, then the chain before it).
+
+    pathLenConstraint counts the intermediates between a CA and the end entity (RFC 5280 4.2.1.9):
+    all of them are, so a chain that exceeds it makes every device certificate fail verification.
+    """
+    limit = read_extensions(issuer, what=what).get_extension_for_class(x509.BasicConstraints).value.path_length
+    if limit is not None and below > limit:
+        raise _bad(
+            "chain_path_length_exceeded",
+            f"{what} allows {limit} intermediate CA(s) below it (pathLenConstraint), but the chain puts {below} "
+            "there; no device certificate under this CA would verify",
+        )
 
 
 def check_verification_certificate(
@@ -226,6 +302,7 @@ def check_verification_certificate(
             f"{what}: not signed by the CA being registered; sign it with that CA's private key",
         ) from None
     check_validity(vcert, now=now, what=what, code_prefix="verification")
+    check_subject_text(vcert.subject, what=what)
     names = common_names(vcert.subject)
     if len(names) != 1:
         raise _bad(

@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.x509.oid import CRLEntryExtensionOID, ExtensionOID
 
 from ..errors import InvalidInput
+from .checks import read_extensions
 from .parse import _check_der_framing, _pem_blocks
 
 __all__ = [
@@ -163,11 +164,13 @@ def load_crl(data: bytes, *, what: str = "CRL") -> x509.CertificateRevocationLis
     _check_der_framing(der, what=what)
     try:
         crl = x509.load_der_x509_crl(der)
-        crl.issuer, crl.extensions  # noqa: B018 - decoded lazily; fail here
-        for _ in crl:
-            pass
+        crl.issuer  # noqa: B018 - decoded lazily; fail here
+        entries = list(crl)
     except ValueError as exc:
         raise _bad("invalid_crl", f"{what}: not a valid X.509 CRL ({exc})") from None
+    read_extensions(crl, what=what)
+    for entry in entries:
+        read_extensions(entry, what=f"{what} entry {entry.serial_number:x}")
     return crl
 
 

@@ -21,26 +21,36 @@ from cryptography.x509.verification import (
 
 from ..errors import InvalidInput
 from ..ids import validate_client_id
-from .checks import check_public_key, check_serial, check_signature_algorithm, check_validity
+from .checks import (
+    check_public_key,
+    check_serial,
+    check_signature_algorithm,
+    check_subject_text,
+    check_validity,
+    public_key_of,
+    read_extensions,
+)
 from .facts import common_names
 
-__all__ = ["check_device_certificate", "directly_issued_by", "verify_device_chain"]
+__all__ = ["check_device_certificate", "check_signature_from", "directly_issued_by", "verify_device_chain"]
 
 
 def check_device_certificate(cert: x509.Certificate, *, now: _dt.datetime) -> str:
     """What cryptography's verifier does not check (a leaf, clientAuth, one CN); returns the client id."""
     what = "device certificate"
     check_serial(cert, what=what)
+    extensions = read_extensions(cert, what=what)
     try:
-        bc = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
+        bc = extensions.get_extension_for_class(x509.BasicConstraints).value
         if bc.ca:
             raise InvalidInput(f"{what}: basicConstraints says CA:TRUE; a device certificate is a leaf", code="leaf_is_ca")
     except x509.ExtensionNotFound:
         pass
-    check_public_key(cert.public_key(), what=what)
+    check_public_key(public_key_of(cert, what=what), what=what)
     check_signature_algorithm(cert, what=what)
+    check_subject_text(cert.subject, what=what)
     try:
-        eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+        eku = extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
     except x509.ExtensionNotFound:
         eku = []
     if ExtendedKeyUsageOID.CLIENT_AUTH not in eku:
@@ -64,6 +74,40 @@ def directly_issued_by(cert: x509.Certificate, issuer_der: bytes) -> bool:
     return True
 
 
+def check_signature_from(cert: x509.Certificate, candidate_ders: Sequence[bytes]) -> None:
+    """No candidate issued ``cert``: ``certificate_bad_signature`` when one should have.
+
+    A candidate has ``cert``'s issuer name; when its key is also the one ``cert`` names (its
+    authority key identifier, or it names none), the signature itself is wrong: the certificate was
+    damaged or forged, and "register its CA first" would send the user the wrong way.
+    """
+    aki = _authority_key_id(cert)
+    for der in candidate_ders:
+        candidate = x509.load_der_x509_certificate(der)
+        if aki is None or aki == x509.SubjectKeyIdentifier.from_public_key(candidate.public_key()).digest or (
+            aki == _subject_key_id(candidate)
+        ):
+            raise InvalidInput(
+                "device certificate: its signature does not verify with the key of the registered CA its issuer "
+                "name and authority key identifier point to; the file is damaged or forged",
+                code="certificate_bad_signature",
+            )
+
+
+def _authority_key_id(cert: x509.Certificate) -> bytes | None:
+    try:
+        return cert.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value.key_identifier
+    except x509.ExtensionNotFound:
+        return None
+
+
+def _subject_key_id(cert: x509.Certificate) -> bytes | None:
+    try:
+        return cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
+    except x509.ExtensionNotFound:
+        return None
+
+
 #: Web PKI rules, except that a device's identity is its CN: a SAN is optional.
 _DEVICE_EE_POLICY = ExtensionPolicy.webpki_defaults_ee().may_be_present(
     x509.SubjectAlternativeName, Criticality.AGNOSTIC, None
@@ -83,6 +127,14 @@ def verify_device_chain(
     The chain's root is the trust anchor (``ca_cert`` itself when it has no
     chain); ``ca_name`` names the CA in the error.
     """
+    if leaf.not_valid_after_utc > ca_cert.not_valid_after_utc:
+        # The rule issuance applies (pki/services/devices.py): a leaf outliving its CA would be trusted,
+        # by the dates it carries, after the CA that vouches for it is gone.
+        raise InvalidInput(
+            f"device certificate: valid until {leaf.not_valid_after_utc:%Y-%m-%d}, after CA {ca_name} expires "
+            f"({ca_cert.not_valid_after_utc:%Y-%m-%d}); reissue it within the CA's validity",
+            code="validity_exceeds_ca",
+        )
     anchors = [chain[-1]] if chain else [ca_cert]
     intermediates = [ca_cert, *chain[:-1]] if chain else []
     verifier = (

@@ -18,6 +18,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from ..errors import InvalidInput
+from .checks import check_signature_algorithm, read_extensions
 
 __all__ = [
     "MAX_ITEM_BYTES",
@@ -190,7 +191,10 @@ def _ders(data: bytes, *, what: str, labels: tuple[str, ...], max_items: int) ->
 # later release).  The serial is checked below instead; the warning, process
 # wide, would only be noise (and catch_warnings is not thread-safe).
 warnings.filterwarnings("ignore", message="Parsed a serial number which wasn't positive")
-
+# Likewise for a name attribute over its upper bound (a CN over 64 octets, RFC 5280 Appendix A): the
+# warning would print the install path before the error.  Names are checked instead, with their own
+# codes (pki.ids.validate_name: invalid_name, invalid_client_id).
+warnings.filterwarnings("ignore", message="Attribute's length must be", category=UserWarning)
 
 def _load_der_certificate(der: bytes, *, what: str) -> x509.Certificate:
     try:
@@ -203,6 +207,7 @@ def _load_der_certificate(der: bytes, *, what: str) -> x509.Certificate:
         raise _bad("invalid_certificate", f"{what}: not a valid X.509 certificate") from exc
     if serial <= 0:
         raise _bad("invalid_serial", f"{what}: its serial number is not positive (RFC 5280 4.1.2.2)")
+    read_extensions(cert, what=what)
     return cert
 
 
@@ -244,6 +249,9 @@ def load_csr(data: bytes, *, what: str = "CSR") -> x509.CertificateSigningReques
         csr.subject  # noqa: B018 - decoded lazily; fail here on a bad name
     except (ValueError, x509.InvalidVersion) as exc:
         raise _bad("invalid_csr", f"{what}: not a valid PKCS#10 request") from exc
+    # Before the signature: cryptography does not verify SHA-1 at all, and the user should hear
+    # "weak algorithm", not "bad signature".
+    check_signature_algorithm(csr, what=what)
     try:
         valid = csr.is_signature_valid
     except Exception as exc:  # unsupported key or algorithm inside the CSR
