@@ -16,7 +16,7 @@ from ..services import open_context
 __all__ = ["State", "Remote", "json_option", "read_input", "file_arg", "CA_FIELDS", "default_profile_path"]
 
 CA_FIELDS = ("sn", "name", "status", "source", "subject", "issuer", "not_before", "not_after",
-             "fingerprint_sha256", "key_type")
+             "fingerprint_sha256", "key_type", "warnings")
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")
 

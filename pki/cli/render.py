@@ -51,6 +51,9 @@ def printable(text: str, *, keep_newlines: bool = False) -> str:
 
 def _shown(value: Any) -> str:
     # One field may span lines by design (a PEM, a policy document); every other control is escaped.
+    # A list reads as its items, never as a Python repr.
+    if isinstance(value, (list, tuple)):
+        return "; ".join(_shown(v) for v in value)
     return printable(str(value), keep_newlines=True)
 
 
@@ -69,7 +72,7 @@ def emit(value: Any, *, as_json: bool, fields: tuple[str, ...] | None = None) ->
     keys = fields or tuple(data)
     width = max((len(k) for k in keys), default=0)
     for key in keys:
-        if key in data and data[key] is not None:
+        if key in data and data[key] is not None and data[key] != []:
             click.echo(f"{key.ljust(width)}  {_shown(data[key])}")
 
 

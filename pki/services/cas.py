@@ -81,7 +81,7 @@ def confusable_names(session, *, instance: str, name: str) -> list[str]:
         after = rows[-1].id
     warnings = [
         f"CA {row.sn} is already named {row.name!r}, which looks like {name!r}; tell them apart by serial "
-        "(`pki ca list` shows it) or pick another name" for row in found
+        "(the CA list shows it) or pick another name" for row in found
     ]
     for warning in warnings:
         _log.warning("instance %s: %s", instance, warning)
