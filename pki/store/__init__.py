@@ -2,15 +2,15 @@
 
 from . import access_models, artifact_models, http_models, secret_models  # noqa: F401  (register their tables)
 from .engine import Store, head_revision, normalise_url, sqlite_url
-from .models import CA_STATUSES, DEVICE_STATUSES, CaCertificate, CustodyKey, DeviceCertificate, RegisterCode
+from .models import CaCertificate, CustodyKey, DeviceCertificate, RegisterCode, DeviceStatus, Status
 
 __all__ = [
     "head_revision",
     "Store",
     "normalise_url",
     "sqlite_url",
-    "CA_STATUSES",
-    "DEVICE_STATUSES",
+    "Status",
+    "DeviceStatus",
     "CaCertificate",
     "CustodyKey",
     "DeviceCertificate",
