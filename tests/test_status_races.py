@@ -266,3 +266,63 @@ def test_migration_0008_restores_undone_revocations_and_renames_disabled(databas
         assert dict(conn.execute(select(AccessUser.name, AccessUser.status)).all()) == {"u": "INACTIVE", "v": "ACTIVE"}
         assert conn.execute(select(AccessKey.status)).scalar_one() == "INACTIVE"
     store.dispose()
+
+
+# -- ACTIVE/INACTIVE rows: concurrent switches are ordered, none lost, none recorded twice ----------
+
+
+def _entities(ctx):
+    """name -> (switch(on: bool) -> status answered, current status, audit record -> bool for this row)."""
+    from pki.services import cas as cas_svc, secrets, users
+
+    ca_sn = managed.create_ca(ctx, name="Switch Root").sn
+    secrets.register_secret(ctx, client_id="switch")
+    secrets.create_group(ctx, name="switch-group")
+    key = users.create_user(ctx, "switch-user").access_key_id
+    return {
+        "ca": (lambda on: (cas_svc.activate_ca if on else cas_svc.deactivate_ca)(ctx, ca_sn).status,
+               lambda: cas_svc.show_ca(ctx, ca_sn).status,
+               lambda d: d["operation"] in ("ca.activate", "ca.deactivate") and d["subject"] == ca_sn),
+        "secret": (lambda on: (secrets.activate_secret if on else secrets.deactivate_secret)(
+                       ctx, client_id="switch").status,
+                   lambda: secrets.show_secret(ctx, client_id="switch").status,
+                   lambda d: d["operation"] in ("secret.activate", "secret.deactivate") and d["subject"] == "switch"),
+        "group": (lambda on: (secrets.enable_group if on else secrets.disable_group)(ctx, name="switch-group").status,
+                  lambda: secrets.show_group(ctx, name="switch-group").status,
+                  lambda d: d["operation"] in ("secret.group.enable", "secret.group.disable")),
+        "user": (lambda on: (users.enable_user if on else users.disable_user)(ctx, "switch-user").status,
+                 lambda: users.show_user(ctx, "switch-user").status,
+                 lambda d: d["operation"] in ("user.enable", "user.disable")),
+        "access_key": (lambda on: (users.enable_access_key if on else users.disable_access_key)(ctx, key).status,
+                       lambda: next(k["status"] for k in users.show_user(ctx, "switch-user").access_keys),
+                       lambda d: d["operation"] in ("user.key.enable", "user.key.disable")),
+    }
+
+
+@pytest.mark.parametrize("entity", ["ca", "secret", "group", "user", "access_key"])
+def test_concurrent_switches_are_ordered(ctx, entity):
+    """Threads switching one row on and off: every answer is a status or conflicting_change, the audit log
+    alternates (no change recorded twice, none lost) and ends on the status the row has."""
+    switch, current, mine = _entities(ctx)[entity]
+    start = threading.Barrier(4)
+    answers: list[str] = []
+
+    def run(first: int) -> None:
+        start.wait()
+        for i in range(6):
+            try:
+                answers.append(switch((i + first) % 2 == 0))
+            except PkiError as exc:
+                answers.append(exc.code)
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert len(answers) == 24 and set(answers) <= {"ACTIVE", "INACTIVE", "conflicting_change"}, answers
+    ops = [d["operation"] for d in (r.details for r in audit.list_records(ctx, limit=1000).items) if mine(d)]
+    on = ("ca.activate", "secret.activate", "secret.group.enable", "user.enable", "user.key.enable")
+    states = ["ACTIVE" if op in on else "INACTIVE" for op in ops]
+    assert all(a != b for a, b in zip(states, states[1:])), ops
+    assert states[:1] in ([], ["INACTIVE"]) and current() == (states[-1] if states else "ACTIVE")
