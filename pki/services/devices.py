@@ -162,7 +162,8 @@ def device_row_values(
     der = cert.public_bytes(px509.DER)
     return dict(
         instance=instance, ca_id=ca_id, sn=format(cert.serial_number, "x"), client_id=client_id,
-        status=DeviceStatus.ACTIVE, source=source, fingerprint_sha256=px509.fingerprint_sha256_der(der), key_type=key_type,
+        status=DeviceStatus.ACTIVE, source=source, fingerprint_sha256=px509.fingerprint_sha256_der(der),
+        key_type=key_type,
         not_before=cert.not_valid_before_utc, not_after=cert.not_valid_after_utc, cert_der=der,
         created_at=now, updated_at=now, status_changed_at=now,
     )

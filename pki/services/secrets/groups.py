@@ -90,8 +90,8 @@ def _set_group_status(ctx: Context, name: str, status: Status) -> GroupPublic:
         row = _resolve_group(session, ctx, name, lock=True)
         if change_status(session, row, status, what=f"enrollment group {name!r}", status_changed_at=now,
                          **repos.version_bump(SecretGroup, now=now)):
-            audit.record_change(session, ctx, "secret.group.enable" if status == Status.ACTIVE else "secret.group.disable",
-                                subject=name)
+            operation = "secret.group.enable" if status == Status.ACTIVE else "secret.group.disable"
+            audit.record_change(session, ctx, operation, subject=name)
         public = GroupPublic.of(row)
     _forget(ctx)
     return public
