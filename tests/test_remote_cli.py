@@ -263,7 +263,7 @@ def test_every_command_remote_answers_like_local(ctx, remote, local, tmp_path):
     rc, out, err = run("user", "show", "line-1")  # the text form renders server answers too
     assert rc == 0 and "PkiFactoryProvisioner" in out
     key = ok_json(run, "user", "key", "create", "line-1")
-    assert ok_json(run, "user", "key", "disable", key["access_key_id"])["status"] == "DISABLED"
+    assert ok_json(run, "user", "key", "disable", key["access_key_id"])["status"] == "INACTIVE"
     assert ok_json(run, "user", "key", "delete", key["access_key_id"])["deleted"] is True
     decision = ok_json(run, "policy", "simulate", "--user", "line-1", "--action", "ca.create")
     assert decision["allowed"] is False and _keys(decision) == _keys(
@@ -279,7 +279,7 @@ def test_every_command_remote_answers_like_local(ctx, remote, local, tmp_path):
     assert rc == EXIT_CODES["invalid_input"] and "error[invalid_policy]" in err and "Effect" in err
     assert {p["name"] for p in ok_json(run, "policy", "list")["items"]} >= {"CaReader", "PkiAdministratorAccess"}
     assert ok_json(run, "policy", "actions") == ok_json(local, "policy", "actions")
-    assert ok_json(run, "user", "disable", "line-1")["status"] == "DISABLED"
+    assert ok_json(run, "user", "disable", "line-1")["status"] == "INACTIVE"
     ok_json(run, "policy", "detach", "PkiFactoryProvisioner", "--user", "line-1")
     assert ok_json(run, "user", "delete", "line-1")["deleted"] is True
     assert ok_json(run, "policy", "delete", "CaReader")["deleted"] is True

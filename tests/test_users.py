@@ -247,7 +247,7 @@ def test_cli_users_keys_policies_simulate(pki, tmp_path):
     assert set(created) == {"name", "access_key_id", "access_key_secret"}
     key2 = _json(pki, "user", "key", "create", "factory-7")
     assert key2["user"] == "factory-7" and key2["access_key_secret"]
-    assert _json(pki, "user", "key", "disable", key2["access_key_id"])["status"] == "DISABLED"
+    assert _json(pki, "user", "key", "disable", key2["access_key_id"])["status"] == "INACTIVE"
     assert _json(pki, "user", "key", "delete", key2["access_key_id"])["deleted"] is True
     listed = _json(pki, "user", "list")
     assert [u["name"] for u in listed["items"]] == ["factory-7"] and listed["next_cursor"] is None
@@ -296,7 +296,7 @@ def test_cli_users_keys_policies_simulate(pki, tmp_path):
     assert key2["access_key_secret"] not in json.dumps(audit_items)
     assert _json(pki, "audit", "verify")["ok"] is True
 
-    assert _json(pki, "user", "disable", "factory-7")["status"] == "DISABLED"
+    assert _json(pki, "user", "disable", "factory-7")["status"] == "INACTIVE"
     assert _json(pki, "user", "delete", "factory-7")["deleted"] is True
 
 

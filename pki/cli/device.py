@@ -12,6 +12,7 @@ import click
 from ..ids import parse_time
 from ..keys import KEY_TYPES
 from ..services import devices
+from ..services.paging import DeviceStatus
 from ..services.provision import provision
 from ..x509 import MAX_ITEM_BYTES
 from . import backend
@@ -106,7 +107,7 @@ def device_register(state: State, cert_path, as_json) -> None:
 
 @device_group.command("list")
 @click.option("--ca", "ca_sn", required=True, metavar="SN")
-@click.option("--status", type=click.Choice(["ACTIVE", "INACTIVE", "REVOKED"], case_sensitive=False))
+@click.option("--status", type=click.Choice([s.value for s in DeviceStatus], case_sensitive=False))
 @click.option("--expiring-before", help="Only certificates whose notAfter is before this ISO-8601 date.")
 @click.option("--limit", type=int, help="Page size (1-1000, default 100).")
 @click.option("--cursor", help="next_cursor of the previous page.")

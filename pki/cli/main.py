@@ -14,6 +14,7 @@ from ..errors import InternalError, PkiError, io_error
 from ..keys import KEY_TYPES
 from ..services import offline
 from ..services.managed import DEFAULT_CA_DAYS
+from ..services.paging import Status
 from ..services.setup import initialise
 from ..x509 import MAX_BUNDLE_ITEMS, MAX_ITEM_BYTES
 from . import backend
@@ -153,7 +154,7 @@ def ca_register(state: _State, cert_path, verification, name, inactive, chain, a
 
 
 @ca_group.command("list")
-@click.option("--status", type=click.Choice(["ACTIVE", "INACTIVE"], case_sensitive=False))
+@click.option("--status", type=click.Choice([s.value for s in Status], case_sensitive=False))
 @click.option("--limit", type=int, default=None, help="Page size (1-1000, default 100).")
 @click.option("--cursor", help="next_cursor of the previous page.")
 @json_option

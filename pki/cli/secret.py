@@ -6,6 +6,7 @@ import os
 
 import click
 
+from ..services.paging import Status
 from . import backend
 from .common import State, json_option
 from .render import emit, emit_page
@@ -84,7 +85,7 @@ _status_command("deactivate", "Refuse CLIENT_ID's credential (or, with --group, 
 
 
 @secret_group.command("list")
-@click.option("--status", type=click.Choice(["ACTIVE", "INACTIVE"], case_sensitive=False))
+@click.option("--status", type=click.Choice([s.value for s in Status], case_sensitive=False))
 @click.option("--limit", type=int, help="Page size (1-1000, default 100).")
 @click.option("--cursor", help="next_cursor of the previous page.")
 @json_option
@@ -157,7 +158,7 @@ def group_show(state: State, name: str, as_json: bool) -> None:
 
 
 @group_group.command("list")
-@click.option("--status", type=click.Choice(["ACTIVE", "INACTIVE"], case_sensitive=False))
+@click.option("--status", type=click.Choice([s.value for s in Status], case_sensitive=False))
 @click.option("--limit", type=int, help="Page size (1-1000, default 100).")
 @click.option("--cursor", help="next_cursor of the previous page.")
 @json_option

@@ -29,7 +29,7 @@ from ..clock import isoformat
 from ..durable import fsync_dir, write_new
 from ..errors import ConfigError, InvalidInput, InvalidState
 from ..ids import format_serial
-from ..store import artifact_repos
+from ..store import Status, artifact_repos
 from .. import x509 as px509
 from . import audit
 from .context import Context
@@ -104,9 +104,9 @@ def _collect(ctx: Context, *, now, lifetime) -> tuple[list[_CaArtifact], list[Pu
     out: list[_CaArtifact] = []
     with ctx.store.transaction() as session:
         cas = artifact_repos.cas_of_instance(session, instance=ctx.instance)
-        inactive = {c.fingerprint_sha256: c for c in cas if c.status != "ACTIVE"}
+        inactive = {c.fingerprint_sha256: c for c in cas if c.status != Status.ACTIVE}
         for ca in cas:
-            if ca.status != "ACTIVE":
+            if ca.status != Status.ACTIVE:
                 continue
             cert = x509.load_der_x509_certificate(ca.cert_der)
             chain = tuple(px509.load_certificates(ca.chain_pem.encode(), what="stored chain")) if ca.chain_pem else ()
@@ -166,10 +166,10 @@ def live_trust_bundle(ctx: Context) -> bytes:
     """The trust bundle as the store has it now (what `pki serve` hands out), one transaction."""
     with ctx.store.transaction(readonly=True) as session:
         cas = artifact_repos.cas_of_instance(session, instance=ctx.instance)
-        inactive = {c.fingerprint_sha256 for c in cas if c.status != "ACTIVE"}
+        inactive = {c.fingerprint_sha256 for c in cas if c.status != Status.ACTIVE}
         entries = []
         for ca in cas:
-            if ca.status != "ACTIVE":
+            if ca.status != Status.ACTIVE:
                 continue
             chain = tuple(px509.load_certificates(ca.chain_pem.encode(), what="stored chain")) if ca.chain_pem else ()
             if any(_fingerprint(c) in inactive for c in chain):

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 from .. import signing
 from ..errors import PermissionDenied, RateLimited
-from ..store import access_repos, http_repos
+from ..store import Status, access_repos, http_repos
 from .authorize import Principal, compiled_policies
 from .context import Context
 from .users import is_access_key_id
@@ -140,7 +140,7 @@ def known_secret(ctx: Context, access_key_id: str) -> bytes | None:
 
 def _load_grant(ctx: Context, conn, access_key_id: str) -> tuple[Principal, bytes]:
     row = access_repos.get_key_with_user(conn, access_key_id=access_key_id)
-    if row is None or row.key_status != "ACTIVE" or row.user_status != "ACTIVE":
+    if row is None or row.key_status != Status.ACTIVE or row.user_status != Status.ACTIVE:
         raise PermissionDenied(_REFUSED_KEY, code="invalid_access_key")
     sealed = bytes(row.sealed_secret)
     digest = hashlib.sha256(sealed).digest()

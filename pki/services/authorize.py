@@ -23,7 +23,7 @@ from typing import Any
 
 from ..errors import InvalidInput, NotFound, PermissionDenied
 from ..ids import validate_path_name
-from ..store import access_repos
+from ..store import Status, access_repos
 from ..store.access_models import AccessUser
 from . import audit
 from . import policy as policy_engine
@@ -155,7 +155,7 @@ def _decide(ctx: Context, principal: Principal, *, operation: str | None, action
             row = access_repos.get_user(session, name=principal.name)
             if row is None or (principal.user_id is not None and row.id != principal.user_id):
                 return Decision(False, None, f"user {principal.name} no longer exists", checked, resource)
-            if row.status != "ACTIVE":
+            if row.status != Status.ACTIVE:
                 return Decision(False, None, f"user {principal.name} is disabled", checked, resource)
             policies = compiled_policies(ctx, session, row.id)
     if operation:

@@ -10,13 +10,14 @@ from cryptography.hazmat.primitives import serialization
 
 from ..errors import Conflict, InvalidInput, InvalidState, NotFound
 from ..ids import looks_like_fingerprint, parse_fingerprint, parse_serial, validate_name
-from ..store import CA_STATUSES, CaCertificate, repos
+from ..store import CaCertificate, Status, repos
 from .. import x509 as px509
 from .codes import code_digest
 from . import audit
 from .context import Context
 from .paging import DEFAULT_PAGE, MAX_PAGE, after_position, page_limit, page_of, parse_status
 from .schemas import CaPublic, Page
+from .status_change import change_status
 
 __all__ = [
     "register_ca",
@@ -159,7 +160,7 @@ def register_ca(
                 instance=ctx.instance,
                 sn=facts.sn,
                 name=display,
-                status="INACTIVE" if inactive else "ACTIVE",
+                status=Status.INACTIVE if inactive else Status.ACTIVE,
                 source="registered",
                 subject=facts.subject,
                 issuer=facts.issuer,
@@ -204,7 +205,7 @@ def _explain_unredeemable(session, *, ctx: Context, digest: str, now) -> None:
 def list_cas(
     ctx: Context, *, status: str | None = None, limit: int | None = None, cursor: str | None = None
 ) -> Page:
-    wanted = parse_status(status, CA_STATUSES)
+    wanted = parse_status(status, Status)
     size = page_limit(limit)
     after = after_position(cursor)
     with ctx.store.transaction(readonly=True) as session:
@@ -217,21 +218,24 @@ def show_ca(ctx: Context, ref: str) -> CaPublic:
         return CaPublic.of(resolve_ca(session, instance=ctx.instance, ref=ref))
 
 
-def _set_status(ctx: Context, ref: str, status: str, operation: str) -> CaPublic:
+def _set_status(ctx: Context, ref: str, status: Status, operation: str) -> CaPublic:
+    now = ctx.clock.now()
     with ctx.store.transaction() as session:
+        # No lock: issuers hold the row FOR SHARE, and two changes upgrading their shares would deadlock.
+        # The conditional UPDATE of change_status orders them instead.
         row = resolve_ca(session, instance=ctx.instance, ref=ref)
-        if repos.set_ca_status(session, ca=row, status=status, now=ctx.clock.now()):
+        if change_status(session, row, status, what=f"CA {row.sn}", status_changed_at=now, updated_at=now):
             audit.record_change(session, ctx, operation, subject=row.sn, status=status)
         return CaPublic.of(row)
 
 
 def activate_ca(ctx: Context, ref: str) -> CaPublic:
-    return _set_status(ctx, ref, "ACTIVE", "ca.activate")
+    return _set_status(ctx, ref, Status.ACTIVE, "ca.activate")
 
 
 def deactivate_ca(ctx: Context, ref: str) -> CaPublic:
     """An INACTIVE CA leaves the trust bundle: all its devices are locked out."""
-    return _set_status(ctx, ref, "INACTIVE", "ca.deactivate")
+    return _set_status(ctx, ref, Status.INACTIVE, "ca.deactivate")
 
 
 def delete_ca(ctx: Context, ref: str, *, cascade: bool = False) -> dict:

@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives import serialization
 from ..clock import Clock, SystemClock, isoformat
 from ..errors import InvalidInput, InvalidState, NotFound
 from ..ids import format_serial, parse_serial
-from ..store import CaCertificate, artifact_repos
+from ..store import CaCertificate, DeviceStatus, Status, artifact_repos
 from ..store.artifact_models import CrlState
 from .. import x509 as px509
 from ..x509.crl import HOLD, REASONS, RevokedEntry
@@ -23,6 +23,7 @@ from .context import Context
 from .managed import ca_signer
 
 __all__ = [
+    "CRL_STATUSES",
     "DEFAULT_CRL_LIFETIME",
     "CrlInfo",
     "current_crl",
@@ -81,6 +82,10 @@ def check_lifetime(lifetime: _dt.timedelta | int) -> _dt.timedelta:
 # -- what a CA's CRL must list --------------------------------------------------------
 
 
+#: The device statuses that put a certificate on its CA's CRL (and make OCSP answer revoked).
+CRL_STATUSES = (DeviceStatus.REVOKED, DeviceStatus.INACTIVE)
+
+
 def listed_entries(session, *, ca_id: int) -> tuple[list[RevokedEntry], str]:
     """The entries the store says the CA's CRL must hold, and a digest of them.
 
@@ -89,8 +94,9 @@ def listed_entries(session, *, ca_id: int) -> tuple[list[RevokedEntry], str]:
     and the CRL are the same for the same state.
     """
     entries = []
-    for sn, status, reason, revoked_at, changed_at in artifact_repos.revocation_rows(session, ca_id=ca_id):
-        if status == "REVOKED":
+    rows = artifact_repos.revocation_rows(session, ca_id=ca_id, statuses=CRL_STATUSES)
+    for sn, status, reason, revoked_at, changed_at in rows:
+        if status == DeviceStatus.REVOKED:
             entries.append(RevokedEntry(int(sn, 16), revoked_at or changed_at, reason or "unspecified"))
         else:
             entries.append(RevokedEntry(int(sn, 16), changed_at, HOLD))
@@ -156,7 +162,7 @@ def current_crl(ctx: Context, *, ca: str, lifetime: _dt.timedelta = DEFAULT_CRL_
     now = ctx.clock.now()
     with ctx.store.transaction() as session:
         row = resolve_ca(session, instance=ctx.instance, ref=ca)
-        if row.status != "ACTIVE":
+        if row.status != Status.ACTIVE:
             raise InvalidState(f"CA {row.sn} is INACTIVE: it publishes no CRL", code="ca_inactive")
         if row.key_id is not None:
             state, _ = ensure_managed_crl(ctx, session, row, now=now, lifetime=lifetime, shorten=False)

@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives import serialization
 from ..errors import Conflict, InvalidInput, InvalidState, NotFound
 from ..ids import looks_like_fingerprint, parse_fingerprint, parse_serial, validate_client_id
 from ..keys import KEY_TYPES, generate_private_key
-from ..store import DEVICE_STATUSES, CaCertificate, DeviceCertificate, repos
+from ..store import CaCertificate, DeviceCertificate, DeviceStatus, Status, repos
 from .. import x509 as px509
 from ..x509.bundles import pkcs12_bundle, private_key_pem
 from ..x509.crl import REVOCATION_REASONS
@@ -25,6 +25,7 @@ from .context import Context
 from .group_commit import GroupCommit
 from .managed import _check_can_issue, ca_signer
 from .schemas import DevicePublic, Page
+from .status_change import change_status
 
 __all__ = [
     "Issued", "DeviceProfile", "REVOCATION_REASONS", "issue_device", "register_device", "show_device",
@@ -160,8 +161,9 @@ def device_row_values(
 ) -> dict:
     der = cert.public_bytes(px509.DER)
     return dict(
-        instance=instance, ca_id=ca_id, sn=format(cert.serial_number, "x"), client_id=client_id, status="ACTIVE",
-        source=source, fingerprint_sha256=px509.fingerprint_sha256_der(der), key_type=key_type,
+        instance=instance, ca_id=ca_id, sn=format(cert.serial_number, "x"), client_id=client_id,
+        status=DeviceStatus.ACTIVE, source=source, fingerprint_sha256=px509.fingerprint_sha256_der(der),
+        key_type=key_type,
         not_before=cert.not_valid_before_utc, not_after=cert.not_valid_after_utc, cert_der=der,
         created_at=now, updated_at=now, status_changed_at=now,
     )
@@ -289,7 +291,7 @@ def register_device(ctx: Context, *, certificate: bytes) -> DevicePublic:
         # Lock, then re-read the status: a deactivation racing us either waits or wins.
         issuer = resolve_ca(session, instance=ctx.instance, ref=issuer.sn, lock=True)
         session.refresh(issuer)
-        if issuer.status != "ACTIVE":
+        if issuer.status != Status.ACTIVE:
             raise InvalidState(
                 f"CA {issuer.sn} is INACTIVE; activate it before registering its devices", code="ca_inactive"
             )
@@ -319,9 +321,11 @@ def register_device(ctx: Context, *, certificate: bytes) -> DevicePublic:
 # -- lookup ---------------------------------------------------------------------------------
 
 
-def _resolve_device(session, ctx: Context, *, ca: str, sn: str) -> tuple[CaCertificate, DeviceCertificate]:
+def _resolve_device(
+    session, ctx: Context, *, ca: str, sn: str, lock: bool = False
+) -> tuple[CaCertificate, DeviceCertificate]:
     ca_row = resolve_ca(session, instance=ctx.instance, ref=ca)
-    device = repos.get_device(session, ca_id=ca_row.id, sn=parse_serial(sn))
+    device = repos.get_device(session, ca_id=ca_row.id, sn=parse_serial(sn), lock=lock)
     if device is None:
         raise NotFound(
             f"CA {ca_row.sn} has no device certificate {sn!r}; list the CA's devices to find it",
@@ -368,7 +372,7 @@ def list_devices(
     limit: int | None = None,
     cursor: str | None = None,
 ) -> Page:
-    wanted = parse_status(status, DEVICE_STATUSES)
+    wanted = parse_status(status, DeviceStatus)
     size = page_limit(limit)
     after = after_position(cursor)
     with ctx.store.transaction(readonly=True) as session:
@@ -382,40 +386,37 @@ def list_devices(
 # -- lifecycle ---------------------------------------------------------------------------
 
 
-def _change(ctx: Context, *, ca: str, sn: str, apply, operation: str) -> DevicePublic:
+def _change(ctx: Context, *, ca: str, sn: str, target: DeviceStatus, operation: str,
+            reason: str | None = None) -> DevicePublic:
+    """Move a device to ``target`` (REVOKED: for ``reason``), unless it is REVOKED already.
+
+    The row is locked (FOR UPDATE) before its status is read, so a change racing a revocation waits for it
+    and then sees REVOKED; the UPDATE is conditional on that status as well (see status_change), and the
+    database itself refuses to leave REVOKED (migration 0008).
+    """
     now = ctx.clock.now()
     with ctx.store.transaction() as session:
-        ca_row, device = _resolve_device(session, ctx, ca=ca, sn=sn)
-        if device.status == "REVOKED":
+        ca_row, device = _resolve_device(session, ctx, ca=ca, sn=sn, lock=True)
+        if device.status == DeviceStatus.REVOKED:
             raise InvalidState(
                 f"device certificate {device.sn} is REVOKED, which is final; issue a new one",
                 code="device_revoked",
             )
-        if apply(device, now):
-            device.updated_at = device.status_changed_at = now
-            session.add(device)
-            session.flush()
+        revocation = dict(revocation_reason=reason, revoked_at=now) if target == DeviceStatus.REVOKED else {}
+        if change_status(session, device, target, what=f"device certificate {device.sn}", updated_at=now,
+                         status_changed_at=now, **revocation):
             audit.record_change(session, ctx, operation, subject=f"{ca_row.sn}/{device.sn}",
                                 status=device.status, reason=device.revocation_reason)
         return DevicePublic.of(device, ca_sn=ca_row.sn)
 
 
-def _to(status: str):
-    def apply(device: DeviceCertificate, _now) -> bool:
-        changed = device.status != status
-        device.status = status
-        return changed
-
-    return apply
-
-
 def activate_device(ctx: Context, *, ca: str, sn: str) -> DevicePublic:
-    return _change(ctx, ca=ca, sn=sn, apply=_to("ACTIVE"), operation="device.activate")
+    return _change(ctx, ca=ca, sn=sn, target=DeviceStatus.ACTIVE, operation="device.activate")
 
 
 def deactivate_device(ctx: Context, *, ca: str, sn: str) -> DevicePublic:
     """INACTIVE: on the CRL as certificateHold until activated again."""
-    return _change(ctx, ca=ca, sn=sn, apply=_to("INACTIVE"), operation="device.deactivate")
+    return _change(ctx, ca=ca, sn=sn, target=DeviceStatus.INACTIVE, operation="device.deactivate")
 
 
 def revoke_device(ctx: Context, *, ca: str, sn: str, reason: str = "unspecified") -> DevicePublic:
@@ -423,14 +424,7 @@ def revoke_device(ctx: Context, *, ca: str, sn: str, reason: str = "unspecified"
         raise InvalidInput(
             f"reason {reason!r} is not one of {', '.join(REVOCATION_REASONS)}", code="invalid_revocation_reason"
         )
-
-    def apply(device: DeviceCertificate, now) -> bool:
-        device.status = "REVOKED"
-        device.revocation_reason = reason
-        device.revoked_at = now
-        return True
-
-    return _change(ctx, ca=ca, sn=sn, apply=apply, operation="device.revoke")
+    return _change(ctx, ca=ca, sn=sn, target=DeviceStatus.REVOKED, operation="device.revoke", reason=reason)
 
 
 def delete_device(ctx: Context, *, ca: str, sn: str) -> dict:
@@ -438,7 +432,7 @@ def delete_device(ctx: Context, *, ca: str, sn: str) -> dict:
     now = ctx.clock.now()
     with ctx.store.transaction() as session:
         ca_row, device = _resolve_device(session, ctx, ca=ca, sn=sn)
-        if device.not_after > now and ca_row.status == "ACTIVE":
+        if device.not_after > now and ca_row.status == Status.ACTIVE:
             raise InvalidState(
                 f"device certificate {device.sn} is valid until {device.not_after:%Y-%m-%d}: deleting it would "
                 "take it off the CRL and let the broker trust it again. Revoke it; delete it after it expires",

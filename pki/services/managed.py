@@ -10,7 +10,7 @@ from cryptography.x509.oid import NameOID
 from ..errors import Conflict, InvalidInput, InvalidState
 from ..ids import validate_name
 from ..keys import KEY_TYPES, new_key_id
-from ..store import CaCertificate, CustodyKey, repos
+from ..store import CaCertificate, CustodyKey, Status, repos
 from .. import x509 as px509
 from .cas import confusable_names, resolve_ca
 from . import audit
@@ -120,7 +120,7 @@ def create_ca(
         row = repos.insert_ca(
             session,
             CaCertificate(
-                instance=ctx.instance, sn=facts.sn, name=name, status="ACTIVE", source="managed",
+                instance=ctx.instance, sn=facts.sn, name=name, status=Status.ACTIVE, source="managed",
                 subject=facts.subject, issuer=facts.issuer, not_before=facts.not_before,
                 not_after=facts.not_after, fingerprint_sha256=facts.fingerprint_sha256,
                 spki_sha256=facts.spki_sha256, key_type=facts.key_type, cert_der=facts.der,
@@ -143,7 +143,7 @@ def _parent_chain_pem(parent: CaCertificate | None) -> str | None:
 
 
 def _check_can_issue(ca, *, now: _dt.datetime) -> None:
-    if ca.status != "ACTIVE":
+    if ca.status != Status.ACTIVE:
         raise InvalidState(
             f"CA {ca.sn} is {ca.status}; activate it before it issues",
             code="ca_inactive", ca_sn=ca.sn,

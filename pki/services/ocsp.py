@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives import serialization
 from ..errors import InvalidInput
 from ..ids import format_serial
 from ..keys import new_key_id
-from ..store import CustodyKey, artifact_repos, repos
+from ..store import CustodyKey, DeviceStatus, Status, artifact_repos, repos
 from ..store.artifact_models import OcspSigner
 from .. import x509 as px509
 from ..x509 import ocsp as pocsp
@@ -77,7 +77,7 @@ def respond(ctx: Context, request_der: bytes) -> bytes:
     with ctx.store.transaction() as session:
         match = None
         for ca in artifact_repos.cas_of_instance(session, instance=ctx.instance):
-            if ca.status != "ACTIVE" or ca.key_id is None:
+            if ca.status != Status.ACTIVE or ca.key_id is None:
                 continue
             cert = x509.load_der_x509_certificate(ca.cert_der)
             if pocsp.issuer_hashes(cert, query.algorithm) == (query.issuer_name_hash, query.issuer_key_hash):
@@ -93,9 +93,9 @@ def respond(ctx: Context, request_der: bytes) -> bytes:
     status, revoked_at, reason = "unknown", None, None
     if device is not None:
         dev_status, dev_reason, dev_revoked_at, changed_at = device
-        if dev_status == "ACTIVE":
+        if dev_status == DeviceStatus.ACTIVE:
             status = "good"
-        elif dev_status == "REVOKED":
+        elif dev_status == DeviceStatus.REVOKED:
             status, revoked_at = "revoked", dev_revoked_at or changed_at
             reason = px509.crl.REASONS.get(dev_reason or "unspecified")
         else:  # INACTIVE: on hold, exactly as on the CRL

@@ -3,26 +3,34 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from enum import StrEnum
+from typing import TypeVar
 
 from ..errors import InvalidInput
 from ..ids import decode_cursor, encode_cursor
+from ..store import DeviceStatus, Status
 from .schemas import Page
 
-__all__ = ["DEFAULT_PAGE", "MAX_PAGE", "after_position", "page_limit", "page_of", "parse_status"]
+# The statuses, for the front ends' --status choices (they never import the store).
+__all__ = ["DEFAULT_PAGE", "MAX_PAGE", "after_position", "page_limit", "page_of", "parse_status", "Status",
+           "DeviceStatus"]
+
+S = TypeVar("S", bound=StrEnum)
 
 DEFAULT_PAGE = 100
 MAX_PAGE = 1000
 
 
-def parse_status(status: str | None, allowed: tuple[str, ...]) -> str | None:
+def parse_status(status: str | None, allowed: type[S]) -> S | None:
+    """``status`` (any case) as a member of ``allowed``, the enum of one kind of row."""
     if status is None:
         return None
-    upper = status.upper()
-    if upper not in allowed:
+    try:
+        return allowed(status.upper())
+    except ValueError:
         raise InvalidInput(
             f"status {status!r} is not one of {', '.join(allowed)}", code="invalid_status"
-        )
-    return upper
+        ) from None
 
 
 def page_limit(limit: int | None) -> int:

@@ -15,13 +15,14 @@ import re
 import secrets as _secrets
 
 from ..errors import Conflict, InvalidState, NotFound
-from ..store import access_repos
+from ..store import Status, access_repos
 from ..store.access_models import AccessKey, AccessUser
 from .access_schemas import AccessKeyCreated, AccessKeyPublic, UserCreated, UserPublic
 from .authorize import check_user_name, get_user, record_change
 from .context import Context
 from .paging import after_position, page_limit, page_of
 from .schemas import Page
+from .status_change import change_status
 
 __all__ = [
     "MAX_ACCESS_KEYS",
@@ -52,8 +53,9 @@ def is_access_key_id(access_key_id) -> bool:
 # == users ====================================================================================
 
 
-def _key(session, access_key_id: str) -> AccessKey:
-    row = access_repos.get_key(session, access_key_id=access_key_id) if is_access_key_id(access_key_id) else None
+def _key(session, access_key_id: str, *, lock: bool = False) -> AccessKey:
+    row = (access_repos.get_key(session, access_key_id=access_key_id, lock=lock) if is_access_key_id(access_key_id)
+           else None)
     if row is None:
         raise NotFound(f"no access key {access_key_id!r}; a user's keys are listed with the user",
                        code="access_key_not_found")
@@ -64,7 +66,7 @@ def _new_key(ctx: Context, session, *, user: AccessUser, now) -> tuple[AccessKey
     access_key_id = ACCESS_KEY_PREFIX + _secrets.token_hex(10)
     secret = _secrets.token_urlsafe(32)  # 256 bits; the HMAC key is its ASCII bytes
     row = access_repos.insert_key(session, AccessKey(
-        access_key_id=access_key_id, user_id=user.id, status="ACTIVE",
+        access_key_id=access_key_id, user_id=user.id, status=Status.ACTIVE,
         sealed_secret=ctx.keystore.seal_secret(secret.encode("ascii"), key_id=access_key_id),
         created_at=now, updated_at=now,
     ))
@@ -85,7 +87,7 @@ def create_user(ctx: Context, name: str) -> UserCreated:
         if access_repos.get_user(session, name=name) is not None:
             raise Conflict(f"user {name!r} already exists; add an access key to it instead",
                            code="user_exists", user=name)
-        user = access_repos.insert_user(session, AccessUser(name=name, status="ACTIVE", created_at=now,
+        user = access_repos.insert_user(session, AccessUser(name=name, status=Status.ACTIVE, created_at=now,
                                                             updated_at=now))
         key, secret = _new_key(ctx, session, user=user, now=now)
         record_change(session, ctx, "user.create", now=now,
@@ -113,23 +115,23 @@ def show_user(ctx: Context, name: str) -> UserPublic:
         return _user_public(session, get_user(session, name))
 
 
-def _set_user_status(ctx: Context, name: str, status: str, operation: str) -> UserPublic:
+def _set_user_status(ctx: Context, name: str, status: Status, operation: str) -> UserPublic:
     now = ctx.clock.now()
     with ctx.store.transaction() as session:
         row = get_user(session, name, lock=True)
-        if row.status != status:
-            access_repos.update_user(session, row=row, now=now, status=status)
+        if change_status(session, row, status, what=f"user {name!r}", updated_at=now):
+            access_repos.bump_access_revision(session)
             record_change(session, ctx, operation, now=now, details={"user": name})
         return _user_public(session, row)
 
 
 def enable_user(ctx: Context, name: str) -> UserPublic:
-    return _set_user_status(ctx, name, "ACTIVE", "user.enable")
+    return _set_user_status(ctx, name, Status.ACTIVE, "user.enable")
 
 
 def disable_user(ctx: Context, name: str) -> UserPublic:
-    """A DISABLED user's keys stop working at once; its policies stay attached."""
-    return _set_user_status(ctx, name, "DISABLED", "user.disable")
+    """An INACTIVE user's keys stop working at once; its policies stay attached."""
+    return _set_user_status(ctx, name, Status.INACTIVE, "user.disable")
 
 
 def delete_user(ctx: Context, name: str) -> dict:
@@ -163,24 +165,24 @@ def create_access_key(ctx: Context, user: str) -> AccessKeyCreated:
     return AccessKeyCreated(user=user, access_key_id=key.access_key_id, access_key_secret=secret, status=key.status)
 
 
-def _set_key_status(ctx: Context, access_key_id: str, status: str, operation: str) -> AccessKeyPublic:
+def _set_key_status(ctx: Context, access_key_id: str, status: Status, operation: str) -> AccessKeyPublic:
     now = ctx.clock.now()
     with ctx.store.transaction() as session:
-        row = _key(session, access_key_id)
+        row = _key(session, access_key_id, lock=True)
         user = session.get(AccessUser, row.user_id)
-        if row.status != status:
-            access_repos.update_key(session, row=row, now=now, status=status)
+        if change_status(session, row, status, what=f"access key {access_key_id}", updated_at=now):
+            access_repos.bump_access_revision(session)
             record_change(session, ctx, operation, now=now,
                           details={"user": user.name, "access_key_id": access_key_id})
         return AccessKeyPublic.of(row, user=user.name)
 
 
 def enable_access_key(ctx: Context, access_key_id: str) -> AccessKeyPublic:
-    return _set_key_status(ctx, access_key_id, "ACTIVE", "user.key.enable")
+    return _set_key_status(ctx, access_key_id, Status.ACTIVE, "user.key.enable")
 
 
 def disable_access_key(ctx: Context, access_key_id: str) -> AccessKeyPublic:
-    return _set_key_status(ctx, access_key_id, "DISABLED", "user.key.disable")
+    return _set_key_status(ctx, access_key_id, Status.INACTIVE, "user.key.disable")
 
 
 def delete_access_key(ctx: Context, access_key_id: str) -> dict:

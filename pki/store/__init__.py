@@ -3,15 +3,15 @@
 # Imported to register their tables.
 from . import access_models, artifact_models, http_models, provision_models, secret_models  # noqa: F401
 from .engine import Store, head_revision, normalise_url, sqlite_url
-from .models import CA_STATUSES, DEVICE_STATUSES, CaCertificate, CustodyKey, DeviceCertificate, RegisterCode
+from .models import CaCertificate, CustodyKey, DeviceCertificate, RegisterCode, DeviceStatus, Status
 
 __all__ = [
     "head_revision",
     "Store",
     "normalise_url",
     "sqlite_url",
-    "CA_STATUSES",
-    "DEVICE_STATUSES",
+    "Status",
+    "DeviceStatus",
     "CaCertificate",
     "CustodyKey",
     "DeviceCertificate",

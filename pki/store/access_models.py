@@ -44,14 +44,10 @@ __all__ = [
     "AuditRecord",
     "AuditHead",
     "AccessRevision",
-    "USER_STATUSES",
-    "KEY_STATUSES",
     "AUDIT_RESULTS",
     "GENESIS_HASH",
 ]
 
-USER_STATUSES = ("ACTIVE", "DISABLED")
-KEY_STATUSES = ("ACTIVE", "DISABLED")
 AUDIT_RESULTS = ("success", "denied", "failed")
 #: ``prev_hash`` of the first record.
 GENESIS_HASH = "0" * 64

@@ -29,13 +29,11 @@ __all__ = [
     "insert_user",
     "get_user",
     "list_users",
-    "update_user",
     "delete_user",
     "insert_key",
     "get_key",
     "keys_of_users",
     "count_keys",
-    "update_key",
     "delete_key",
     "get_key_with_user",
     "access_revision",
@@ -97,19 +95,6 @@ def list_users(session: Session, *, after_id: int | None, limit: int) -> Sequenc
     return keyset_page(session, AccessUser, after_id=after_id, limit=limit)
 
 
-def _update(session: Session, row, now: _dt.datetime, values: dict):
-    for key, value in values.items():
-        setattr(row, key, value)
-    row.updated_at = now
-    session.flush()
-    bump_access_revision(session)
-    return row
-
-
-def update_user(session: Session, *, row: AccessUser, now: _dt.datetime, **values) -> AccessUser:
-    return _update(session, row, now, values)
-
-
 def delete_user(session: Session, *, row: AccessUser) -> None:
     # Explicit deletes: SQLite enforces ON DELETE CASCADE only with foreign_keys=ON,
     # which a hand-opened connection may lack.
@@ -129,8 +114,9 @@ def insert_key(session: Session, row: AccessKey) -> AccessKey:
     return row
 
 
-def get_key(session: Session, *, access_key_id: str) -> AccessKey | None:
-    return session.scalars(select(AccessKey).where(AccessKey.access_key_id == access_key_id)).one_or_none()
+def get_key(session: Session, *, access_key_id: str, lock: bool = False) -> AccessKey | None:
+    query = select(AccessKey).where(AccessKey.access_key_id == access_key_id)
+    return session.scalars(query.with_for_update() if lock else query).one_or_none()
 
 
 def count_keys(session: Session, *, user_id: int) -> int:
@@ -143,10 +129,6 @@ def keys_of_users(session: Session, *, user_ids: Sequence[int]) -> Sequence[Acce
     return session.scalars(
         select(AccessKey).where(AccessKey.user_id.in_(list(user_ids))).order_by(AccessKey.id)
     ).all()
-
-
-def update_key(session: Session, *, row: AccessKey, now: _dt.datetime, **values) -> AccessKey:
-    return _update(session, row, now, values)
 
 
 def delete_key(session: Session, *, row: AccessKey) -> None:

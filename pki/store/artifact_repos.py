@@ -11,7 +11,6 @@ from .artifact_models import CrlState, OcspSigner
 from .models import CaCertificate, DeviceCertificate
 
 __all__ = [
-    "LISTED_STATUSES",
     "cas_of_instance",
     "revocation_rows",
     "device_status",
@@ -21,10 +20,6 @@ __all__ = [
     "save_ocsp_signer",
 ]
 
-#: Statuses that put a device certificate on its CA's CRL.
-LISTED_STATUSES = ("REVOKED", "INACTIVE")
-
-
 def cas_of_instance(session: Session, *, instance: str) -> Sequence[CaCertificate]:
     """Every CA of the instance, in id order (publish orders its output by it)."""
     return session.scalars(
@@ -32,8 +27,8 @@ def cas_of_instance(session: Session, *, instance: str) -> Sequence[CaCertificat
     ).all()
 
 
-def revocation_rows(session: Session, *, ca_id: int) -> Sequence[tuple]:
-    """(sn, status, revocation_reason, revoked_at, status_changed_at) of every listed device.
+def revocation_rows(session: Session, *, ca_id: int, statuses: Sequence[str]) -> Sequence[tuple]:
+    """(sn, status, revocation_reason, revoked_at, status_changed_at) of every device with one of ``statuses``.
 
     Core rows, not ORM objects: a CA may have 100,000 of them.  The index
     (ca_id, status, id) serves the query.
@@ -45,7 +40,7 @@ def revocation_rows(session: Session, *, ca_id: int) -> Sequence[tuple]:
             DeviceCertificate.revocation_reason,
             DeviceCertificate.revoked_at,
             DeviceCertificate.status_changed_at,
-        ).where(DeviceCertificate.ca_id == ca_id, DeviceCertificate.status.in_(LISTED_STATUSES))
+        ).where(DeviceCertificate.ca_id == ca_id, DeviceCertificate.status.in_(list(statuses)))
     ).all()
 
 

@@ -24,7 +24,7 @@ from sqlalchemy import create_engine, event, exc as sa_exc
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlmodel import Session
 
-from ..errors import ConfigError, Conflict, PkiError, StoreError
+from ..errors import ConfigError, Conflict, InvalidState, PkiError, StoreError
 
 __all__ = ["Store", "head_revision", "normalise_url", "sqlite_url"]
 
@@ -107,6 +107,9 @@ def _disk_full(orig: BaseException | None) -> bool:
         return True
     return "database or disk is full" in str(orig)
 
+
+#: The trigger of migration 0008 that keeps a REVOKED device REVOKED; its error message names it.
+_REVOKED_IS_FINAL = "device_certificate_revoked_is_final"
 
 #: How long a PostgreSQL statement waits for a row or table lock before it gives up (store_busy):
 #: a wait must not outlast the request that waits, nor stretch what "now" meant when it began.
@@ -198,6 +201,11 @@ class Store:
         except PkiError:
             raise
         except sa_exc.IntegrityError as exc:
+            if _REVOKED_IS_FINAL in str(exc.orig):
+                raise InvalidState(
+                    "the device certificate is REVOKED, which is final; nothing was changed. Issue a new one",
+                    code="device_revoked",
+                ) from exc
             raise Conflict(
                 "the change collides with a concurrent one; repeat it", code="conflicting_change"
             ) from exc

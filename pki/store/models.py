@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+from enum import StrEnum
 
 from sqlalchemy import Column, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
@@ -14,12 +15,25 @@ __all__ = [
     "CustodyKey",
     "RegisterCode",
     "DeviceCertificate",
-    "CA_STATUSES",
-    "DEVICE_STATUSES",
+    "Status",
+    "DeviceStatus",
 ]
 
-CA_STATUSES = ("ACTIVE", "INACTIVE")
-DEVICE_STATUSES = ("ACTIVE", "INACTIVE", "REVOKED")
+
+class Status(StrEnum):
+    """What can be switched off and on again: CAs, device secrets, enrollment groups and their members,
+    users, access keys.  StrEnum: the database and JSON hold the same strings as before the enum."""
+
+    ACTIVE = "ACTIVE"
+    INACTIVE = "INACTIVE"
+
+
+class DeviceStatus(StrEnum):
+    """A device certificate's: REVOKED is final (migration 0008 makes the database refuse to leave it)."""
+
+    ACTIVE = "ACTIVE"
+    INACTIVE = "INACTIVE"
+    REVOKED = "REVOKED"
 
 
 class CaCertificate(SQLModel, table=True):

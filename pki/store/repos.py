@@ -28,7 +28,8 @@ __all__ = [
     "find_ca_clash",
     "keyset_page",
     "list_cas",
-    "set_ca_status",
+    "update_status",
+    "current_status",
     "count_devices_of_ca",
     "delete_ca",
 ]
@@ -194,16 +195,31 @@ def list_cas(
                        after_id=after_id, limit=limit)
 
 
-def set_ca_status(session: Session, *, ca: CaCertificate, status: str, now: _dt.datetime) -> bool:
-    """Change the status if it differs; False when it already had it."""
-    if ca.status == status:
+def update_status(session: Session, row, *, expected: str, values: dict) -> bool:
+    """Write ``values`` on ``row`` only if its status is still ``expected``; False if it is not (or is gone).
+
+    The guard is in the UPDATE itself: under PostgreSQL's READ COMMITTED, an UPDATE that waited for a
+    concurrent one re-checks its WHERE on the row that one committed, so a change decided on a stale read
+    matches nothing instead of overwriting it (a REVOKED device put back to ACTIVE).  On success ``row`` is
+    refreshed, so that it shows what the database holds; on failure :func:`current_status` says why.
+    """
+    model = type(row)
+    result = session.execute(
+        update(model)
+        .where(model.id == row.id, model.status == expected)
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:
         return False
-    ca.status = status
-    ca.status_changed_at = now
-    ca.updated_at = now
-    session.add(ca)
-    session.flush()
+    session.refresh(row)
     return True
+
+
+def current_status(session: Session, row) -> str | None:
+    """The status ``row`` has in the database now (None if it is gone), whatever the session holds."""
+    model = type(row)
+    return session.scalar(select(model.status).where(model.id == row.id))
 
 
 def count_devices_of_ca(session: Session, *, ca_id: int) -> int:
@@ -245,10 +261,10 @@ def insert_devices(session: Session, rows: Sequence[dict]) -> None:
         session.execute(insert(DeviceCertificate), list(rows))
 
 
-def get_device(session: Session, *, ca_id: int, sn: str) -> DeviceCertificate | None:
-    return session.scalars(
-        select(DeviceCertificate).where(DeviceCertificate.ca_id == ca_id, DeviceCertificate.sn == sn)
-    ).one_or_none()
+def get_device(session: Session, *, ca_id: int, sn: str, lock: bool = False) -> DeviceCertificate | None:
+    """With ``lock``, FOR UPDATE (PostgreSQL): a concurrent status change waits, then sees this one's."""
+    query = select(DeviceCertificate).where(DeviceCertificate.ca_id == ca_id, DeviceCertificate.sn == sn)
+    return session.scalars(query.with_for_update() if lock else query).one_or_none()
 
 
 _CA, _DEVICE = CaCertificate.__table__.c, DeviceCertificate.__table__.c
@@ -292,13 +308,15 @@ def devices_of_client(session: Session, *, instance: str, client_id: str, limit:
     ).all()
 
 
-def active_devices_of_clients(session: Session, *, ca_id: int, client_ids: Sequence[str]) -> dict[str, DeviceCertificate]:
-    """client id -> its ACTIVE certificate under the CA, for a batch of client ids."""
+def devices_of_clients(
+    session: Session, *, ca_id: int, client_ids: Sequence[str], status: str
+) -> dict[str, DeviceCertificate]:
+    """client id -> its certificate with ``status`` under the CA, for a batch of client ids."""
     rows = session.scalars(
         select(DeviceCertificate).where(
             DeviceCertificate.ca_id == ca_id,
             DeviceCertificate.client_id.in_(list(client_ids)),
-            DeviceCertificate.status == "ACTIVE",
+            DeviceCertificate.status == status,
         )
     ).all()
     return {r.client_id: r for r in rows}

@@ -18,10 +18,7 @@ from sqlmodel import Field, SQLModel
 
 from .types import UTCDateTime
 
-__all__ = ["DeviceSecret", "SecretGroup", "SecretGroupBlock", "SECRET_STATUSES", "GROUP_STATUSES"]
-
-SECRET_STATUSES = ("ACTIVE", "INACTIVE")
-GROUP_STATUSES = ("ACTIVE", "INACTIVE")
+__all__ = ["DeviceSecret", "SecretGroup", "SecretGroupBlock"]
 
 
 class DeviceSecret(SQLModel, table=True):

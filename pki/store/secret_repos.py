@@ -34,10 +34,10 @@ __all__ = [
     "list_secrets",
     "delete_secret",
     "update_secret",
+    "version_bump",
     "insert_group",
     "get_group",
     "list_groups",
-    "update_group",
     "is_member_blocked",
     "block_member",
     "unblock_member",
@@ -85,6 +85,11 @@ def _update_versioned(session: Session, row, now: _dt.datetime, values: dict):
     return row
 
 
+def version_bump(model, *, now: _dt.datetime) -> dict:
+    """What a conditional UPDATE of a ``model`` row sets besides its own values (as _update_versioned)."""
+    return {"version": model.version + 1, "updated_at": now}
+
+
 def update_secret(session: Session, *, row: DeviceSecret, now: _dt.datetime, **values) -> DeviceSecret:
     return _update_versioned(session, row, now, values)
 
@@ -112,10 +117,6 @@ def list_groups(
 ) -> Sequence[SecretGroup]:
     return keyset_page(session, SecretGroup, SecretGroup.instance == instance, status=status,
                        after_id=after_id, limit=limit)
-
-
-def update_group(session: Session, *, row: SecretGroup, now: _dt.datetime, **values) -> SecretGroup:
-    return _update_versioned(session, row, now, values)
 
 
 def is_member_blocked(session: Session, *, group_id: int, client_id: str) -> bool:

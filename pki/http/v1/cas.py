@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 from fastapi import APIRouter, Query
 
 from ...services import cas, codes, crls, managed
+from ...services.paging import Status
 from .. import models as m
 from ._common import CALLER, CURSOR, LIMIT, Caller, duration, out
 
@@ -34,7 +33,7 @@ def ca_create(body: m.CaCreate, caller: Caller = CALLER):
 
 
 @router.get("/cas", response_model=m.CaPage, summary="List CAs")
-def ca_list(status: Literal["ACTIVE", "INACTIVE"] | None = None, limit: int | None = LIMIT,
+def ca_list(status: Status | None = None, limit: int | None = LIMIT,
             cursor: str | None = CURSOR, caller: Caller = CALLER):
     return out(caller.run("ca.list", cas.list_cas, status=status, limit=limit, cursor=cursor))
 

@@ -8,13 +8,12 @@ should be.
 
 from __future__ import annotations
 
-from typing import Literal
-
 from fastapi import APIRouter, Query
 
 from ...errors import InvalidInput
 from ...ids import parse_time
 from ...services import devices
+from ...services.paging import DeviceStatus
 from .. import models as m
 from ._common import CALLER, CURSOR, LIMIT, Caller, out
 
@@ -44,7 +43,7 @@ def device_register(body: m.DeviceRegister, caller: Caller = CALLER):
 
 
 @router.get("/cas/{ca_sn}/devices", response_model=m.DevicePage, summary="List a CA's device certificates")
-def device_list(ca_sn: str, status: Literal["ACTIVE", "INACTIVE", "REVOKED"] | None = None,
+def device_list(ca_sn: str, status: DeviceStatus | None = None,
                 expiring_before: str | None = Query(None, max_length=64), limit: int | None = LIMIT,
                 cursor: str | None = CURSOR, caller: Caller = CALLER):
     return out(caller.run("device.list", devices.list_devices, ca=ca_sn, status=status,

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 from fastapi import APIRouter, Query
 
 from ...services import secrets as service
+from ...services.paging import Status
 from .. import models as m
 from ._common import CALLER, CURSOR, LIMIT, Caller, duration, out
 
@@ -21,7 +20,7 @@ def secret_register(body: m.SecretRegister, caller: Caller = CALLER):
 
 
 @router.get("/secrets", response_model=m.SecretPage, summary="List credentials (never their secrets)")
-def secret_list(status: Literal["ACTIVE", "INACTIVE"] | None = None, limit: int | None = LIMIT,
+def secret_list(status: Status | None = None, limit: int | None = LIMIT,
                 cursor: str | None = CURSOR, caller: Caller = CALLER):
     return out(caller.run("secret.list", service.list_secrets, status=status, limit=limit, cursor=cursor))
 
@@ -69,7 +68,7 @@ def group_create(body: m.GroupCreate, caller: Caller = CALLER):
 
 
 @router.get("/secret-groups", response_model=m.GroupPage, summary="List enrollment groups")
-def group_list(status: Literal["ACTIVE", "INACTIVE"] | None = None, limit: int | None = LIMIT,
+def group_list(status: Status | None = None, limit: int | None = LIMIT,
                cursor: str | None = CURSOR, caller: Caller = CALLER):
     return out(caller.run("secret.group.list", service.list_groups, status=status, limit=limit, cursor=cursor))
 

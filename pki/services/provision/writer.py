@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 
 from ...durable import flush_to_disk, fsync_dir, replace_file
 from ...errors import Conflict, InvalidInput, InvalidState, StoreError
-from ...store import repos
+from ...store import DeviceStatus, repos
 from ... import x509 as px509
 from .. import audit
 from ..cas import resolve_ca
@@ -129,7 +129,7 @@ class _Run:
                     for row in () if spki is None else repos.devices_of_client(
                         session, instance=self.ctx.instance, client_id=client_id, limit=1000
                     ):
-                        if row.ca_id == self.ca_id and row.status == "ACTIVE" and _public_key_der(
+                        if row.ca_id == self.ca_id and row.status == DeviceStatus.ACTIVE and _public_key_der(
                             x509.load_der_x509_certificate(row.cert_der).public_key()
                         ) == spki:
                             match = row
@@ -171,7 +171,8 @@ class _Run:
     def write_batch(self, batch: list[tuple[str, dict]]) -> None:
         client_ids = [item[0] for item in batch]
         with self.ctx.store.transaction(readonly=True) as session:
-            existing = repos.active_devices_of_clients(session, ca_id=self.ca_id, client_ids=client_ids)
+            existing = repos.devices_of_clients(session, ca_id=self.ca_id, client_ids=client_ids,
+                                                 status=DeviceStatus.ACTIVE)
         new = [item for item in batch if item[0] not in existing]
 
         # (1) The workers wrote the partials; make them durable before the commit.
@@ -203,8 +204,8 @@ class _Run:
                 ca_row = resolve_ca(session, instance=self.ctx.instance, ref=self.ca_sn, lock=True)
                 session.refresh(ca_row)
                 _check_can_issue(ca_row, now=self.ctx.clock.now())
-                raced = repos.active_devices_of_clients(
-                    session, ca_id=self.ca_id, client_ids=[item[0] for item in new]
+                raced = repos.devices_of_clients(
+                    session, ca_id=self.ca_id, client_ids=[item[0] for item in new], status=DeviceStatus.ACTIVE
                 )
                 inserted = [row for client_id, row in new if client_id not in raced]
                 repos.insert_devices(session, inserted)

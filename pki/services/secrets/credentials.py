@@ -13,11 +13,13 @@ import secrets as _secrets
 from ...errors import Conflict, InvalidInput, NotFound
 from ...ids import validate_client_id
 from ...store import secret_repos as repos
-from ...store.secret_models import SECRET_STATUSES, DeviceSecret
+from ...store import Status
+from ...store.secret_models import DeviceSecret
 from .. import audit
 from ..context import Context
 from ..paging import after_position, page_limit, page_of, parse_status
 from ..schemas import Page
+from ..status_change import change_status
 from .custody import audit_read, log, seal
 from .formulas import _INDIVIDUAL_PREFIX, SECRET_BYTES, _new_access_key_id, secret_text
 from .groups import _set_member
@@ -72,7 +74,7 @@ def register_secret(ctx: Context, *, client_id: str) -> SecretPublic:
         row = repos.insert_secret(
             session,
             DeviceSecret(
-                instance=ctx.instance, client_id=client_id, access_key_id=access_key_id, status="ACTIVE",
+                instance=ctx.instance, client_id=client_id, access_key_id=access_key_id, status=Status.ACTIVE,
                 sealed_primary=sealed, version=1, created_at=now, updated_at=now, status_changed_at=now,
             ),
         )
@@ -135,14 +137,14 @@ def unregister_secret(ctx: Context, *, client_id: str) -> dict:
     return {"client_id": client_id, "access_key_id": row.access_key_id, "deleted": True}
 
 
-def _set_status(ctx: Context, client_id: str, status: str) -> SecretPublic:
+def _set_status(ctx: Context, client_id: str, status: Status) -> SecretPublic:
     validate_client_id(client_id)
     now = ctx.clock.now()
     with ctx.store.transaction() as session:
         row = _resolve(session, ctx, client_id, lock=True)
-        if row.status != status:
-            repos.update_secret(session, row=row, now=now, status=status, status_changed_at=now)
-            audit.record_change(session, ctx, "secret.activate" if status == "ACTIVE" else "secret.deactivate",
+        if change_status(session, row, status, what=f"the secret of {client_id!r}", status_changed_at=now,
+                         **repos.version_bump(DeviceSecret, now=now)):
+            audit.record_change(session, ctx, "secret.activate" if status == Status.ACTIVE else "secret.deactivate",
                                 subject=client_id)
         public = SecretPublic.of(row, now=now)
     _forget(ctx)
@@ -153,7 +155,7 @@ def activate_secret(ctx: Context, *, client_id: str, group: str | None = None):
     """ACTIVE again; with ``group``, lift the member's own block in that group."""
     if group is not None:
         return _set_member(ctx, group=group, client_id=client_id, blocked=False)
-    return _set_status(ctx, client_id, "ACTIVE")
+    return _set_status(ctx, client_id, Status.ACTIVE)
 
 
 def deactivate_secret(ctx: Context, *, client_id: str, group: str | None = None):
@@ -164,13 +166,13 @@ def deactivate_secret(ctx: Context, *, client_id: str, group: str | None = None)
     """
     if group is not None:
         return _set_member(ctx, group=group, client_id=client_id, blocked=True)
-    return _set_status(ctx, client_id, "INACTIVE")
+    return _set_status(ctx, client_id, Status.INACTIVE)
 
 
 def list_secrets(
     ctx: Context, *, status: str | None = None, limit: int | None = None, cursor: str | None = None
 ) -> Page:
-    wanted = parse_status(status, SECRET_STATUSES)
+    wanted = parse_status(status, Status)
     size = page_limit(limit)
     after = after_position(cursor)
     now = ctx.clock.now()

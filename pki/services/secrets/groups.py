@@ -12,11 +12,13 @@ import secrets as _secrets
 from ...errors import Conflict, InvalidState, NotFound
 from ...ids import validate_client_id, validate_name, validate_path_name
 from ...store import secret_repos as repos
-from ...store.secret_models import GROUP_STATUSES, SecretGroup
+from ...store import Status
+from ...store.secret_models import SecretGroup
 from .. import audit
 from ..context import Context
 from ..paging import after_position, page_limit, page_of, parse_status
 from ..schemas import Page
+from ..status_change import change_status
 from .custody import audit_read, log, seal
 from .formulas import _GROUP_PREFIX, SECRET_BYTES, _new_access_key_id, derive_key, secret_text, username_for
 from .public import GroupPublic, MemberPublic
@@ -52,7 +54,7 @@ def create_group(ctx: Context, *, name: str) -> GroupPublic:
         row = repos.insert_group(
             session,
             SecretGroup(
-                instance=ctx.instance, name=name, access_key_id=access_key_id, status="ACTIVE", sealed_key=sealed,
+                instance=ctx.instance, name=name, access_key_id=access_key_id, status=Status.ACTIVE, sealed_key=sealed,
                 version=1, created_at=now, updated_at=now, status_changed_at=now,
             ),
         )
@@ -71,7 +73,7 @@ def show_group(ctx: Context, *, name: str) -> GroupPublic:
 def list_groups(
     ctx: Context, *, status: str | None = None, limit: int | None = None, cursor: str | None = None
 ) -> Page:
-    wanted = parse_status(status, GROUP_STATUSES)
+    wanted = parse_status(status, Status)
     size = page_limit(limit)
     after = after_position(cursor)
     with ctx.store.transaction(readonly=True) as session:
@@ -79,33 +81,33 @@ def list_groups(
     return page_of(rows, size, GroupPublic.of)
 
 
-def _set_group_status(ctx: Context, name: str, status: str) -> GroupPublic:
+def _set_group_status(ctx: Context, name: str, status: Status) -> GroupPublic:
     _group_name(name)
     now = ctx.clock.now()
     with ctx.store.transaction() as session:
         row = _resolve_group(session, ctx, name, lock=True)
-        if row.status != status:
-            repos.update_group(session, row=row, now=now, status=status, status_changed_at=now)
-            audit.record_change(session, ctx, "secret.group.enable" if status == "ACTIVE" else "secret.group.disable",
-                                subject=name)
+        if change_status(session, row, status, what=f"enrollment group {name!r}", status_changed_at=now,
+                         **repos.version_bump(SecretGroup, now=now)):
+            operation = "secret.group.enable" if status == Status.ACTIVE else "secret.group.disable"
+            audit.record_change(session, ctx, operation, subject=name)
         public = GroupPublic.of(row)
     _forget(ctx)
     return public
 
 
 def enable_group(ctx: Context, *, name: str) -> GroupPublic:
-    return _set_group_status(ctx, name, "ACTIVE")
+    return _set_group_status(ctx, name, Status.ACTIVE)
 
 
 def disable_group(ctx: Context, *, name: str) -> GroupPublic:
     """Every member's check fails until the group is enabled again."""
-    return _set_group_status(ctx, name, "INACTIVE")
+    return _set_group_status(ctx, name, Status.INACTIVE)
 
 
 def _member(row: SecretGroup, client_id: str, *, blocked: bool, secret: str | None = None) -> MemberPublic:
     return MemberPublic(
         client_id=client_id, group=row.name, access_key_id=row.access_key_id,
-        username=username_for(row.access_key_id, row.instance), status="INACTIVE" if blocked else "ACTIVE",
+        username=username_for(row.access_key_id, row.instance), status=Status.INACTIVE if blocked else Status.ACTIVE,
         group_status=row.status, secret=secret,
     )
 
@@ -136,7 +138,7 @@ def derive_member_secret(ctx: Context, *, group: str, client_id: str) -> MemberP
     with ctx.store.transaction(readonly=True) as session:
         row = _resolve_group(session, ctx, group)
         blocked = repos.is_member_blocked(session, group_id=row.id, client_id=client_id)
-    if row.status != "ACTIVE":
+    if row.status != Status.ACTIVE:
         raise InvalidState(
             f"enrollment group {group!r} is INACTIVE; enable it first", code="group_inactive", group=group
         )

@@ -17,7 +17,7 @@ from typing import Any
 
 from ...errors import InvalidInput, PermissionDenied
 from ...ids import validate_client_id
-from ...store import secret_repos as repos
+from ...store import Status, secret_repos as repos
 from ..context import Context
 from .formulas import (
     _ACCESS_KEY_ID,
@@ -160,7 +160,7 @@ def _evaluate(ctx: Context, *, client_id, username, password, skew: float, max_a
             return "unknown_access_key_id", access_key_id
         if state.client_id != client_id:
             return "access_key_id_of_another_client_id", access_key_id
-        if state.status != "ACTIVE":
+        if state.status != Status.ACTIVE:
             return "credential_inactive", access_key_id
         keys = _individual_keys(ctx, verifier, access_key_id, state, now)
     else:
@@ -171,11 +171,11 @@ def _evaluate(ctx: Context, *, client_id, username, password, skew: float, max_a
         )
         if state is None:
             return "unknown_access_key_id", access_key_id
-        if state.status != "ACTIVE":
+        if state.status != Status.ACTIVE:
             return "group_inactive", access_key_id
         if state.member_blocked:
             return "member_inactive", access_key_id
-        if state.individual_status == "INACTIVE":
+        if state.individual_status == Status.INACTIVE:
             return "credential_inactive", access_key_id
         keys = (_Key(derive_key(_group_key(ctx, verifier, access_key_id, state), client_id)),)
     return _check(password, keys, client_id, now.timestamp(), skew), access_key_id
