@@ -6,7 +6,7 @@
 Each fixture is named for what it is and, for the bad ones, carries exactly one
 defect on top of an otherwise good CA profile, so a test that expects a given
 refusal cannot pass because of some other defect. `fixtures/README.md` lists
-them with the BAD_INPUTS item each one serves.
+them with the defect each one carries.
 
 Deterministic enough to regenerate without churn: names, serials and dates are
 fixed; EC and Ed25519 keys are derived from the fixture name and ECDSA

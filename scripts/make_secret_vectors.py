@@ -2,7 +2,7 @@
 
     .venv/bin/python scripts/make_secret_vectors.py [--check]
 
-Computed here from the formulas in the issue with hmac, hashlib, base64 and
+Computed here from the formulas in README.md ("Device secrets") with hmac, hashlib, base64 and
 urllib only: this script must not import `pki`, so the vectors are an
 independent statement of what the broker accepts, not a copy of the code
 under test.  Inputs are fixed (no randomness), so a rerun reproduces the file

@@ -1,6 +1,6 @@
 """Published artifacts against real consumers: openssl verify, Python's ssl, mosquitto + paho-mqtt.
 
-Each consumer sees the four outcomes of the issue: an ACTIVE device is
+Each consumer sees the four outcomes README describes: an ACTIVE device is
 accepted; a REVOKED one is refused; an INACTIVE one is refused and accepted
 again after reactivation and a new publish; a device of a deactivated CA is
 refused.

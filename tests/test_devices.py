@@ -100,7 +100,7 @@ def test_csr_extensions_are_never_copied(ctx, root, tmp_path):
     assert_openssl_verifies(pem(cert), _chain(ctx, root.sn), tmp_dir=tmp_path)
 
 
-# -- BAD_INPUTS 22-31: refused, store unchanged ---------------------------------------------
+# -- bad device certificates and CSRs: refused, store unchanged ------------------------------
 
 
 def _refused(ctx, exc_type, code, call):
@@ -326,7 +326,7 @@ def test_no_private_key_material_in_the_sqlite_file(sqlite_ctx):
             assert needle not in blob
 
 
-# -- BAD_INPUTS 26 with certificates only openssl will make; BAD_INPUTS 22's race ---------------
+# -- bad serials only openssl will make; a deactivation racing a registration -----------------
 
 
 @pytest.mark.parametrize("serial", ["0", "-5", str(2**168)])

@@ -545,7 +545,7 @@ class TestOpensslTools:
 
     def test_openssl_checks_the_bad_self_signature_only_when_asked(self):
         # Worth knowing: a broker trusting this anchor would not notice, so
-        # the registry has to (BAD_INPUTS 14).
+        # the registry has to.
         path = FIXTURES / "ca_bad_self_signature.pem"
         assert openssl_tools.verify(path, path)[0]
         ok, output = openssl_tools.verify(path, path, check_ss_sig=True)

@@ -1,4 +1,4 @@
-"""Strict parsing of untrusted bytes (BAD_INPUTS 1-9) and the identifiers users type.
+"""Strict parsing of untrusted bytes and the identifiers users type.
 
 Every refusal is an InvalidInput with a stable ``code``: scripts match on it,
 so each test asserts the exact code, not just "it raised".

@@ -1,6 +1,6 @@
 """Property tests: whatever bytes come in, the parsers either return the right
 type or raise a PkiError -- never ValueError, TypeError, UnicodeError,
-IndexError or anything else from the libraries underneath (BAD_INPUTS 1-8).
+IndexError or anything else from the libraries underneath.
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ from pki.services.context import Context
 from pki.store import Store
 
 
-# -- a client written from the issue's formulas alone (no pki import) -----------------------
+# -- a client written from README's formulas alone (no pki import) ---------------------------
 
 
 def client_username(access_key_id: str, instance: str = "default") -> str:
@@ -104,7 +104,7 @@ def test_pki_formulas_give_the_vectors(vectors):
 
 
 def test_check_password_accepts_vectors_and_only_for_their_client_id(vectors):
-    """BAD_INPUTS 32: ids differing by case, prefix or suffix never share a password."""
+    """Ids differing by case, prefix or suffix never share a password."""
     early = _dt.datetime(2023, 1, 1, tzinfo=_dt.timezone.utc)
     ids = {v["client_id"] for v in vectors["password"]}
     for v in vectors["password"]:
@@ -212,7 +212,7 @@ def test_show_reveals_only_when_asked_and_list_never(ctx):
     assert [i.client_id for i in svc.list_secrets(ctx, status="inactive").items] == ["dev-l1"]
 
 
-# -- BAD_INPUTS 32: client ids compared exactly ------------------------------------------------
+# -- client ids compared exactly ----------------------------------------------------------------
 
 
 def test_ids_differing_by_case_or_prefix_get_their_own_secrets(ctx):
@@ -356,7 +356,7 @@ def test_bad_clock_skew_is_refused(ctx, skew):
 
 
 def test_malformed_credentials_fail_and_change_nothing(ctx, clock):
-    """BAD_INPUTS 33, and everything a device can get wrong: only pass/fail, never an exception."""
+    """Everything a device can get wrong: only pass/fail, never an exception."""
     cred = svc.register_secret(ctx, client_id="dev-1")
     good_pw = client_password(cred.secret, "dev-1")
     se = _epoch(ctx, 600)
@@ -453,7 +453,7 @@ def test_group_members_pass_with_derived_secrets_and_need_no_rows(ctx):
         assert derived.secret == client_derive(key, client_id)  # the formula, computed here
         assert _ok(ctx, client_id, group.username, client_password(derived.secret, client_id))
         assert _ok(ctx, client_id, group.username, client_sas(derived.secret, client_id, _epoch(ctx, 60)))
-    # a member's secret does not pass for an id differing by case or suffix (BAD_INPUTS 32)
+    # a member's secret does not pass for an id differing by case or suffix
     m1 = client_derive(key, "meter-0001")
     assert not _ok(ctx, "Meter-0001", group.username, client_password(m1, "Meter-0001"))
     assert not _ok(ctx, "meter-00010", group.username, client_password(m1, "meter-00010"))

@@ -33,7 +33,7 @@ PublicKey = Union[ec.EllipticCurvePublicKey, ed25519.Ed25519PublicKey, rsa.RSAPu
 
 _CURVES = {"ec-p256": ec.SECP256R1, "ec-p384": ec.SECP384R1}
 # P-521 is recognised (customers' registered CAs use it) but not offered for
-# generation: the issue lists the types we create, and it is not one of them.
+# generation: README.md (Managed CAs) lists the types we create, and it is not one of them.
 _CURVE_NAMES = {"secp256r1": "ec-p256", "secp384r1": "ec-p384", "secp521r1": "ec-p521"}
 _RSA_EXPONENT = 65537
 

@@ -43,12 +43,12 @@ from sqlmodel import Session
 
 from ..clock import SystemClock, ensure_utc
 from ..errors import InvalidInput, InvalidState
-from ..store import access_repos as repos
+from ..store import access_repos
 from ..store import provision_repos
 from ..store.access_models import AUDIT_RESULTS
 from .audit_chain import VerifyResult, batch_digest, canonical_json, check, record_hash, verify
 from .paging import after_position, page_limit, page_of
-from . import policy
+from . import policy as policy_engine
 from .context import Context
 from .schemas import Page, _Public
 
@@ -233,7 +233,7 @@ def _append(target: Session | Connection, values: dict) -> None:
     outside the application: appending would fail on a unique constraint (or
     hide the change), so the write is refused, naming what was found.
     """
-    head = repos.lock_audit_head(target)
+    head = access_repos.lock_audit_head(target)
     if head is None:
         raise InvalidState(
             "the audit log's head (the one row of table audit_head) is missing: it was deleted outside the "
@@ -250,7 +250,7 @@ def _append(target: Session | Connection, values: dict) -> None:
     values["seq"] = seq + 1
     values["prev_hash"] = prev_hash
     values["hash"] = record_hash(**values)
-    repos.append_audit(target, values=values)
+    access_repos.append_audit(target, values=values)
 
 
 def record_change(
@@ -264,8 +264,8 @@ def record_change(
     """
     # record() without the public copy it returns: this is on every change's path.
     _append(target, _values(
-        action=policy.ACTIONS[operation].action,
-        resource=policy.resource_name(ctx.settings.region, ctx.settings.account_id, ctx.instance),
+        action=policy_engine.ACTIONS[operation].action,
+        resource=policy_engine.resource_name(ctx.settings.region, ctx.settings.account_id, ctx.instance),
         result="success", error_code=None, details={"operation": operation, "subject": subject, **details},
         principal=None, source_ip=None, request_id=None, now=ctx.clock.now(),
     ))
@@ -307,7 +307,7 @@ def list_records(
         raise InvalidInput(f"result {result!r} is not one of {', '.join(AUDIT_RESULTS)}", code="invalid_result")
     position = after_position(cursor, key="seq")
     with ctx.store.transaction(readonly=True) as session:
-        rows = repos.audit_page(
+        rows = access_repos.audit_page(
             session,
             after_seq=None if newest_first else position,
             before_seq=position if newest_first else None,

@@ -30,7 +30,7 @@ from typing import Any
 
 from ..clock import ensure_utc
 from ..errors import InvalidInput, InvalidState
-from ..store import access_repos as repos
+from ..store import access_repos
 from ..store import provision_repos
 from ..store.access_models import GENESIS_HASH
 from .context import Context
@@ -146,7 +146,7 @@ def verify(ctx: Context, *, expect_head: str | None = None, batch: int = 1000) -
     """
     expected_head = _expected_head(expect_head)
     with ctx.store.transaction(readonly=True) as session:
-        head = repos.audit_head(session)
+        head = access_repos.audit_head(session)
         head_seq, head_hash = head if head is not None else (None, None)
         checked, expected, prev_hash = 0, 1, GENESIS_HASH
         batches: dict[str, tuple[int, dict]] = {}  # batch id -> (seq, the record's details)
@@ -156,7 +156,7 @@ def verify(ctx: Context, *, expect_head: str | None = None, batch: int = 1000) -
 
         after = None
         while True:
-            rows = repos.audit_page(session, after_seq=after, limit=batch)
+            rows = access_repos.audit_page(session, after_seq=after, limit=batch)
             for row in rows:
                 if row.seq < 1:
                     return bad(row.seq, "inserted", f"record #{row.seq} is not part of the log (sequence numbers "
@@ -185,7 +185,7 @@ def verify(ctx: Context, *, expect_head: str | None = None, batch: int = 1000) -
             return bad(head_seq, "edited", f"record #{head_seq} is not the record the log's head points at: "
                        "it was edited or replaced")
         if expected_head is not None and expected_head != head_hash \
-                and repos.audit_by_hash(session, hash=expected_head) is None:
+                and access_repos.audit_by_hash(session, hash=expected_head) is None:
             return bad(head_seq + 1, "removed", f"no record has the expected head {expected_head}: the log ends "
                        f"at #{head_seq}, so records after #{head_seq} up to that head were removed (or the log "
                        "was rewritten)")
@@ -202,7 +202,7 @@ def _chain_problem(session, row, expected: int, prev_hash: str) -> tuple[int, st
         return expected, "removed", (f"record #{expected} is missing: it was removed (the log jumps from "
                                      f"#{expected - 1} to #{row.seq})")
     if row.prev_hash != prev_hash:
-        found = repos.audit_by_hash(session, hash=row.prev_hash)
+        found = access_repos.audit_by_hash(session, hash=row.prev_hash)
         if found is not None:
             return row.seq, "reordered", (f"record #{row.seq} is chained to record #{found.seq}, not to "
                                           f"#{row.seq - 1}: records were reordered")

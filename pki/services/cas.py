@@ -15,7 +15,7 @@ from .. import x509 as px509
 from .codes import code_digest
 from . import audit
 from .context import Context
-from .paging import DEFAULT_PAGE, MAX_PAGE, after_position, page_limit, page_of, parse_status
+from .paging import DEFAULT_PAGE, MAX_PAGE, list_page, page_limit, parse_status
 from .schemas import CaPublic, Page
 from .status_change import change_status
 
@@ -205,12 +205,7 @@ def _explain_unredeemable(session, *, ctx: Context, digest: str, now) -> None:
 def list_cas(
     ctx: Context, *, status: str | None = None, limit: int | None = None, cursor: str | None = None
 ) -> Page:
-    wanted = parse_status(status, Status)
-    size = page_limit(limit)
-    after = after_position(cursor)
-    with ctx.store.transaction(readonly=True) as session:
-        rows = repos.list_cas(session, instance=ctx.instance, status=wanted, after_id=after, limit=size + 1)
-    return page_of(rows, size, CaPublic.of)
+    return list_page(ctx, repos.list_cas, CaPublic.of, status=status, statuses=Status, limit=limit, cursor=cursor)
 
 
 def show_ca(ctx: Context, ref: str) -> CaPublic:

@@ -12,8 +12,8 @@ from ..store import DeviceStatus, Status
 from .schemas import Page
 
 # The statuses, for the front ends' --status choices (they never import the store).
-__all__ = ["DEFAULT_PAGE", "MAX_PAGE", "after_position", "page_limit", "page_of", "parse_status", "Status",
-           "DeviceStatus"]
+__all__ = ["DEFAULT_PAGE", "MAX_PAGE", "after_position", "page_limit", "page_of", "parse_status", "list_page",
+           "Status", "DeviceStatus"]
 
 S = TypeVar("S", bound=StrEnum)
 
@@ -59,3 +59,15 @@ def page_of(rows: Sequence, size: int, render: Callable, *, key: str = "id") -> 
         items=[render(r) for r in rows],
         next_cursor=encode_cursor({key: getattr(rows[-1], key)}) if more else None,
     )
+
+
+def list_page(ctx, fetch: Callable, render: Callable, *, status: str | None, statuses: type[S], limit: int | None,
+              cursor: str | None) -> Page:
+    """One page of an instance's rows: ``fetch(session, instance=, status=, after_id=, limit=)`` is a repository's
+    keyset query, ``render`` makes each row public."""
+    wanted = parse_status(status, statuses)
+    size = page_limit(limit)
+    after = after_position(cursor)
+    with ctx.store.transaction(readonly=True) as session:
+        rows = fetch(session, instance=ctx.instance, status=wanted, after_id=after, limit=size + 1)
+    return page_of(rows, size, render)

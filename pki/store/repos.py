@@ -188,11 +188,16 @@ def keyset_page(session: Session, model, *where, after_id: int | None, limit: in
     return session.scalars(query.order_by(model.id).limit(limit)).all()
 
 
-def list_cas(
-    session: Session, *, instance: str, status: str | None, after_id: int | None, limit: int
-) -> Sequence[CaCertificate]:
-    return keyset_page(session, CaCertificate, CaCertificate.instance == instance, status=status,
-                       after_id=after_id, limit=limit)
+def instance_lister(model):
+    """The list function of a table whose rows belong to an instance: one keyset page of them."""
+    def list_rows(session: Session, *, instance: str, status: str | None, after_id: int | None, limit: int):
+        return keyset_page(session, model, model.instance == instance, status=status, after_id=after_id,
+                           limit=limit)
+
+    return list_rows
+
+
+list_cas = instance_lister(CaCertificate)
 
 
 def update_status(session: Session, row, *, expected: str, values: dict) -> bool:

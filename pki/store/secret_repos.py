@@ -17,7 +17,6 @@ from __future__ import annotations
 import datetime as _dt
 import threading
 import weakref
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import delete, select
@@ -25,7 +24,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from ..errors import StoreError
-from .repos import keyset_page
+from .repos import instance_lister
 from .secret_models import DeviceSecret, SecretGroup, SecretGroupBlock
 
 __all__ = [
@@ -67,11 +66,7 @@ def get_secret(session: Session, *, instance: str, client_id: str, lock: bool = 
     return session.scalars(_maybe_locked(query, lock)).one_or_none()
 
 
-def list_secrets(
-    session: Session, *, instance: str, status: str | None, after_id: int | None, limit: int
-) -> Sequence[DeviceSecret]:
-    return keyset_page(session, DeviceSecret, DeviceSecret.instance == instance, status=status,
-                       after_id=after_id, limit=limit)
+list_secrets = instance_lister(DeviceSecret)
 
 
 def _update_versioned(session: Session, row, now: _dt.datetime, values: dict):
@@ -112,11 +107,7 @@ def get_group(session: Session, *, instance: str, name: str, lock: bool = False)
     return session.scalars(_maybe_locked(query, lock)).one_or_none()
 
 
-def list_groups(
-    session: Session, *, instance: str, status: str | None, after_id: int | None, limit: int
-) -> Sequence[SecretGroup]:
-    return keyset_page(session, SecretGroup, SecretGroup.instance == instance, status=status,
-                       after_id=after_id, limit=limit)
+list_groups = instance_lister(SecretGroup)
 
 
 def is_member_blocked(session: Session, *, group_id: int, client_id: str) -> bool:
@@ -199,12 +190,7 @@ class VerifyLookup:
         except Exception as exc:  # noqa: BLE001 - the pool wraps driver errors in its own types
             raise _unavailable(exc) from exc
         try:
-            cursor = conn.cursor()
-            try:
-                cursor.execute(sql, params)
-                return cursor.fetchone()
-            finally:
-                cursor.close()
+            return _fetch_one(conn, sql, params)
         except self._dbapi_error as exc:
             raise _unavailable(exc) from exc
         finally:
@@ -223,12 +209,7 @@ class VerifyLookup:
                 fairy.detach()
                 conn = self._local.conn = fairy.dbapi_connection
                 self._held.append(conn)
-            cursor = conn.cursor()
-            try:
-                cursor.execute(sql, params)
-                return cursor.fetchone()
-            finally:
-                cursor.close()
+            return _fetch_one(conn, sql, params)
         except Exception as exc:  # noqa: BLE001 - driver or pool error: drop the connection, refuse
             self._local.conn = None
             if conn is not None:
@@ -265,6 +246,15 @@ class VerifyLookup:
             status=status, version=version, sealed_key=bytes(sealed), member_blocked=blocked is not None,
             individual_status=individual,
         )
+
+
+def _fetch_one(conn, sql: str, params: tuple):
+    cursor = conn.cursor()
+    try:
+        cursor.execute(sql, params)
+        return cursor.fetchone()
+    finally:
+        cursor.close()
 
 
 def _close_all(connections: list) -> None:

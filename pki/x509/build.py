@@ -81,6 +81,21 @@ def _key_usage(*, digital_signature=False, key_encipherment=False, key_cert_sign
     )
 
 
+def leaf_builder(*, cn: str, issuer: x509.Certificate, public_key, serial: int, not_before: _dt.datetime,
+                 not_after: _dt.datetime) -> x509.CertificateBuilder:
+    """What every end-entity certificate issued here starts with: CN, issuer, key, serial, validity, CA:FALSE."""
+    return (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
+        .issuer_name(issuer.subject)
+        .public_key(public_key)
+        .serial_number(serial)
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+    )
+
+
 def _aki(issuer: x509.Certificate) -> x509.AuthorityKeyIdentifier:
     """AKI = the issuer's SKI when it has one, so chains built by SKI/AKI match."""
     try:
@@ -132,14 +147,8 @@ def build_device_certificate(
 ) -> x509.CertificateBuilder:
     """The device profile.  Nothing comes from a CSR but the key (and maybe the CN)."""
     builder = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, client_id)]))
-        .issuer_name(issuer.subject)
-        .public_key(public_key)
-        .serial_number(serial)
-        .not_valid_before(not_before)
-        .not_valid_after(not_after)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        leaf_builder(cn=client_id, issuer=issuer, public_key=public_key, serial=serial, not_before=not_before,
+                     not_after=not_after)
         .add_extension(
             _key_usage(digital_signature=True, key_encipherment=isinstance(public_key, rsa.RSAPublicKey)),
             critical=True,

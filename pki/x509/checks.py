@@ -1,4 +1,4 @@
-"""Checks on CA and verification certificates (BAD_INPUTS 9-21).
+"""Checks on CA and verification certificates.
 
 Pure functions: certificates and the time in, :class:`CertificateFacts` or an
 :class:`~pki.errors.InvalidInput` with a stable code out.  Each check has its

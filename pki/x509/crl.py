@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.x509.oid import CRLEntryExtensionOID, ExtensionOID
 
 from ..errors import InvalidInput
+from .build import _aki
 from .checks import read_extensions
 from .parse import _check_der_framing, _pem_blocks
 
@@ -79,14 +80,6 @@ MAX_CRL_NUMBER = 2**159
 
 def _bad(code: str, message: str, **data) -> InvalidInput:
     return InvalidInput(message, code=code, **data)
-
-
-def _aki(issuer: x509.Certificate) -> x509.AuthorityKeyIdentifier:
-    try:
-        ski = issuer.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
-        return x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski)
-    except x509.ExtensionNotFound:
-        return x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer.public_key())
 
 
 def _seconds(moment: _dt.datetime) -> _dt.datetime:

@@ -17,7 +17,7 @@ from cryptography.x509 import ocsp
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from ..errors import InvalidInput
-from .build import _aki, _key_usage
+from .build import _aki, _key_usage, leaf_builder
 
 __all__ = [
     "MAX_OCSP_REQUEST_BYTES",
@@ -147,14 +147,8 @@ def build_ocsp_signer_certificate(
     cns = issuer.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
     cn = f"OCSP {cns[0].value}"[:64] if cns else "OCSP responder"
     return (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
-        .issuer_name(issuer.subject)
-        .public_key(public_key)
-        .serial_number(serial)
-        .not_valid_before(not_before)
-        .not_valid_after(not_after)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        leaf_builder(cn=cn, issuer=issuer, public_key=public_key, serial=serial, not_before=not_before,
+                     not_after=not_after)
         .add_extension(_key_usage(digital_signature=True), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.OCSP_SIGNING]), critical=False)
         .add_extension(x509.OCSPNoCheck(), critical=False)

@@ -1,6 +1,6 @@
 """Strict parsing of certificates, CSRs and keys from untrusted bytes.
 
-cryptography is forgiving in ways a PKI must not be (BAD_INPUTS 1-8): it
+cryptography is forgiving in ways a PKI must not be: it
 ignores what follows a PEM block, returns the first of several certificates,
 and reads PEM of any label.  Everything here goes through :func:`_pem_blocks`,
 which accepts one layout only: whitespace, BEGIN line, base64 lines, END line,

@@ -12,12 +12,12 @@ import secrets as _secrets
 
 from ...errors import Conflict, InvalidInput, NotFound
 from ...ids import validate_client_id
-from ...store import secret_repos as repos
+from ...store import secret_repos
 from ...store import Status
 from ...store.secret_models import DeviceSecret
 from .. import audit
 from ..context import Context
-from ..paging import after_position, page_limit, page_of, parse_status
+from ..paging import list_page
 from ..schemas import Page
 from ..status_change import change_status
 from .custody import audit_read, log, seal
@@ -38,7 +38,7 @@ def _not_found(client_id: str, instance: str) -> NotFound:
 
 
 def _resolve(session, ctx: Context, client_id: str, *, lock: bool = False) -> DeviceSecret:
-    row = repos.get_secret(session, instance=ctx.instance, client_id=client_id, lock=lock)
+    row = secret_repos.get_secret(session, instance=ctx.instance, client_id=client_id, lock=lock)
     if row is None:
         raise _not_found(client_id, ctx.instance)
     return row
@@ -63,7 +63,7 @@ def register_secret(ctx: Context, *, client_id: str) -> SecretPublic:
     sealed = seal(ctx, raw, access_key_id)  # before the transaction: no master key, no row
     now = ctx.clock.now()
     with ctx.store.transaction() as session:
-        existing = repos.get_secret(session, instance=ctx.instance, client_id=client_id)
+        existing = secret_repos.get_secret(session, instance=ctx.instance, client_id=client_id)
         if existing is not None:
             raise Conflict(
                 f"client id {client_id!r} already has a secret (access key id {existing.access_key_id}); "
@@ -71,7 +71,7 @@ def register_secret(ctx: Context, *, client_id: str) -> SecretPublic:
                 code="secret_exists", client_id=client_id,
                 access_key_id=existing.access_key_id,
             )
-        row = repos.insert_secret(
+        row = secret_repos.insert_secret(
             session,
             DeviceSecret(
                 instance=ctx.instance, client_id=client_id, access_key_id=access_key_id, status=Status.ACTIVE,
@@ -112,7 +112,7 @@ def refresh_secret(ctx: Context, *, client_id: str, grace: _dt.timedelta = DEFAU
         row = _resolve(session, ctx, client_id, lock=True)
         sealed = seal(ctx, raw, row.access_key_id)
         keep = grace > _dt.timedelta(0)
-        repos.update_secret(
+        secret_repos.update_secret(
             session, row=row, now=now, sealed_primary=sealed,
             sealed_secondary=row.sealed_primary if keep else None,
             secondary_expires_at=now + grace if keep else None, rotated_at=now,
@@ -129,7 +129,7 @@ def unregister_secret(ctx: Context, *, client_id: str) -> dict:
     validate_client_id(client_id)
     with ctx.store.transaction() as session:
         row = _resolve(session, ctx, client_id, lock=True)
-        repos.delete_secret(session, row=row)
+        secret_repos.delete_secret(session, row=row)
         audit.record_change(session, ctx, "secret.unregister", subject=client_id)
     _forget(ctx)
     log.info("secret unregistered: instance=%s client_id=%r access_key_id=%s", ctx.instance, client_id,
@@ -143,7 +143,7 @@ def _set_status(ctx: Context, client_id: str, status: Status) -> SecretPublic:
     with ctx.store.transaction() as session:
         row = _resolve(session, ctx, client_id, lock=True)
         if change_status(session, row, status, what=f"the secret of {client_id!r}", status_changed_at=now,
-                         **repos.version_bump(DeviceSecret, now=now)):
+                         **secret_repos.version_bump(DeviceSecret, now=now)):
             audit.record_change(session, ctx, "secret.activate" if status == Status.ACTIVE else "secret.deactivate",
                                 subject=client_id)
         public = SecretPublic.of(row, now=now)
@@ -172,10 +172,6 @@ def deactivate_secret(ctx: Context, *, client_id: str, group: str | None = None)
 def list_secrets(
     ctx: Context, *, status: str | None = None, limit: int | None = None, cursor: str | None = None
 ) -> Page:
-    wanted = parse_status(status, Status)
-    size = page_limit(limit)
-    after = after_position(cursor)
     now = ctx.clock.now()
-    with ctx.store.transaction(readonly=True) as session:
-        rows = repos.list_secrets(session, instance=ctx.instance, status=wanted, after_id=after, limit=size + 1)
-    return page_of(rows, size, lambda r: SecretPublic.of(r, now=now))
+    return list_page(ctx, secret_repos.list_secrets, lambda r: SecretPublic.of(r, now=now), status=status, statuses=Status,
+                     limit=limit, cursor=cursor)

@@ -11,12 +11,12 @@ import secrets as _secrets
 
 from ...errors import Conflict, InvalidState, NotFound
 from ...ids import validate_client_id, validate_name, validate_path_name
-from ...store import secret_repos as repos
+from ...store import secret_repos
 from ...store import Status
 from ...store.secret_models import SecretGroup
 from .. import audit
 from ..context import Context
-from ..paging import after_position, page_limit, page_of, parse_status
+from ..paging import list_page
 from ..schemas import Page
 from ..status_change import change_status
 from .custody import audit_read, log, seal
@@ -30,7 +30,7 @@ def _group_name(name: str) -> str:
 
 
 def _resolve_group(session, ctx: Context, name: str, *, lock: bool = False) -> SecretGroup:
-    row = repos.get_group(session, instance=ctx.instance, name=name, lock=lock)
+    row = secret_repos.get_group(session, instance=ctx.instance, name=name, lock=lock)
     if row is None:
         raise NotFound(
             f"no enrollment group {name!r} in instance {ctx.instance!r}; list the groups to find it, or create it",
@@ -46,12 +46,12 @@ def create_group(ctx: Context, *, name: str) -> GroupPublic:
     sealed = seal(ctx, _secrets.token_bytes(SECRET_BYTES), access_key_id)
     now = ctx.clock.now()
     with ctx.store.transaction() as session:
-        if repos.get_group(session, instance=ctx.instance, name=name) is not None:
+        if secret_repos.get_group(session, instance=ctx.instance, name=name) is not None:
             raise Conflict(
                 f"enrollment group {name!r} already exists; derive its members' secrets from it",
                 code="group_exists", group=name,
             )
-        row = repos.insert_group(
+        row = secret_repos.insert_group(
             session,
             SecretGroup(
                 instance=ctx.instance, name=name, access_key_id=access_key_id, status=Status.ACTIVE, sealed_key=sealed,
@@ -73,12 +73,8 @@ def show_group(ctx: Context, *, name: str) -> GroupPublic:
 def list_groups(
     ctx: Context, *, status: str | None = None, limit: int | None = None, cursor: str | None = None
 ) -> Page:
-    wanted = parse_status(status, Status)
-    size = page_limit(limit)
-    after = after_position(cursor)
-    with ctx.store.transaction(readonly=True) as session:
-        rows = repos.list_groups(session, instance=ctx.instance, status=wanted, after_id=after, limit=size + 1)
-    return page_of(rows, size, GroupPublic.of)
+    return list_page(ctx, secret_repos.list_groups, GroupPublic.of, status=status, statuses=Status, limit=limit,
+                     cursor=cursor)
 
 
 def _set_group_status(ctx: Context, name: str, status: Status) -> GroupPublic:
@@ -87,7 +83,7 @@ def _set_group_status(ctx: Context, name: str, status: Status) -> GroupPublic:
     with ctx.store.transaction() as session:
         row = _resolve_group(session, ctx, name, lock=True)
         if change_status(session, row, status, what=f"enrollment group {name!r}", status_changed_at=now,
-                         **repos.version_bump(SecretGroup, now=now)):
+                         **secret_repos.version_bump(SecretGroup, now=now)):
             operation = "secret.group.enable" if status == Status.ACTIVE else "secret.group.disable"
             audit.record_change(session, ctx, operation, subject=name)
         public = GroupPublic.of(row)
@@ -119,9 +115,9 @@ def _set_member(ctx: Context, *, group: str, client_id: str, blocked: bool) -> M
     with ctx.store.transaction() as session:
         row = _resolve_group(session, ctx, group, lock=True)
         if blocked:
-            repos.block_member(session, group_id=row.id, client_id=client_id, now=now)
+            secret_repos.block_member(session, group_id=row.id, client_id=client_id, now=now)
         else:
-            repos.unblock_member(session, group_id=row.id, client_id=client_id)
+            secret_repos.unblock_member(session, group_id=row.id, client_id=client_id)
         audit.record_change(session, ctx, "secret.deactivate" if blocked else "secret.activate",
                             subject=client_id, group=group)
         public = _member(row, client_id, blocked=blocked)
@@ -137,7 +133,7 @@ def derive_member_secret(ctx: Context, *, group: str, client_id: str) -> MemberP
     _group_name(group)
     with ctx.store.transaction(readonly=True) as session:
         row = _resolve_group(session, ctx, group)
-        blocked = repos.is_member_blocked(session, group_id=row.id, client_id=client_id)
+        blocked = secret_repos.is_member_blocked(session, group_id=row.id, client_id=client_id)
     if row.status != Status.ACTIVE:
         raise InvalidState(
             f"enrollment group {group!r} is INACTIVE; enable it first", code="group_inactive", group=group

@@ -17,7 +17,7 @@ from typing import Any
 
 from ...errors import InvalidInput, PermissionDenied
 from ...ids import validate_client_id
-from ...store import Status, secret_repos as repos
+from ...store import Status, secret_repos
 from ..context import Context
 from .formulas import (
     _ACCESS_KEY_ID,
@@ -61,7 +61,7 @@ class _Verifier:
 
     def __init__(self, engine) -> None:
         self.engine = engine
-        self.lookup = repos.VerifyLookup(engine)
+        self.lookup = secret_repos.VerifyLookup(engine)
         self.material: dict[str, _Material] = {}
         self.states: dict[tuple[str, str], tuple[float, Any]] = {}
         self.lock = threading.Lock()
@@ -235,18 +235,10 @@ def verify(
     return False
 
 
-def authenticate(
-    ctx: Context,
-    *,
-    client_id: str,
-    username: str,
-    password: str,
-    clock_skew: _dt.timedelta = DEFAULT_CLOCK_SKEW,
-    max_status_age: float = 0.0,
-) -> dict:
-    """:func:`verify` for front ends: a small answer on a pass, ``authentication_failed`` otherwise."""
-    if not verify(ctx, client_id=client_id, username=username, password=password, clock_skew=clock_skew,
-                  max_status_age=max_status_age):
+def authenticate(ctx: Context, *, client_id: str, **check: Any) -> dict:
+    """:func:`verify` (same arguments) for front ends: a small answer on a pass, ``authentication_failed``
+    otherwise."""
+    if not verify(ctx, client_id=client_id, **check):
         raise PermissionDenied(
             "the username and password were refused; the server's log (logger pki.secrets) says why",
             code="authentication_failed",
