@@ -88,3 +88,25 @@ def test_dataplane_is_pure():
         bad = {n for n in _imports(path) if (n.startswith("pki.") and n.split(".")[1] not in ("errors", "ids", "dataplane"))
                or n.split(".")[0] in FRONT_ENDS | {"sqlalchemy", "sqlmodel", "alembic", "httpx"}}
         assert not bad, f"{path.relative_to(PKG)} imports {sorted(bad)}"
+
+
+def test_provision_package_never_imports_a_front_end():
+    files = {p.name: p for p in _files("services/provision")}
+    assert {"__init__.py", "manifest.py", "workers.py", "writer.py"} <= files.keys()
+    for path in files.values():
+        bad = _front_ends(path)
+        assert not bad, f"{path.relative_to(PKG)} imports {sorted(bad)}"
+    assert "pki.durable" in _imports(files["writer.py"]) | _imports(files["workers.py"])
+
+
+def test_x509_never_imports_the_store():
+    for path in _files("x509"):
+        bad = {n for n in _imports(path) if n.startswith(("pki.store", "sqlalchemy", "sqlmodel", "alembic"))}
+        assert not bad, f"{path.relative_to(PKG)} imports {sorted(bad)}"
+
+
+@pytest.mark.parametrize("module", ["errors", "clock", "ids", "durable", "process"])
+def test_base_modules_import_nothing_above_them(module):
+    above = ("pki.x509", "pki.keys", "pki.store", "pki.services", "pki.cli", "pki.http", "pki.dataplane")
+    bad = {n for n in _imports(PKG / f"{module}.py") if n.startswith(above)}
+    assert not bad, f"{module}.py imports {sorted(bad)}"
