@@ -51,3 +51,20 @@ def test_os_errors_map_to_codes_with_the_path(number, code, family):
     err = io_error(OSError(number, "message", "/srv/pki/out/file.pem"))
     assert (err.code, err.family) == (code, family)
     assert err.data["path"] == "/srv/pki/out/file.pem" and "/srv/pki/out/file.pem" in err.message
+
+
+def test_a_full_disk_over_http_is_503_disk_full(ctx, monkeypatch):
+    from pki.services import cas
+    from tests.support.http_app import app_for, make_user, signed_client
+
+    api = signed_client(app_for(ctx), make_user(ctx, "admin", "PkiAdministratorAccess"))
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", "/var/lib/pki/pki.db-wal")
+
+    monkeypatch.setattr(cas, "list_cas", full)
+    response = api.request("GET", "/v1/cas")
+    assert response.status_code == 503
+    body = response.json()
+    assert body["code"] == "disk_full" and body["family"] == "store" and body["path"] == "/var/lib/pki/pki.db-wal"
+    assert "reachable" not in body["detail"]

@@ -53,3 +53,24 @@ def test_a_hop_that_is_not_an_address_is_refused_from_a_trusted_proxy(value):
 
 def test_addresses_are_normalised():
     assert _call("10.0.0.1", "2001:DB8::1") == (200, {"source_ip": "2001:db8::1"})
+
+
+def test_a_refused_forwarded_for_changes_nothing_in_the_store(ctx):
+    # Through the whole app and a signed write: refused before authentication, so not even the
+    # nonce is spent.
+    from starlette.testclient import TestClient
+
+    from pki.client import Client
+    from tests.support import snapshot
+    from tests.support.http_app import app_for, make_user
+
+    user = make_user(ctx, "proxied", "PkiAdministratorAccess")
+    tc = TestClient(app_for(ctx, trusted_proxies=["10.0.0.0/8"]), raise_server_exceptions=False,
+                    client=("10.0.0.1", 4000))
+    api = Client("http://testserver", user.access_key_id, user.access_key_secret, http=tc)
+    before = snapshot(ctx)
+    refused = api.request("POST", "/v1/cas", json={"name": "Via Proxy"}, headers={"X-Forwarded-For": "not-an-ip"})
+    assert refused.status_code == 400 and refused.json()["code"] == "invalid_forwarded_for"
+    assert snapshot(ctx) == before
+    accepted = api.request("POST", "/v1/cas", json={"name": "Via Proxy"}, headers={"X-Forwarded-For": "198.51.100.7"})
+    assert accepted.status_code == 201, accepted.text
