@@ -16,6 +16,7 @@ from sqlalchemy import text
 
 from pki.services import audit, managed
 from pki.services.audit_chain import batch_digest
+from tests.test_remote_cli import admin, env, local, run, serve  # noqa: F401  (fixtures)
 from pki.services.provision import provision
 
 COUNT = 300  # over twice what used to fit the record's details
@@ -97,3 +98,17 @@ def test_rows_of_a_batch_no_record_names_fail_verify(ctx, batch):
     result = audit.verify(ctx)
     assert not result.ok and result.problem == "batch_mismatch"
     assert "feedfacefeedfacefeedfacefeedface" in result.message and "no audit record" in result.message
+
+
+def test_the_cli_lists_a_batch_locally_and_remotely(ctx, batch, serve, env, admin, run, local):
+    _root, record, index = batch
+    batch_id = record.details["batch"]
+    code, out, err = local("audit", "batch", batch_id, "--limit", "1000", "--json")
+    assert code == 0, err
+    assert [(d["client_id"], d["sn"]) for d in json.loads(out)["items"]] == index
+    env(serve(), admin)
+    code, remote_out, err = run("audit", "batch", batch_id, "--limit", "1000", "--json")
+    assert code == 0, err
+    assert json.loads(remote_out) == json.loads(out)
+    code, text, _ = local("audit", "batch", batch_id, "--limit", "2")
+    assert text.splitlines()[0].split() == ["POSITION", "CLIENT_ID", "SN"] and len(text.splitlines()) >= 3

@@ -281,6 +281,18 @@ def audit_list(state: State, limit, cursor, principal, action, result, newest_fi
     emit_page(page, as_json=as_json, columns=AUDIT_COLUMNS)
 
 
+@audit_group.command("batch")
+@click.argument("batch")
+@click.option("--limit", type=int, default=None, help="Page size (1-1000, default 100).")
+@click.option("--cursor", help="next_cursor of the previous page.")
+@json_option
+@click.pass_obj
+def audit_batch(state: State, batch: str, limit, cursor, as_json) -> None:
+    """The devices of one provisioning batch, in order: BATCH is the batch id its audit record names."""
+    page = backend.call(state, "audit.batch", batch=batch, limit=limit, cursor=cursor)
+    emit_page(page, as_json=as_json, columns=("position", "client_id", "sn"))
+
+
 @audit_group.command("verify")
 @click.option("--expect-head", metavar="HASH",
               help="A head_hash saved from an earlier verify, kept outside the database: fails if no record has "

@@ -32,7 +32,7 @@ from urllib.parse import quote
 
 import click
 
-from ..errors import ConfigError, PkiError, ServerUnreachable
+from ..errors import ConfigError, ServerUnreachable
 from ..ids import parse_duration
 from ..services import artifacts, audit, authorize, cas, codes, crls, devices, managed, policies, users
 from ..services import secrets as secret_service
@@ -250,6 +250,8 @@ OPERATIONS: dict[str, Operation] = {
     "policy.actions": _(lambda ctx: action_catalogue(), "GET", "/v1/policies/actions", store=False),
     "audit.list": _(lambda ctx, **kw: audit.list_records(ctx, **kw), "GET", "/v1/audit"),
     # A broken chain is an audit_chain_broken error carrying the whole result, locally and from the server.
+    "audit.batch": _(lambda ctx, *, batch, **kw: audit.batch_devices(ctx, batch, **kw), "GET",
+                     "/v1/audit/batches/{batch}"),
     "audit.verify": _(lambda ctx, *, expect_head: audit.check(ctx, expect_head=expect_head), "GET",
                       "/v1/audit/verify"),
 }

@@ -235,6 +235,17 @@ GroupPage = PageOf[GroupPublic]
 UserPage = PageOf[UserPublic]
 PolicyPage = PageOf[PolicyPublic]
 AuditPage = PageOf[AuditRecordPublic]
+
+
+class BatchDevice(BaseModel):
+    """One device of a provisioning batch, in the batch's order."""
+
+    position: int
+    client_id: str
+    sn: str
+
+
+BatchDevicePage = PageOf[BatchDevice]
 ActionPage = PageOf[ActionOut]
 
 _reexported = (AccessKeyCreated, AccessKeyPublic, AttachmentPublic, PolicyPublic, UserCreated, UserPublic,

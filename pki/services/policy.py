@@ -183,6 +183,7 @@ ACTIONS: Mapping[str, Operation] = _ops(
     ("policy.simulate", "mq:ManagePolicies", (), "get", "account"),
     ("audit.list", "mq:ReadAuditLog", (), "list", "account"),
     ("audit.verify", "mq:ReadAuditLog", (), "get", "account"),
+    ("audit.batch", "mq:ReadAuditLog", (), "list", "account"),
 )
 
 #: Every action name a policy may grant (canonical spelling).

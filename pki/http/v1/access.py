@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
 
 from ...ids import parse_time
 from ...services import audit as audit_service
@@ -130,6 +130,13 @@ def audit_list(limit: int | None = LIMIT, cursor: str | None = CURSOR,
                caller: Caller = CALLER):
     return out(caller.run("audit.list", audit_service.list_records, limit=limit, cursor=cursor, principal=principal,
                           action=action, result=result, newest_first=newest_first))
+
+
+@router.get("/audit/batches/{batch}", response_model=m.BatchDevicePage,
+            summary="The devices of one provisioning batch, in order (its audit record holds their digest)")
+def audit_batch(batch: str = Path(max_length=64), limit: int | None = LIMIT, cursor: str | None = CURSOR,
+                caller: Caller = CALLER):
+    return out(caller.run("audit.batch", audit_service.batch_devices, batch, limit=limit, cursor=cursor))
 
 
 @router.get("/audit/verify", response_model=m.AuditVerifyOut,
