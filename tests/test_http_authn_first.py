@@ -140,3 +140,17 @@ def test_signed_bad_duration_is_400_forged_is_401(ctx, admin):
     assert snapshot(ctx) == before
     r = tc.post("/v1/codes", content=body, headers={**good, "Content-Type": "application/json"})
     assert r.status_code == 400, r.text
+
+
+def test_a_key_disabled_after_it_was_cached_learns_nothing_about_its_input(ctx):
+    from pki.services import users
+    from tests.support.http_app import signed_client
+
+    user = make_user(ctx, "soon-gone", "PkiAdministratorAccess")
+    api = signed_client(app_for(ctx), user)
+    assert api.request("GET", "/v1/cas").status_code == 200  # the process now holds the key's secret
+    assert api.request("POST", "/v1/cas", json={"name": 5}).status_code == 400  # signed: told why
+    users.disable_access_key(ctx, user.access_key_id)  # as another process would
+    refused = api.request("POST", "/v1/cas", json={"name": 5})
+    assert refused.status_code == 401 and refused.json()["code"] == "invalid_access_key"
+    assert "errors" not in refused.json()

@@ -126,4 +126,4 @@ def refuse_unsigned(request: Request) -> None:
     """
     if "principal" in request.scope.get("state", {}):
         return
-    authn.verify_signature(request.app.state.get_ctx(), **_signed_values(request))
+    authn.verify_signature(request.app.state.get_ctx(), **_signed_values(request), confirm_active=True)

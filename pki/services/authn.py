@@ -185,7 +185,8 @@ def check_headers(ctx: Context, headers: Mapping[str, str], *, now: _dt.datetime
 
 
 def verify_signature(ctx: Context, *, method: str, path: str, query: str, headers: Mapping[str, str], body: bytes,
-                     now: _dt.datetime | None = None) -> tuple[signing.SignedHeaders, bytes]:
+                     now: _dt.datetime | None = None, confirm_active: bool = False
+                     ) -> tuple[signing.SignedHeaders, bytes]:
     """The signing headers and the key's secret if the request is signed with it, or SignatureError.
 
     The secret is the one this process last read (or read now, in a read-only
@@ -193,15 +194,21 @@ def verify_signature(ctx: Context, *, method: str, path: str, query: str, header
     fresh and the rate limit kept is :func:`authenticate`'s to say.  Writes
     nothing: a front end may call this alone before refusing a request on its
     input, so that only a signed request learns why its input was wrong.
+
+    ``confirm_active`` (for such a front end) also checks, with one read of the access revision, that the
+    key is still active: a key disabled elsewhere after this process cached its secret learns nothing either.
     """
     signed = check_headers(ctx, headers, now=now)
     try:
         secret = known_secret(ctx, signed.access_key_id)
-        if secret is None:
+        fresh = secret is None
+        if fresh:
             secret = resolve_access_key(ctx, signed.access_key_id)[1]
+        signing.check_signature(signed, secret=secret, method=method, path=path, query=query, body=body)
+        if confirm_active and not fresh:
+            resolve_access_key(ctx, signed.access_key_id)
     except PermissionDenied as exc:  # unknown or disabled key
         raise signing.SignatureError(exc.message, code=exc.code) from None
-    signing.check_signature(signed, secret=secret, method=method, path=path, query=query, body=body)
     return signed, secret
 
 
