@@ -23,10 +23,10 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID, NameOID
 from pki.errors import InvalidInput
 from pki.services import cas, codes, crls, devices, managed, offline
 from pki.x509 import build_crl
-from tests.support import snapshot
-from tests.support.certs import load_pair, make_root, pem, verification_pem
+from tests.support import refused_unchanged as _refused, snapshot
+from tests.support.certs import load_pair, pem, verification_pem
 from tests.support.http_app import app_for, make_user, signed_client
-from tests.support.lint import assert_lint_clean, assert_openssl_verifies
+from tests.support.lint import assert_openssl_verifies
 
 NOW = _dt.datetime.now(_dt.timezone.utc)
 #: GeneralNames holding one ediPartyName ([5], partyName [1] UTF8String "x"): cryptography cannot represent it.
@@ -40,13 +40,6 @@ BAD_EXTENSIONS = {
 }
 
 
-def _refused(ctx, code, call):
-    before = snapshot(ctx)
-    with pytest.raises(InvalidInput) as err:
-        call()
-    assert err.value.code == code, err.value
-    assert snapshot(ctx) == before
-    return err.value
 
 
 def _key_usage(**bits):

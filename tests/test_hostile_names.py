@@ -10,11 +10,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from pki.cli.render import emit, emit_page, error_line
-from pki.errors import InvalidInput
 from pki.services import cas, codes, devices, managed
 from pki.x509 import sans as san_rules
 from pki.x509.sans import parse_sans
-from tests.support import snapshot
+from tests.support import refused_unchanged as _refused
 from tests.support.certs import make_root, pem, verification_pem
 from tests.support.lint import assert_lint_clean, assert_openssl_verifies
 
@@ -47,13 +46,6 @@ def root(ctx):
     return managed.create_ca(ctx, name="Factory Root")
 
 
-def _refused(ctx, code, call):
-    before = snapshot(ctx)
-    with pytest.raises(InvalidInput) as err:
-        call()
-    assert err.value.code == code, err.value
-    assert snapshot(ctx) == before
-    return err.value
 
 
 # -- 7, 8: URI SANs are URIs of an allowed scheme, SANs are bounded ---------------------------------

@@ -21,7 +21,7 @@ import pytest
 
 from pki.services.context import Context
 
-__all__ = ["FIXTURES", "PG_URL", "cli_json", "fixture_bytes", "skip_or_fail", "snapshot"]
+__all__ = ["FIXTURES", "PG_URL", "cli_json", "fixture_bytes", "refused_unchanged", "skip_or_fail", "snapshot"]
 
 FIXTURES = Path(__file__).resolve().parent.parent.parent / "fixtures"
 PG_URL = os.environ.get("PKI_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -55,3 +55,17 @@ def cli_json(run, *args):
     code, out, err = run(*args, "--json")
     assert code == 0, err
     return json.loads(out)
+
+
+def refused_unchanged(ctx: Context, code: str, call) -> Exception:
+    """Run ``call``, which must raise InvalidInput ``code`` and leave the store exactly as it was."""
+    import pytest
+
+    from pki.errors import InvalidInput
+
+    before = snapshot(ctx)
+    with pytest.raises(InvalidInput) as err:
+        call()
+    assert err.value.code == code, err.value
+    assert snapshot(ctx) == before
+    return err.value

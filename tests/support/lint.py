@@ -312,18 +312,8 @@ def openssl_verify_chain(
     return result.returncode == 0, output
 
 
-def assert_openssl_verifies(
-    leaf_pem: bytes,
-    chain_pems: list[bytes],
-    *,
-    purpose: str | None = "sslclient",
-    crl_pems: list[bytes] | None = None,
-    strict: bool = False,
-    tmp_dir: str | os.PathLike[str],
-) -> None:
-    """Fail with openssl's output unless `openssl_verify_chain` verifies."""
-    ok, output = openssl_verify_chain(
-        leaf_pem, chain_pems, purpose=purpose, crl_pems=crl_pems, strict=strict, tmp_dir=tmp_dir
-    )
+def assert_openssl_verifies(leaf_pem: bytes, chain_pems: list[bytes], **options) -> None:
+    """Fail with openssl's output unless `openssl_verify_chain` (same arguments) verifies."""
+    ok, output = openssl_verify_chain(leaf_pem, chain_pems, **options)
     if not ok:
         raise AssertionError(f"openssl verify failed:\n{output}")
