@@ -52,14 +52,14 @@ def _name(name: str) -> str:
 def _cidrs(cidrs) -> list[str]:
     cidrs = list(cidrs or ())
     if len(cidrs) > MAX_CIDRS:
-        raise InvalidInput(f"at most {MAX_CIDRS} CIDR blocks per token", code="invalid_cidr", field="cidr")
+        raise InvalidInput(f"at most {MAX_CIDRS} CIDR blocks per token", code="invalid_cidr", field="cidrs")
     out = []
     for text in cidrs:
         try:
             out.append(str(ipaddress.ip_network(text.strip(), strict=False)))
         except (ValueError, AttributeError):
             raise InvalidInput(f"{str(text)[:60]!r} is not an IP address or CIDR block (e.g. 10.0.0.0/8)",
-                               code="invalid_cidr", field="cidr") from None
+                               code="invalid_cidr", field="cidrs") from None
     return sorted(set(out))
 
 
