@@ -160,8 +160,8 @@ def test_hook_tokens(ctx):
     assert hook_tokens.verify(ctx, token=created["token"], source_ip="10.9.9.9") is None
     anywhere = hook_tokens.create(ctx, name="any")
     assert hook_tokens.verify(ctx, token=anywhere["token"], source_ip=None) == "any"
-    assert _audited(ctx) == [("hook_token.create", "emqx"), ("hook_token.delete", "emqx"),
-                             ("hook_token.create", "any")]
+    assert _audited(ctx) == [("hook.token.create", "emqx"), ("hook.token.delete", "emqx"),
+                             ("hook.token.create", "any")]
 
 
 BAD_FILTERS = ["a/#/b", "a+/b", "#/a", "a/\x00b", "a/" + "x" * 65_535]

@@ -231,9 +231,9 @@ OPERATIONS: dict[str, Operation] = {
     "blocklist.add": _(lambda ctx, **kw: blocklist.add(ctx, **kw), "POST", "/v1/blocklist"),
     "blocklist.list": _(lambda ctx, **kw: blocklist.list_blocks(ctx, **kw), "GET", "/v1/blocklist"),
     "blocklist.delete": _(lambda ctx, **kw: blocklist.delete(ctx, **kw), "DELETE", "/v1/blocklist/{id}"),
-    "hook_token.create": _(lambda ctx, **kw: hook_tokens.create(ctx, **kw), "POST", "/v1/hook-tokens"),
-    "hook_token.list": _(lambda ctx, **kw: hook_tokens.list_tokens(ctx, **kw), "GET", "/v1/hook-tokens"),
-    "hook_token.delete": _(lambda ctx, **kw: hook_tokens.delete(ctx, **kw), "DELETE", "/v1/hook-tokens/{name}"),
+    "hook.token.create": _(lambda ctx, **kw: hook_tokens.create(ctx, **kw), "POST", "/v1/hook-tokens"),
+    "hook.token.list": _(lambda ctx, **kw: hook_tokens.list_tokens(ctx, **kw), "GET", "/v1/hook-tokens"),
+    "hook.token.delete": _(lambda ctx, **kw: hook_tokens.delete(ctx, **kw), "DELETE", "/v1/hook-tokens/{name}"),
     # broker artifacts: the server writes into its own --artifacts-dir; the local form takes more options
     "artifacts.publish": _(_publish_local, "POST", "/v1/artifacts/publish", body=_publish_body),
     # users, access keys, policies, audit

@@ -263,7 +263,7 @@ def hook_token_group() -> None:
 @click.pass_obj
 def hook_token_create(state: State, name, cidrs, as_json: bool) -> None:
     """Create the token NAME; the token is shown this once (only its hash is stored)."""
-    emit(backend.call(state, "hook_token.create", name=name, cidrs=list(cidrs)), as_json=as_json)
+    emit(backend.call(state, "hook.token.create", name=name, cidrs=list(cidrs)), as_json=as_json)
 
 
 @hook_token_group.command("list")
@@ -273,7 +273,7 @@ def hook_token_create(state: State, name, cidrs, as_json: bool) -> None:
 @click.pass_obj
 def hook_token_list(state: State, limit, cursor, as_json: bool) -> None:
     """List the hook tokens (never the tokens themselves)."""
-    emit_page(backend.call(state, "hook_token.list", limit=limit, cursor=cursor), as_json=as_json,
+    emit_page(backend.call(state, "hook.token.list", limit=limit, cursor=cursor), as_json=as_json,
               columns=HOOK_TOKEN_FIELDS)
 
 
@@ -283,4 +283,4 @@ def hook_token_list(state: State, limit, cursor, as_json: bool) -> None:
 @click.pass_obj
 def hook_token_delete(state: State, name, as_json: bool) -> None:
     """Delete the token NAME: the hooks refuse it at the next call."""
-    emit(backend.call(state, "hook_token.delete", name=name), as_json=as_json)
+    emit(backend.call(state, "hook.token.delete", name=name), as_json=as_json)

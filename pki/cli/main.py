@@ -232,8 +232,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(stream=sys.stderr, level=logging.INFO if debug else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     try:
-        cli.main(args=args, prog_name="pki", standalone_mode=False)
-        return 0
+        # Without standalone mode, click answers a command's click.exceptions.Exit(code) with the code
+        # (`pki permission check` exits 7 on a deny after printing the decision).
+        code = cli.main(args=args, prog_name="pki", standalone_mode=False)
+        return code if type(code) is int else 0
     except PkiError as exc:
         if debug:
             traceback.print_exc()

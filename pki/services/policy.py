@@ -178,9 +178,9 @@ ACTIONS: Mapping[str, Operation] = _ops(
     ("blocklist.list", "mq:QueryCustomAuthConnectBlack", (), "list"),
     ("blocklist.delete", "mq:DeleteCustomAuthConnectBlack", (), "delete"),
     # Hook tokens (ours): the broker's credential for the hooks, which serve every instance: account-wide.
-    ("hook_token.create", "mq:CreateBrokerHookToken", (), "create", "account"),
-    ("hook_token.list", "mq:ListBrokerHookToken", (), "list", "account"),
-    ("hook_token.delete", "mq:DeleteBrokerHookToken", (), "delete", "account"),
+    ("hook.token.create", "mq:CreateBrokerHookToken", (), "create", "account"),
+    ("hook.token.list", "mq:ListBrokerHookToken", (), "list", "account"),
+    ("hook.token.delete", "mq:DeleteBrokerHookToken", (), "delete", "account"),
     # artifacts and CRLs
     ("artifacts.publish", "mq:PublishArtifacts", _IA, "create"),
     ("crl.request", "mq:GetCrlRequest", _IA, "get"),

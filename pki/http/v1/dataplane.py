@@ -196,14 +196,14 @@ def blocklist_delete(id: str, caller: Caller = CALLER):  # noqa: A002
 @router.post("/hook-tokens", status_code=201, response_model=HookTokenCreated,
              summary="Create a hook token (the token is in this answer only)")
 def hook_token_create(body: HookTokenCreate, caller: Caller = CALLER):
-    return out(caller.run("hook_token.create", hook_tokens.create, name=body.name, cidrs=body.cidrs), 201)
+    return out(caller.run("hook.token.create", hook_tokens.create, name=body.name, cidrs=body.cidrs), 201)
 
 
 @router.get("/hook-tokens", response_model=PageOf[HookTokenPublic], summary="List hook tokens (never the tokens)")
 def hook_token_list(limit: int | None = LIMIT, cursor: str | None = CURSOR, caller: Caller = CALLER):
-    return out(caller.run("hook_token.list", hook_tokens.list_tokens, limit=limit, cursor=cursor))
+    return out(caller.run("hook.token.list", hook_tokens.list_tokens, limit=limit, cursor=cursor))
 
 
 @router.delete("/hook-tokens/{name}", response_model=Deleted, summary="Delete a hook token")
 def hook_token_delete(name: str, caller: Caller = CALLER):
-    return out(caller.run("hook_token.delete", hook_tokens.delete, name=name))
+    return out(caller.run("hook.token.delete", hook_tokens.delete, name=name))

@@ -74,7 +74,7 @@ def create(ctx: Context, *, name: str, cidrs=()) -> dict:
             raise Conflict(f"a hook token named {name!r} exists already", code="hook_token_exists", name=name)
         repos.insert_row(session, HookToken(name=name, token_sha256=_digest(token), cidrs=json.dumps(networks),
                                             status=Status.ACTIVE, created_at=now))
-        audit.record_change(session, ctx, "hook_token.create", subject=name, cidrs=networks)
+        audit.record_change(session, ctx, "hook.token.create", subject=name, cidrs=networks)
     log.info("hook token created: name=%r cidrs=%s", name, networks)
     return {"name": name, "token": token}
 
@@ -93,7 +93,7 @@ def delete(ctx: Context, *, name: str) -> dict:
         if row is None:
             raise NotFound(f"no hook token named {name!r}", code="hook_token_not_found", name=name)
         repos.delete_row(session, row, instance=repos.HOOK_TOKENS)
-        audit.record_change(session, ctx, "hook_token.delete", subject=name)
+        audit.record_change(session, ctx, "hook.token.delete", subject=name)
     log.info("hook token deleted: name=%r", name)
     return {"name": name, "deleted": True}
 
