@@ -132,6 +132,8 @@ def test_blocklist_refuses_until_lifted_or_expired(ctx, clock):
     assert blocklist.is_blocked(ctx, username="x", client_id="ok", ip="::ffff:192.0.2.9").id == net.id
     check = permissions.check(ctx, client_id="bad-1", action="connect")
     assert check["decision"] == "deny" and check["reason"] == "blocked" and check["blocked_by"]["id"] == entry.id
+    device = blocklist.add(ctx, username="DeviceCredential|DC.x|default")
+    assert blocklist.is_blocked(ctx, username="DeviceCredential|DC.x|default", client_id="d", ip=None).id == device.id
     soon = blocklist.add(ctx, username="tmp", until=clock.now() + _dt.timedelta(minutes=5))
     assert blocklist.is_blocked(ctx, username="tmp", client_id=None, ip=None).id == soon.id
     clock.advance(_dt.timedelta(minutes=6))
@@ -142,7 +144,7 @@ def test_blocklist_refuses_until_lifted_or_expired(ctx, clock):
         blocklist.add(ctx, ip="192.0.2.0/24")
     with pytest.raises(NotFound):
         blocklist.delete(ctx, id=entry.id)
-    assert [k for k, _ in _audited(ctx)].count("blocklist.add") == 3
+    assert [k for k, _ in _audited(ctx)].count("blocklist.add") == 4
 
 
 def test_hook_tokens(ctx):
@@ -189,6 +191,10 @@ def test_bad_topic_filters_are_refused_and_change_nothing(ctx, topic):
      "invalid_permission", "effect"),
     (lambda ctx: permissions.add(ctx, effect="allow", action="publish", topic="a", username="u", all_clients=True),
      "invalid_permission", "username"),
+    (lambda ctx: permissions.add(ctx, effect="allow", action="publish", topic="a", username="a\x01b"),
+     "invalid_permission", "username"),
+    (lambda ctx: permissions.show(ctx, id="1; drop"), "invalid_permission", "id"),
+    (lambda ctx: blocklist.add(ctx, username=" padded"), "invalid_mosquitto_username", "username"),
     (lambda ctx: permissions.set_default(ctx, effect="perhaps"), "invalid_permission", "effect"),
     (lambda ctx: permissions.check(ctx, action="publish", topic="a/+"), "invalid_topic", "topic"),
     (lambda ctx: permissions.check(ctx, action="jump", topic="a"), "invalid_mqtt_action", "action"),

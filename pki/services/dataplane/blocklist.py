@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as _dt
 import ipaddress
 
+from ...dataplane import mosquitto
 from ...dataplane.rules import parse_client_ip
 from ...errors import Conflict, InvalidInput, NotFound
 from ...ids import parse_time, validate_client_id
@@ -15,8 +16,7 @@ from .. import audit
 from ..context import Context
 from ..paging import after_position, page_limit, page_of
 from ..schemas import Page, UtcTime
-from .common import Public, cached, field, log, memoised
-from .identities import validate_username
+from .common import Public, cached, field, log, memoised, parse_cidr, parse_id
 
 __all__ = ["BlockPublic", "KINDS", "add", "list_blocks", "delete", "is_blocked"]
 
@@ -37,14 +37,6 @@ class BlockPublic(Public):
                    created_at=row.created_at)
 
 
-def _network(text: str) -> str:
-    try:
-        return str(ipaddress.ip_network(text.strip(), strict=False))
-    except (ValueError, AttributeError):
-        raise InvalidInput(f"{str(text)[:60]!r} is not an IP address or CIDR block (e.g. 10.0.0.0/8 or "
-                           "2001:db8::/32)", code="invalid_cidr", field="ip") from None
-
-
 def _entry(client_id: str | None, username: str | None, ip: str | None) -> tuple[str, str]:
     given = [(k, v) for k, v in (("client_id", client_id), ("username", username), ("ip", ip)) if v is not None]
     if len(given) != 1:
@@ -55,9 +47,13 @@ def _entry(client_id: str | None, username: str | None, ip: str | None) -> tuple
         with field("client_id"):
             validate_client_id(value)
     elif kind == "username":
-        validate_username(value)
+        # Any name a client may connect with, a device's DeviceCredential|... included.
+        with field("username"):
+            mosquitto.check_username(value, password_file=False)
+            if len(value) > 256:
+                raise InvalidInput("the username is longer than 256 characters", code="invalid_username")
     else:
-        value = _network(value)
+        value = parse_cidr(value, field_name="ip")
     return kind, value
 
 
@@ -100,14 +96,12 @@ def list_blocks(ctx: Context, *, limit: int | None = None, cursor: str | None = 
 
 
 def delete(ctx: Context, *, id) -> dict:
-    text = str(id).strip()
-    if not (text.isdigit() and text.isascii() and len(text) <= 12):
-        raise InvalidInput(f"{text[:40]!r} is not a blocklist entry id (a number)", code="invalid_block", field="id")
+    block_id = parse_id(id, what="blocklist entry", code="invalid_block")
     with ctx.store.transaction() as session:
-        row = repos.get_block(session, instance=ctx.instance, block_id=int(text), lock=True)
+        row = repos.get_block(session, instance=ctx.instance, block_id=block_id, lock=True)
         if row is None:
-            raise NotFound(f"no blocklist entry {int(text)} in instance {ctx.instance!r}", code="block_not_found",
-                           id=int(text))
+            raise NotFound(f"no blocklist entry {block_id} in instance {ctx.instance!r}", code="block_not_found",
+                           id=block_id)
         repos.delete_row(session, row, instance=ctx.instance)
         audit.record_change(session, ctx, "blocklist.delete", subject=f"{row.kind}:{row.value}")
     log.info("blocklist entry deleted: instance=%s %s=%r", ctx.instance, row.kind, row.value)

@@ -9,6 +9,7 @@ any process, moves it in its own transaction, so a change takes effect at the ne
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import threading
 from contextlib import contextmanager
@@ -20,7 +21,7 @@ from ...errors import InvalidInput
 from ...store import dataplane_repos as repos
 from ..context import Context
 
-__all__ = ["log", "field", "Public", "cached", "memoised", "MAX_CACHED"]
+__all__ = ["log", "field", "Public", "cached", "memoised", "parse_cidr", "parse_id", "MAX_CACHED"]
 
 log = logging.getLogger("pki.dataplane")
 
@@ -37,6 +38,25 @@ def field(name: str):
     except InvalidInput as exc:
         exc.data.setdefault("field", name)
         raise
+
+
+def parse_cidr(text, *, field_name: str) -> str:
+    """An IP address or CIDR block in its normalised form (``10.0.0.0/8``); InvalidInput ``invalid_cidr``."""
+    try:
+        return str(ipaddress.ip_network(text.strip(), strict=False))
+    except (ValueError, AttributeError):
+        raise InvalidInput(f"{str(text)[:60]!r} is not an IP address or CIDR block (e.g. 10.0.0.0/8 or "
+                           "2001:db8::/32)", code="invalid_cidr", field=field_name) from None
+
+
+def parse_id(value, *, what: str, code: str) -> int:
+    """A row id from an int or its decimal text (a path segment); InvalidInput ``code`` otherwise."""
+    if isinstance(value, int) and not isinstance(value, bool) and 0 < value < 10**12:
+        return value
+    text = str(value).strip()
+    if not (text.isdigit() and text.isascii() and len(text) <= 12):
+        raise InvalidInput(f"{text[:40]!r} is not a {what} id (a number)", code=code, field="id")
+    return int(text)
 
 
 class Public(BaseModel):

@@ -21,7 +21,7 @@ from .. import audit
 from ..context import Context
 from ..paging import after_position, page_limit, page_of
 from ..schemas import Page, UtcTime
-from .common import Public, cached, field, log, memoised
+from .common import Public, cached, field, log, memoised, parse_cidr
 
 __all__ = ["HookTokenPublic", "TOKEN_PREFIX", "create", "list_tokens", "delete", "verify", "MAX_CIDRS"]
 
@@ -53,14 +53,7 @@ def _cidrs(cidrs) -> list[str]:
     cidrs = list(cidrs or ())
     if len(cidrs) > MAX_CIDRS:
         raise InvalidInput(f"at most {MAX_CIDRS} CIDR blocks per token", code="invalid_cidr", field="cidrs")
-    out = []
-    for text in cidrs:
-        try:
-            out.append(str(ipaddress.ip_network(text.strip(), strict=False)))
-        except (ValueError, AttributeError):
-            raise InvalidInput(f"{str(text)[:60]!r} is not an IP address or CIDR block (e.g. 10.0.0.0/8)",
-                               code="invalid_cidr", field="cidrs") from None
-    return sorted(set(out))
+    return sorted({parse_cidr(text, field_name="cidrs") for text in cidrs})
 
 
 def create(ctx: Context, *, name: str, cidrs=()) -> dict:

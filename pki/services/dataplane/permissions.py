@@ -21,7 +21,7 @@ from ..context import Context
 from ..paging import after_position, page_limit, page_of
 from ..schemas import Page, UtcTime
 from . import blocklist
-from .common import Public, cached, field, log, memoised
+from .common import Public, cached, field, log, memoised, parse_id
 
 __all__ = ["PermissionPublic", "Compiled", "add", "list_permissions", "show", "delete", "set_default",
            "get_default", "decide", "check", "parse_qos"]
@@ -113,10 +113,13 @@ def add(ctx: Context, *, effect: str, action: str, topic: str, username: str | N
     levels = parse_qos(qos)
     if retain is not None and not isinstance(retain, bool):
         raise InvalidInput("retain must be true, false or absent", code="invalid_permission", field="retain")
-    with field("ip"):
+    try:
         # The rule's own validation: the CIDR, the who value; the row stores its normalised form.
         rule = Rule(id="new", effect=effect, action=action, topic=topic, who=who, who_value=who_value, ip=ip,
                     qos=levels, retain=retain, priority=priority)
+    except InvalidInput as exc:
+        exc.data.setdefault("field", "ip" if exc.code == "invalid_cidr" else who)
+        raise
     if who_value is not None and len(who_value) > 256:
         raise InvalidInput(f"the {who.replace('_', ' ')} is longer than 256 characters", code="invalid_permission",
                            field=who)
@@ -134,12 +137,7 @@ def add(ctx: Context, *, effect: str, action: str, topic: str, username: str | N
 
 
 def _resolve(session, ctx: Context, permission_id, *, lock: bool = False) -> BrokerPermission:
-    if not isinstance(permission_id, int) or isinstance(permission_id, bool):
-        text = str(permission_id).strip()
-        if not (text.isdigit() and text.isascii() and len(text) <= 12):
-            raise InvalidInput(f"{text[:40]!r} is not a permission id (a number)", code="invalid_permission",
-                               field="id")
-        permission_id = int(text)
+    permission_id = parse_id(permission_id, what="permission", code="invalid_permission")
     row = repos.get_permission(session, instance=ctx.instance, permission_id=permission_id, lock=lock)
     if row is None:
         raise NotFound(f"no permission {permission_id} in instance {ctx.instance!r}", code="permission_not_found",
