@@ -186,16 +186,19 @@ ERROR_CODES: dict[str, str] = {
         "invalid_topic_filter", "invalid_topic", "invalid_permission", "invalid_priority", "invalid_cidr",
         "invalid_qos", "invalid_mqtt_action", "invalid_mosquitto_username", "invalid_mosquitto_password",
         "invalid_iterations", "invalid_salt",
+        # the broker data plane's management (pki/services/dataplane)
+        "invalid_username", "invalid_block",
     ),
     **_codes(
         NotFound, "not_found", "ca_not_found", "device_not_found", "issuer_not_registered", "crl_not_available",
         "secret_not_found", "group_not_found", "user_not_found", "access_key_not_found", "policy_not_found",
-        "policy_not_attached", "route_not_found",
+        "policy_not_attached", "route_not_found", "identity_not_found", "permission_not_found", "block_not_found",
+        "hook_token_not_found",
     ),
     **_codes(
         Conflict, "conflict", "conflicting_change", "register_code_used", "ca_already_registered",
         "device_already_registered", "device_serial_clash", "secret_exists", "group_exists", "user_exists",
-        "policy_exists", "provision_running",
+        "policy_exists", "provision_running", "identity_exists", "block_exists", "hook_token_exists",
     ),
     **_codes(
         InvalidState, "invalid_state", "register_code_expired", "ca_has_devices", "ca_inactive", "ca_not_managed",

@@ -35,6 +35,7 @@ import click
 from ..errors import ConfigError, ServerUnreachable
 from ..ids import parse_duration
 from ..services import artifacts, audit, authorize, cas, codes, crls, devices, managed, policies, users
+from ..services.dataplane import blocklist, hook_tokens, identities, permissions
 from ..services import secrets as secret_service
 from ..services.policy import action_catalogue, parse_policy
 
@@ -213,6 +214,26 @@ OPERATIONS: dict[str, Operation] = {
                               "/v1/secret-groups/{name}/disable"),
     "secret.group.enable": _(lambda ctx, **kw: secret_service.enable_group(ctx, **kw), "POST",
                              "/v1/secret-groups/{name}/enable"),
+    # the broker data plane: identities, permission rules, the connect blocklist, hook tokens
+    "identity.add": _(lambda ctx, **kw: identities.add(ctx, **kw), "POST", "/v1/identities"),
+    "identity.update": _(lambda ctx, **kw: identities.update(ctx, **kw), "PATCH", "/v1/identities/{username}"),
+    "identity.show": _(lambda ctx, **kw: identities.show(ctx, **kw), "GET", "/v1/identities/{username}"),
+    "identity.list": _(lambda ctx, **kw: identities.list_identities(ctx, **kw), "GET", "/v1/identities"),
+    "identity.delete": _(lambda ctx, **kw: identities.delete(ctx, **kw), "DELETE", "/v1/identities/{username}"),
+    "permission.add": _(lambda ctx, **kw: permissions.add(ctx, **kw), "POST", "/v1/permissions"),
+    "permission.list": _(lambda ctx, **kw: permissions.list_permissions(ctx, **kw), "GET", "/v1/permissions"),
+    "permission.show": _(lambda ctx, **kw: permissions.show(ctx, **kw), "GET", "/v1/permissions/{id}"),
+    "permission.delete": _(lambda ctx, **kw: permissions.delete(ctx, **kw), "DELETE", "/v1/permissions/{id}"),
+    "permission.default.set": _(lambda ctx, **kw: permissions.set_default(ctx, **kw), "PUT",
+                                "/v1/permissions/default"),
+    "permission.default.get": _(lambda ctx: permissions.get_default(ctx), "GET", "/v1/permissions/default"),
+    "permission.check": _(lambda ctx, **kw: permissions.check(ctx, **kw), "POST", "/v1/permissions/check"),
+    "blocklist.add": _(lambda ctx, **kw: blocklist.add(ctx, **kw), "POST", "/v1/blocklist"),
+    "blocklist.list": _(lambda ctx, **kw: blocklist.list_blocks(ctx, **kw), "GET", "/v1/blocklist"),
+    "blocklist.delete": _(lambda ctx, **kw: blocklist.delete(ctx, **kw), "DELETE", "/v1/blocklist/{id}"),
+    "hook.token.create": _(lambda ctx, **kw: hook_tokens.create(ctx, **kw), "POST", "/v1/hook-tokens"),
+    "hook.token.list": _(lambda ctx, **kw: hook_tokens.list_tokens(ctx, **kw), "GET", "/v1/hook-tokens"),
+    "hook.token.delete": _(lambda ctx, **kw: hook_tokens.delete(ctx, **kw), "DELETE", "/v1/hook-tokens/{name}"),
     # broker artifacts: the server writes into its own --artifacts-dir; the local form takes more options
     "artifacts.publish": _(_publish_local, "POST", "/v1/artifacts/publish", body=_publish_body),
     # users, access keys, policies, audit

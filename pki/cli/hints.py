@@ -65,6 +65,14 @@ HINTS: dict[str, str] = {
     "unknown_action": "`pki policy actions` lists them",
     "access_denied": "`pki policy attach POLICY --user {user}` grants, `pki policy detach POLICY --user {user}` "
                      "lifts a deny",
+    # the broker data plane
+    "identity_not_found": "`pki identity list` shows them",
+    "identity_exists": "`pki identity update {username}` changes it",
+    "permission_not_found": "`pki permission list` shows them",
+    "block_not_found": "`pki blocklist list` shows them",
+    "block_exists": "`pki blocklist delete {id}` lifts it",
+    "hook_token_not_found": "`pki hook-token list` shows them",
+    "hook_token_exists": "`pki hook-token delete {name}` deletes it",
     # the audit log
     "audit_chain_broken": "`pki audit verify` checks the whole chain, not only its head ({problem})",
 }
@@ -74,6 +82,9 @@ FLAGS: dict[str, str] = {
     "fmt": "--format",
     "p12_password": "--p12-password-env",
     "out_dir": "--out",
+    "all_clients": "--all",
+    "password": "--password-env",
+    "cidrs": "--cidr",
 }
 
 #: A service parameter name (a policy document's paths, also sent as ``field``, are not flags).

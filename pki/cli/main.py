@@ -23,6 +23,7 @@ from .artifacts import artifacts_group, crl_group, serve_command
 from .access import audit_group, policy_group, user_group
 from .device import device_group
 from .secret import secret_group
+from .dataplane import blocklist_group, hook_token_group, identity_group, permission_group
 from .hints import render as render_error
 from .render import EXIT_CODES, emit, emit_page, error_line
 
@@ -215,6 +216,8 @@ cli.add_command(user_group)
 cli.add_command(policy_group)
 cli.add_command(audit_group)
 cli.add_command(serve_command)
+for _group in (identity_group, permission_group, blocklist_group, hook_token_group):
+    cli.add_command(_group)
 
 
 # -- entry point -----------------------------------------------------------------------
@@ -229,8 +232,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(stream=sys.stderr, level=logging.INFO if debug else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     try:
-        cli.main(args=args, prog_name="pki", standalone_mode=False)
-        return 0
+        # Without standalone mode, click answers a command's click.exceptions.Exit(code) with the code
+        # (`pki permission check` exits 7 on a deny after printing the decision).
+        code = cli.main(args=args, prog_name="pki", standalone_mode=False)
+        return code if type(code) is int else 0
     except PkiError as exc:
         if debug:
             traceback.print_exc()

@@ -159,6 +159,28 @@ ACTIONS: Mapping[str, Operation] = _ops(
     ("secret.group.list", "mq:ListDeviceCredentialGroup", (), "list"),
     ("secret.group.enable", "mq:ActiveDeviceCredentialGroup", (), "update"),
     ("secret.group.disable", "mq:InactiveDeviceCredentialGroup", (), "update"),
+    # the broker data plane: identities, permission rules, the connect blocklist (that table lists no
+    # dependents for the custom-auth APIs); the default decision is a permission setting, and checking a
+    # rule reads permissions
+    ("identity.add", "mq:AddCustomAuthIdentity", (), "create"),
+    ("identity.update", "mq:UpdateCustomAuthIdentity", (), "update"),
+    ("identity.show", "mq:QueryCustomAuthIdentity", (), "get"),
+    ("identity.list", "mq:QueryCustomAuthIdentity", (), "list"),
+    ("identity.delete", "mq:DeleteCustomAuthIdentity", (), "delete"),
+    ("permission.add", "mq:AddCustomAuthPermission", (), "create"),
+    ("permission.show", "mq:QueryCustomAuthPermission", (), "get"),
+    ("permission.list", "mq:QueryCustomAuthPermission", (), "list"),
+    ("permission.delete", "mq:DeleteCustomAuthPermission", (), "delete"),
+    ("permission.default.set", "mq:UpdateCustomAuthPermission", (), "update"),
+    ("permission.default.get", "mq:QueryCustomAuthPermission", (), "get"),
+    ("permission.check", "mq:QueryCustomAuthPermission", (), "get"),
+    ("blocklist.add", "mq:AddCustomAuthConnectBlack", (), "create"),
+    ("blocklist.list", "mq:QueryCustomAuthConnectBlack", (), "list"),
+    ("blocklist.delete", "mq:DeleteCustomAuthConnectBlack", (), "delete"),
+    # Hook tokens (ours): the broker's credential for the hooks, which serve every instance: account-wide.
+    ("hook.token.create", "mq:CreateBrokerHookToken", (), "create", "account"),
+    ("hook.token.list", "mq:ListBrokerHookToken", (), "list", "account"),
+    ("hook.token.delete", "mq:DeleteBrokerHookToken", (), "delete", "account"),
     # artifacts and CRLs
     ("artifacts.publish", "mq:PublishArtifacts", _IA, "create"),
     ("crl.request", "mq:GetCrlRequest", _IA, "get"),
@@ -792,11 +814,12 @@ SYSTEM_POLICIES: Mapping[str, Policy] = {
         _system("PkiAdministratorAccess",
                 "Everything, user and policy management included: as the account itself.", "*"),
         _system("PkiFullAccess",
-                "Every CA, device, secret, artifact and audit operation; not user or policy management "
+                "Every CA, device, secret, broker data-plane, artifact and audit operation; not user or policy management "
                 "(which would let a holder grant itself more).",
                 ACTION_NAMES - _ESCALATING),
         _system("PkiReadOnlyAccess",
-                "Read CAs, device certificates, secrets' metadata (never a secret) and CRL requests.",
+                "Read CAs, device certificates, secrets' metadata (never a secret), CRL requests, and the broker "
+                "identities (never a password), permission rules and blocklist.",
                 _READ),
         _system("PkiFactoryProvisioner",
                 "A factory line: issue and provision device certificates, nothing else.",

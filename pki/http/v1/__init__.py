@@ -7,7 +7,7 @@ that need neither are :data:`pki.http.app.PUBLIC_PATHS`, and only those.
 
 from __future__ import annotations
 
-from . import access, artifacts, cas, devices, secrets
+from . import access, artifacts, cas, dataplane, devices, secrets
 
 __all__ = ["ROUTE_TABLE", "PREFIX"]
 
@@ -18,6 +18,7 @@ ROUTE_TABLE = (
     (cas.router, "CAs"),
     (devices.router, "Device certificates"),
     (secrets.router, "Device secrets"),
+    (dataplane.router, "Broker identities, permissions, blocklist and hook tokens"),
     (artifacts.router, "Artifacts"),
     (access.router, "Users, policies and audit"),
 )
