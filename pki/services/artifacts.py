@@ -1,4 +1,5 @@
-"""Broker artifacts: the trust bundle, hashed CA directory, CRLs, manifest and listener snippet.
+"""Broker artifacts: the trust bundle, hashed CA directory, CRLs, mosquitto's password and ACL files
+(dataplane/files.py), manifest and listener snippet.
 
 A publish reads the store in one transaction (re-signing managed CAs' CRLs
 that need it), then writes a *generation* directory, fsyncs it, and switches
@@ -34,6 +35,7 @@ from .. import x509 as px509
 from . import audit
 from .context import Context
 from .crls import DEFAULT_CRL_LIFETIME, check_lifetime, ensure_managed_crl, uploaded_crl_problem
+from .dataplane import files as broker_files
 
 __all__ = ["publish", "PublishResult", "PublishWarning", "DEFAULT_KEEP", "MANIFEST_FORMAT", "trust_bundle_pem", "live_trust_bundle"]
 
@@ -41,6 +43,7 @@ DEFAULT_KEEP = 5
 MANIFEST_FORMAT = "pki-artifacts/1"
 _GENERATIONS = "generations"
 _CURRENT = "current"
+_SUBDIRS = ("capath", "crl", "mosquitto")
 
 
 @dataclass(frozen=True)
@@ -190,30 +193,43 @@ def _write_file(path: Path, data: bytes) -> None:
     write_new(path, data, 0o644, exact_mode=False, sync=True)
 
 
+def _server_lines(server_cert: str | None, server_key: str | None) -> list[str]:
+    if server_cert and server_key:
+        return [f"certfile {server_cert}", f"keyfile {server_key}"]
+    return [
+        "# The broker's own certificate and key: set them (or publish with --server-cert/--server-key).",
+        "#certfile /etc/mosquitto/certs/server.pem",
+        "#keyfile /etc/mosquitto/certs/server.key",
+    ]
+
+
 def _mosquitto_conf(*, current: Path, generation: int, listener_port: int, listener_address: str | None,
-                    server_cert: str | None, server_key: str | None) -> bytes:
+                    server_cert: str | None, server_key: str | None, password_listener_port: int | None) -> bytes:
+    bind = f" {listener_address}" if listener_address else ""
     lines = [
         f"# Written by `pki artifacts publish` (generation {generation}). Include it from mosquitto.conf.",
-        "# The paths go through the `current` symlink: after a publish, `kill -HUP` mosquitto to reread the CRLs.",
-        f"listener {listener_port}" + (f" {listener_address}" if listener_address else ""),
+        "# The paths go through the `current` symlink: after a publish, `kill -HUP` mosquitto to reread the",
+        "# CRLs, passwords and ACL.",
+        "# Identities and device secrets; every client's topics, certificate devices included (their username",
+        "# is the certificate's CN). Both files are global (per_listener_settings false, mosquitto.conf(5)).",
+        f"password_file {current / broker_files.PASSWORDS}",
+        f"acl_file {current / broker_files.ACL}",
+        "allow_anonymous false",
+        f"listener {listener_port}{bind}",
+        *_server_lines(server_cert, server_key),
     ]
-    if server_cert and server_key:
-        lines += [f"certfile {server_cert}", f"keyfile {server_key}"]
-    else:
-        lines += [
-            "# The broker's own certificate and key: set them (or publish with --server-cert/--server-key).",
-            "#certfile /etc/mosquitto/certs/server.pem",
-            "#keyfile /etc/mosquitto/certs/server.key",
-        ]
     lines += [
         f"cafile {current / 'ca-bundle.pem'}",
         f"crlfile {current / 'crl.pem'}",
         "require_certificate true",
         "use_identity_as_username true",
         "tls_version tlsv1.2",
-        "",
     ]
-    return "\n".join(lines).encode()
+    if password_listener_port is not None:
+        lines += ["# Clients with a username and password (no client certificate): TLS, the password file decides.",
+                  f"listener {password_listener_port}{bind}", *_server_lines(server_cert, server_key),
+                  "tls_version tlsv1.2"]
+    return "\n".join([*lines, ""]).encode()
 
 
 def _generation_files(cas: list[_CaArtifact], *, current: Path, generation: int, conf_options: dict) -> dict[str, bytes]:
@@ -303,13 +319,17 @@ def publish(
     listener_address: str | None = None,
     server_cert: str | None = None,
     server_key: str | None = None,
+    password_listener_port: int | None = None,
 ) -> PublishResult:
     """Write one generation of broker artifacts under ``out_dir`` and make it current."""
     if not 1 <= keep <= 1000:
         raise InvalidInput("the number of generations to keep must be between 1 and 1000", code="invalid_keep",
                            field="keep")
-    if not 1 <= listener_port <= 65535:
-        raise InvalidInput("the listener port must be between 1 and 65535", code="invalid_port")
+    for port in (listener_port, password_listener_port):
+        if port is not None and not (isinstance(port, int) and 1 <= port <= 65535):
+            raise InvalidInput("the listener port must be between 1 and 65535", code="invalid_port")
+    if password_listener_port == listener_port:
+        raise InvalidInput("the password listener needs a port of its own", code="invalid_port")
     if (server_cert is None) != (server_key is None):
         raise InvalidInput("give both the broker's certificate and its key, or neither", code="invalid_request",
                            field="server_cert" if server_cert is None else "server_key")
@@ -335,13 +355,17 @@ def publish(
                 code="crl_missing",
                 cas=[w.ca_sn for w in missing], ca_sn=missing[0].ca_sn,
             )
+        mosquitto_files, file_warnings = broker_files.broker_files(ctx, now=now)
+        warnings += [PublishWarning(code, message) for code, message in file_warnings]
         numbers = _generation_numbers(gens)
         generation = (numbers[-1] if numbers else 0) + 1
         files = _generation_files(
             cas, current=current_link, generation=generation,
             conf_options=dict(listener_port=listener_port, listener_address=listener_address,
-                              server_cert=server_cert, server_key=server_key),
+                              server_cert=server_cert, server_key=server_key,
+                              password_listener_port=password_listener_port),
         )
+        files.update(mosquitto_files)
         digests = {name: hashlib.sha256(data).hexdigest() for name, data in sorted(files.items())}
         ca_entries = [
             {"sn": ca.sn, "name": ca.name, "source": ca.source, "subject_hash": px509.subject_hash(ca.cert),
@@ -359,11 +383,11 @@ def publish(
         tmp = gens / f".tmp-{generation}-{secrets.token_hex(6)}"
         try:
             tmp.mkdir()
-            for sub in ("capath", "crl"):
+            for sub in _SUBDIRS:
                 (tmp / sub).mkdir()
             for name, data in files.items():
                 _write_file(tmp / name, data)
-            for sub in ("capath", "crl"):
+            for sub in _SUBDIRS:
                 fsync_dir(tmp / sub)
             fsync_dir(tmp)
             final = gens / str(generation)

@@ -46,6 +46,9 @@ class DeviceSecret(SQLModel, table=True):
     updated_at: _dt.datetime = Field(sa_type=UTCDateTime, nullable=False)
     status_changed_at: _dt.datetime = Field(sa_type=UTCDateTime, nullable=False)
     rotated_at: _dt.datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
+    #: The primary's line hash for mosquitto's password file (``$7$...``), written with the primary so that
+    #: a publish does not recompute it; NULL for rows older than migration 0011 until the next publish.
+    mosquitto_hash: str | None = Field(default=None, sa_column=Column(String(200), nullable=True))
 
 
 class SecretGroup(SQLModel, table=True):

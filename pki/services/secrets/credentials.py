@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as _dt
 import secrets as _secrets
 
+from ...dataplane import mosquitto
 from ...errors import Conflict, InvalidInput, NotFound
 from ...ids import validate_client_id
 from ...store import secret_repos
@@ -21,13 +22,24 @@ from ..paging import list_page
 from ..schemas import Page
 from ..status_change import change_status
 from .custody import audit_read, log, seal
-from .formulas import _INDIVIDUAL_PREFIX, SECRET_BYTES, _new_access_key_id, secret_text
+from .formulas import _INDIVIDUAL_PREFIX, SECRET_BYTES, _new_access_key_id, password_for, secret_text
 from .groups import _set_member
 from .public import SecretPublic
 from .verify import _forget
 
 DEFAULT_GRACE = _dt.timedelta(hours=24)
 MAX_GRACE = _dt.timedelta(days=30)
+
+#: PBKDF2 iterations of a device's line in mosquitto's password file.  The password hashed is
+#: HMAC-SHA1(secret, client id) under a 256-bit secret from the CSPRNG (formulas.password_for): 160
+#: unpredictable bits, so a stolen file cannot be searched for it at any hashing speed, and stretching
+#: (which guards passwords people choose: RECOMMENDED_ITERATIONS) would only slow every connect.
+MOSQUITTO_ITERATIONS = 1
+
+
+def mosquitto_hash(raw: bytes, client_id: str) -> str:
+    """The ``$7$`` hash of the password mosquitto will check for this secret and client id."""
+    return mosquitto.hash_password(password_for(secret_text(raw), client_id), iterations=MOSQUITTO_ITERATIONS)
 
 
 def _not_found(client_id: str, instance: str) -> NotFound:
@@ -75,7 +87,7 @@ def register_secret(ctx: Context, *, client_id: str) -> SecretPublic:
             session,
             DeviceSecret(
                 instance=ctx.instance, client_id=client_id, access_key_id=access_key_id, status=Status.ACTIVE,
-                sealed_primary=sealed, version=1, created_at=now, updated_at=now, status_changed_at=now,
+                sealed_primary=sealed, mosquitto_hash=mosquitto_hash(raw, client_id), version=1, created_at=now, updated_at=now, status_changed_at=now,
             ),
         )
         public = SecretPublic.of(row, now=now, secret=secret_text(raw))
@@ -112,8 +124,10 @@ def refresh_secret(ctx: Context, *, client_id: str, grace: _dt.timedelta = DEFAU
         row = _resolve(session, ctx, client_id, lock=True)
         sealed = seal(ctx, raw, row.access_key_id)
         keep = grace > _dt.timedelta(0)
+        # mosquitto's file holds one line per username: the new primary's (the old one, valid for the
+        # broker hooks during the grace period, is refused by a mosquitto that read the next publish).
         secret_repos.update_secret(
-            session, row=row, now=now, sealed_primary=sealed,
+            session, row=row, now=now, sealed_primary=sealed, mosquitto_hash=mosquitto_hash(raw, client_id),
             sealed_secondary=row.sealed_primary if keep else None,
             secondary_expires_at=now + grace if keep else None, rotated_at=now,
         )
