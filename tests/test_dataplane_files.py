@@ -132,3 +132,15 @@ def test_the_password_listener_gets_the_brokers_certificate(ctx, tmp_path):
     assert "certfile /etc/b/cert.pem" in second and "keyfile /etc/b/key.pem" in second
     assert "require_certificate" not in second
     assert snapshot(ctx).keys() == before.keys()
+
+
+def test_cli_publish_lists_each_acl_warning_and_refuses_a_bad_port(ctx, pki, tmp_path):
+    permissions.add(ctx, effect="allow", action="publish", topic="a/b", all_clients=True, ip="10.0.0.0/8")
+    out = tmp_path / "out"
+    before = snapshot(ctx)
+    code, _, err = pki("artifacts", "publish", "--out", str(out), "--password-listener-port", "0")
+    assert code == 3 and "invalid_port" in err and snapshot(ctx) == before
+    code, _, err = pki("artifacts", "publish", "--out", str(out), "--password-listener-port", "8884")
+    assert code == 0, err
+    assert "warning[acl_rule_inexpressible]: permission rule 1: acl_file cannot express an IP condition" in err
+    assert "listener 8884" in (out / "current" / "mosquitto.conf").read_text()

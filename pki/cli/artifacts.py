@@ -38,17 +38,20 @@ def artifacts_group() -> None:
 @click.option("--crl-lifetime", default="7d", show_default=True, help="Lifetime of CRLs signed here (1h..366d).")
 @click.option("--listener-port", type=int, default=8883, show_default=True, help="Port in mosquitto.conf.")
 @click.option("--listener-address", help="Bind address in mosquitto.conf (default: all).")
+@click.option("--password-listener-port", type=int,
+              help="A second TLS listener in mosquitto.conf, for clients with a password and no certificate.")
 @click.option("--server-cert", type=click.Path(dir_okay=False), help="The broker's certificate, for mosquitto.conf.")
 @click.option("--server-key", type=click.Path(dir_okay=False), help="The broker's private key, for mosquitto.conf.")
 @json_option
 @click.pass_obj
 def artifacts_publish(state: State, out_dir, reload_cmd, require_crls, keep, crl_lifetime, listener_port,
-                      listener_address, server_cert, server_key, as_json) -> None:
-    """Write a new generation of trust bundle, CRLs, capath, manifest and mosquitto.conf; switch current."""
+                      listener_address, password_listener_port, server_cert, server_key, as_json) -> None:
+    """Write a new generation of trust bundle, CRLs, capath, mosquitto's password and ACL files, manifest and
+    mosquitto.conf; switch current."""
     result = backend.call(
         state, "artifacts.publish", out_dir=out_dir, require_crls=require_crls, keep=keep,
         crl_lifetime=crl_lifetime, reload_cmd=reload_cmd, listener_port=listener_port,
-        listener_address=listener_address,
+        listener_address=listener_address, password_listener_port=password_listener_port,
         server_cert=str(Path(server_cert).absolute()) if server_cert else None,
         server_key=str(Path(server_key).absolute()) if server_key else None,
     )

@@ -133,7 +133,8 @@ def _publish_local(ctx, *, out_dir, crl_lifetime, **kw):
 
 #: What only a local publish can do: the files (and the broker) are on the server's machine.
 _PUBLISH_LOCAL_ONLY = {"out_dir": "--out", "reload_cmd": "--reload-cmd", "listener_address": "--listener-address",
-                       "server_cert": "--server-cert", "server_key": "--server-key"}
+                       "server_cert": "--server-cert", "server_key": "--server-key",
+                       "password_listener_port": "--password-listener-port"}
 
 
 def _publish_body(*, require_crls, keep, crl_lifetime, listener_port, **local_only) -> dict:
