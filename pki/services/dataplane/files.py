@@ -49,6 +49,8 @@ def _secret_rows(session, instance: str) -> list:
 
 def _backfill(ctx: Context, missing: list[tuple[str, int, bytes, str]]) -> dict[str, str]:
     """Hash the secrets stored before ``mosquitto_hash`` existed, once: store each at its row version."""
+    if not missing:
+        return {}
     hashes = {client_id: mosquitto_hash(ctx.keystore.open_secret(sealed, key_id=access_key_id), client_id)
               for client_id, _version, sealed, access_key_id in missing}
     with ctx.store.transaction() as session:
