@@ -16,7 +16,8 @@ from pki.store import secret_repos
 def _publish(ctx, out, **kw):
     result = artifacts.publish(ctx, out_dir=out, **kw)
     current = out / "current"
-    return result, (current / PASSWORDS).read_text(), (current / ACL).read_text()
+    acl = current / ACL
+    return result, (current / PASSWORDS).read_text(), acl.read_text() if acl.exists() else None
 
 
 def _entries(text: str) -> dict[str, str]:
@@ -144,3 +145,15 @@ def test_cli_publish_lists_each_acl_warning_and_refuses_a_bad_port(ctx, pki, tmp
     assert code == 0, err
     assert "warning[acl_rule_inexpressible]: permission rule 1: acl_file cannot express an IP condition" in err
     assert "listener 8884" in (out / "current" / "mosquitto.conf").read_text()
+
+
+def test_no_acl_is_written_until_a_rule_or_a_default_exists(ctx, tmp_path):
+    # A broker of certificate devices that publish freely today must not be cut off by an upgrade:
+    # the data plane's default (deny) reaches mosquitto only once the operator uses permissions.
+    result, _passwords, acl = _publish(ctx, tmp_path / "out")
+    conf = (tmp_path / "out" / "current" / "mosquitto.conf").read_text()
+    assert acl is None and ACL not in result.files and "acl_file" not in conf.replace("No acl_file", "")
+    permissions.set_default(ctx, effect="deny")
+    result, _passwords, acl = _publish(ctx, tmp_path / "out")
+    conf = (tmp_path / "out" / "current" / "mosquitto.conf").read_text()
+    assert acl is not None and ACL in result.files and f"acl_file {tmp_path / 'out' / 'current' / ACL}" in conf

@@ -204,7 +204,8 @@ def _server_lines(server_cert: str | None, server_key: str | None) -> list[str]:
 
 
 def _mosquitto_conf(*, current: Path, generation: int, listener_port: int, listener_address: str | None,
-                    server_cert: str | None, server_key: str | None, password_listener_port: int | None) -> bytes:
+                    server_cert: str | None, server_key: str | None, password_listener_port: int | None,
+                    acl: bool) -> bytes:
     bind = f" {listener_address}" if listener_address else ""
     lines = [
         f"# Written by `pki artifacts publish` (generation {generation}). Include it from mosquitto.conf.",
@@ -213,7 +214,8 @@ def _mosquitto_conf(*, current: Path, generation: int, listener_port: int, liste
         "# Identities and device secrets; every client's topics, certificate devices included (their username",
         "# is the certificate's CN). Both files are global (per_listener_settings false, mosquitto.conf(5)).",
         f"password_file {current / broker_files.PASSWORDS}",
-        f"acl_file {current / broker_files.ACL}",
+        *([f"acl_file {current / broker_files.ACL}"] if acl else
+          ["# No acl_file: the instance has no permission rule and no default yet, so no ACL is enforced."]),
         "allow_anonymous false",
         f"listener {listener_port}{bind}",
         *_server_lines(server_cert, server_key),
@@ -355,15 +357,16 @@ def publish(
                 code="crl_missing",
                 cas=[w.ca_sn for w in missing], ca_sn=missing[0].ca_sn,
             )
+        conf_options = dict(listener_port=listener_port, listener_address=listener_address, server_cert=server_cert,
+                            server_key=server_key, password_listener_port=password_listener_port)
         mosquitto_files, file_warnings = broker_files.broker_files(ctx, now=now)
+        conf_options["acl"] = broker_files.ACL in mosquitto_files
         warnings += [PublishWarning(code, message) for code, message in file_warnings]
         numbers = _generation_numbers(gens)
         generation = (numbers[-1] if numbers else 0) + 1
         files = _generation_files(
             cas, current=current_link, generation=generation,
-            conf_options=dict(listener_port=listener_port, listener_address=listener_address,
-                              server_cert=server_cert, server_key=server_key,
-                              password_listener_port=password_listener_port),
+            conf_options=conf_options,
         )
         files.update(mosquitto_files)
         digests = {name: hashlib.sha256(data).hexdigest() for name, data in sorted(files.items())}

@@ -101,8 +101,17 @@ def _password_lines(ctx: Context, now: _dt.datetime) -> tuple[str, list[tuple[st
     return "".join(line + "\n" for line in lines), warnings
 
 
-def _acl(ctx: Context) -> tuple[str, list[tuple[str, str]]]:
-    ruleset = permissions.rule_set(ctx).rules
+def _acl(ctx: Context) -> tuple[str | None, list[tuple[str, str]]]:
+    """The ACL file, or None while the instance has neither a rule nor a default set.
+
+    Without one, mosquitto enforces no ACL: a broker whose certificate devices publish and subscribe
+    freely today keeps doing so after an upgrade, until the operator writes a rule or sets the default
+    (the data plane's own default, deny, would otherwise cut them all off at the next publish).
+    """
+    compiled = permissions.rule_set(ctx)
+    if not compiled.by_id and permissions.default_is_unset(ctx):
+        return None, []
+    ruleset = compiled.rules
     acl = mosquitto.acl_file(ruleset.rules, default=ruleset.default)
     warnings = [("acl_rule_inexpressible",
                  (f"permission rule {int(w.rule_id)}: " if w.rule_id is not None else "") + w.message)
@@ -111,7 +120,11 @@ def _acl(ctx: Context) -> tuple[str, list[tuple[str, str]]]:
 
 
 def broker_files(ctx: Context, *, now: _dt.datetime) -> tuple[dict[str, bytes], list[tuple[str, str]]]:
-    """``{PASSWORDS: ..., ACL: ...}`` for the instance now, and the (code, message) of each warning."""
+    """``{PASSWORDS: ..., ACL: ...}`` for the instance now (no ACL while no rule or default is set), and
+    the (code, message) of each warning."""
     passwords, warnings = _password_lines(ctx, now)
     acl, acl_warnings = _acl(ctx)
-    return {PASSWORDS: passwords.encode(), ACL: acl.encode()}, warnings + acl_warnings
+    files = {PASSWORDS: passwords.encode()}
+    if acl is not None:
+        files[ACL] = acl.encode()
+    return files, warnings + acl_warnings

@@ -176,6 +176,12 @@ def set_default(ctx: Context, *, effect: str) -> dict:
     return {"instance": ctx.instance, "default": effect}
 
 
+def default_is_unset(ctx: Context) -> bool:
+    """True while no default was ever set for the instance (the decision then is deny)."""
+    with ctx.store.transaction(readonly=True) as session:
+        return repos.get_default(session, instance=ctx.instance) is None
+
+
 def get_default(ctx: Context) -> dict:
     with ctx.store.transaction(readonly=True) as session:
         row = repos.get_default(session, instance=ctx.instance)
