@@ -38,6 +38,7 @@ ACTIONS = ("publish", "subscribe")
 AUDIT_ACTION_CONNECT = "mq:BrokerConnect"
 AUDIT_ACTION_AUTHORIZE = "mq:BrokerAuthorize"
 _MAX_TEXT = 1024
+_MEMO_LOCK = threading.Lock()  # Context.memo is not atomic: one refusal counter per Context
 
 
 class Answer(NamedTuple):
@@ -95,7 +96,8 @@ def _refused(ctx: Context, action: str, reason: str, *, username, client_id, pee
              (_text(client_id) or "")[:80], _text(peer_ip), reason, details or "")
     now = ctx.clock.now()
     minute = now.strftime("%Y-%m-%dT%H:%MZ")
-    refusals: _Refusals = ctx.memo(("dataplane", "hook_refusals"), _Refusals)
+    with _MEMO_LOCK:
+        refusals: _Refusals = ctx.memo(("dataplane", "hook_refusals"), _Refusals)
     if not refusals.note(principal, reason, minute):
         return
     try:
