@@ -188,6 +188,8 @@ ERROR_CODES: dict[str, str] = {
         "invalid_iterations", "invalid_salt",
         # the broker data plane's management (pki/services/dataplane)
         "invalid_username", "invalid_block",
+        # the broker hooks (pki/http/broker.py)
+        "invalid_hook_request",
     ),
     **_codes(
         NotFound, "not_found", "ca_not_found", "device_not_found", "issuer_not_registered", "crl_not_available",
@@ -223,7 +225,7 @@ ERROR_CODES: dict[str, str] = {
     ),
     **_codes(
         Unauthenticated, "unauthenticated", "signature_missing", "signature_invalid", "signature_expired",
-        "nonce_replayed",
+        "nonce_replayed", "hook_token_missing", "hook_token_invalid",
     ),
     **_codes(RateLimited, "rate_limited"),
     **_codes(InternalError, "internal_error", "key_corrupt", "key_cannot_sign"),

@@ -35,6 +35,7 @@ from ..services.context import Context
 from ..x509.ocsp import MAX_OCSP_REQUEST_BYTES, unsuccessful_response
 from .. import signing
 from ..services.authn import RateLimit
+from .broker import broker_router
 from .deps import refuse_unsigned
 from .middleware import PkiMiddleware
 from .problems import PROBLEM, error_problem, problem_body
@@ -292,6 +293,7 @@ def create_app(
     app.add_exception_handler(OSError, _os_error)
     app.add_exception_handler(Exception, _unexpected)
     app.include_router(_public_router(get_ctx))
+    app.include_router(broker_router(get_ctx))
     for router, tag in ROUTE_TABLE:
         app.include_router(router, prefix=PREFIX, tags=[tag])
 
