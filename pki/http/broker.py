@@ -27,6 +27,7 @@ from collections.abc import Callable
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from starlette.concurrency import run_in_threadpool
 
 from ..errors import InvalidInput, Unauthenticated
 from ..services.context import Context
@@ -143,6 +144,23 @@ def _routing_key_topic(key: str) -> str:
 def broker_router(get_ctx: Callable[[], Context]) -> APIRouter:
     router = APIRouter(prefix=PREFIX, include_in_schema=False)
 
+    def hook(path: str, *methods: str):
+        """Register a hook.  With SQLite it runs on the event loop: its reads take microseconds, and a
+        thread hop per call costs more than the decision (scripts/bench_broker_hooks.py); with
+        PostgreSQL, whose reads are network round trips, in the thread pool.  A refusal's audit record
+        is a write that can wait for SQLite's lock; the same trade is made, and documented, for the
+        short /v1 routes in pki/http/deps.py."""
+        def register(fn: Callable[[Request], Response]):
+            async def endpoint(request: Request) -> Response:
+                if get_ctx().store.dialect == "sqlite":
+                    return fn(request)
+                return await run_in_threadpool(fn, request)
+
+            endpoint.__name__ = fn.__name__
+            router.add_api_route(path, endpoint, methods=list(methods or ("POST",)))
+            return fn
+        return register
+
     def call(request: Request) -> tuple[Context, dict]:
         ctx = get_ctx()
         _check_token(ctx, request)
@@ -150,7 +168,7 @@ def broker_router(get_ctx: Callable[[], Context]) -> APIRouter:
 
     # -- EMQX 5 --------------------------------------------------------------------------------------
 
-    @router.post("/emqx/authn")
+    @hook("/emqx/authn")
     def emqx_authn(request: Request) -> Response:
         ctx, f = call(request)
         username, password, clientid = _require(f, "username", "password", "clientid")
@@ -158,7 +176,7 @@ def broker_router(get_ctx: Callable[[], Context]) -> APIRouter:
                                     cert_cn=_optional_text(f, "cert_common_name"))
         return JSONResponse({"result": answer.result, "is_superuser": answer.superuser})
 
-    @router.post("/emqx/authz")
+    @hook("/emqx/authz")
     def emqx_authz(request: Request) -> Response:
         ctx, f = call(request)
         username, clientid, action, topic = _require(f, "username", "clientid", "action", "topic")
@@ -171,19 +189,19 @@ def broker_router(get_ctx: Callable[[], Context]) -> APIRouter:
     def go_auth(allowed: bool) -> Response:
         return PlainTextResponse("allow" if allowed else "deny", status_code=200 if allowed else 403)
 
-    @router.post("/go-auth/user")
+    @hook("/go-auth/user")
     def go_auth_user(request: Request) -> Response:
         ctx, f = call(request)
         username, password, clientid = _require(f, "username", "password", "clientid")
         return go_auth(hooks.authenticate(ctx, username, password, clientid, None).result == "allow")
 
-    @router.post("/go-auth/superuser")
+    @hook("/go-auth/superuser")
     def go_auth_superuser(request: Request) -> Response:
         ctx, f = call(request)
         (username,) = _require(f, "username")
         return go_auth(hooks.is_superuser(ctx, username))
 
-    @router.post("/go-auth/acl")
+    @hook("/go-auth/acl")
     def go_auth_acl(request: Request) -> Response:
         ctx, f = call(request)
         username, clientid, topic = _require(f, "username", "clientid", "topic")
@@ -199,21 +217,21 @@ def broker_router(get_ctx: Callable[[], Context]) -> APIRouter:
     def rabbit(allowed: bool) -> Response:
         return PlainTextResponse("allow" if allowed else "deny")
 
-    @router.api_route("/rabbitmq/user", methods=["GET", "POST"])
+    @hook("/rabbitmq/user", "GET", "POST")
     def rabbitmq_user(request: Request) -> Response:
         ctx, f = call(request)
         username, password = _require(f, "username", "password")
         answer = hooks.authenticate(ctx, username, password, _optional_text(f, "client_id"), None)
         return rabbit(answer.result == "allow")
 
-    @router.api_route("/rabbitmq/vhost", methods=["GET", "POST"])
+    @hook("/rabbitmq/vhost", "GET", "POST")
     def rabbitmq_vhost(request: Request) -> Response:
         ctx, f = call(request)
         username, _vhost = _require(f, "username", "vhost")
         answer = hooks.admit(ctx, username, _optional_text(f, "client_id"), _optional_text(f, "ip"))
         return rabbit(answer.result == "allow")
 
-    @router.api_route("/rabbitmq/resource", methods=["GET", "POST"])
+    @hook("/rabbitmq/resource", "GET", "POST")
     def rabbitmq_resource(request: Request) -> Response:
         # The queues and the amq.topic exchange rabbitmq_mqtt declares for a client: what it may do with
         # them is decided per topic (topic_path), so only the blocklist applies here.
@@ -221,7 +239,7 @@ def broker_router(get_ctx: Callable[[], Context]) -> APIRouter:
         username, *_ = _require(f, "username", "vhost", "resource", "name", "permission")
         return rabbit(hooks.admit(ctx, username, _optional_text(f, "client_id"), None).result == "allow")
 
-    @router.api_route("/rabbitmq/topic", methods=["GET", "POST"])
+    @hook("/rabbitmq/topic", "GET", "POST")
     def rabbitmq_topic(request: Request) -> Response:
         ctx, f = call(request)
         username, _vhost, permission, key = _require(f, "username", "vhost", "permission", "routing_key")
