@@ -157,6 +157,12 @@ def test_publish_needs_a_server_directory(ctx, admin, tmp_path):
     client.call("POST", "/v1/cas", json={"name": "Root"})
     result = client.call("POST", "/v1/artifacts/publish", json={})
     assert result["generation"] == 1 and (tmp_path / "out" / "current").exists()
+    # The password listener travels over HTTP like the certificate listener: both are the snippet's.
+    client.call("POST", "/v1/artifacts/publish", json={"password_listener_port": 8884})
+    snippet = (tmp_path / "out" / "current" / "mosquitto.conf").read_text()
+    assert "listener 8883" in snippet and "listener 8884" in snippet and "password_file" in snippet
+    r = client.request("POST", "/v1/artifacts/publish", json={"password_listener_port": 0})
+    assert r.status_code == 400
 
 
 def test_every_operation_has_an_endpoint(api):

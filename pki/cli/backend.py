@@ -133,17 +133,17 @@ def _publish_local(ctx, *, out_dir, crl_lifetime, **kw):
 
 #: What only a local publish can do: the files (and the broker) are on the server's machine.
 _PUBLISH_LOCAL_ONLY = {"out_dir": "--out", "reload_cmd": "--reload-cmd", "listener_address": "--listener-address",
-                       "server_cert": "--server-cert", "server_key": "--server-key",
-                       "password_listener_port": "--password-listener-port"}
+                       "server_cert": "--server-cert", "server_key": "--server-key"}
 
 
-def _publish_body(*, require_crls, keep, crl_lifetime, listener_port, **local_only) -> dict:
+def _publish_body(*, require_crls, keep, crl_lifetime, listener_port, password_listener_port, **local_only) -> dict:
     given = [flag for name, flag in _PUBLISH_LOCAL_ONLY.items() if local_only.get(name) is not None]
     if given:
         raise click.UsageError(
             f"{', '.join(given)}: local-only with `pki artifacts publish`; against a server it publishes into the "
             "directory `pki serve --artifacts-dir` names, on the server's machine (run the reload there)")
-    return {"require_crls": require_crls, "keep": keep, "crl_lifetime": crl_lifetime, "listener_port": listener_port}
+    return {"require_crls": require_crls, "keep": keep, "crl_lifetime": crl_lifetime, "listener_port": listener_port,
+            "password_listener_port": password_listener_port}
 
 
 def _policy_document(name: str, document: bytes) -> dict:

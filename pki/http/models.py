@@ -218,6 +218,8 @@ class ArtifactsPublish(_In):
     keep: int = Field(5, ge=1, le=1000)
     crl_lifetime: str = Field("7d", max_length=32)
     listener_port: int = Field(8883, ge=1, le=65535)
+    #: A second, TLS-only listener in the snippet whose clients log in with the password file.
+    password_listener_port: int | None = Field(None, ge=1, le=65535)
 
 
 class PublishOut(BaseModel):

@@ -27,4 +27,5 @@ def artifacts_publish(body: m.ArtifactsPublish, request: Request, caller: Caller
                            "or run `pki artifacts publish --out DIR` locally", code="publish_not_configured")
     return out(caller.run("artifacts.publish", artifacts.publish, out_dir=out_dir, require_crls=body.require_crls,
                           keep=body.keep, crl_lifetime=duration(body.crl_lifetime),
-                          listener_port=body.listener_port), 201)
+                          listener_port=body.listener_port,
+                          password_listener_port=body.password_listener_port), 201)
