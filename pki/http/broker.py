@@ -174,7 +174,10 @@ def broker_router(get_ctx: Callable[[], Context]) -> APIRouter:
         username, password, clientid = _require(f, "username", "password", "clientid")
         answer = hooks.authenticate(ctx, username, password, clientid, _optional_text(f, "peerhost"),
                                     cert_cn=_optional_text(f, "cert_common_name"))
-        return JSONResponse({"result": answer.result, "is_superuser": answer.superuser})
+        body = {"result": answer.result, "is_superuser": answer.superuser}
+        if answer.acl is not None:  # a token's: EMQX 5.8+ enforces it per connection, and disconnects at expiry
+            body.update(acl=answer.acl, expire_at=answer.expire_at)
+        return JSONResponse(body)
 
     @hook("/emqx/authz")
     def emqx_authz(request: Request) -> Response:
