@@ -100,7 +100,7 @@ def _username(username: str | None) -> str | None:
 def _token_id(token_id) -> str:
     if not isinstance(token_id, str) or not _TOKEN_ID.match(token_id):
         raise InvalidInput(f"{str(token_id)[:40]!r} is not a token id (tok_ and 24 hex digits)",
-                           code="invalid_token_id", field="token_id")
+                           code="invalid_token_id")
     return token_id
 
 
