@@ -192,7 +192,7 @@ def revoke(ctx: Context, *, token_id: str) -> TokenPublic:
             raise _not_found(ctx, token_id)
         if not repos.revoke(conn, instance=ctx.instance, token_id=token_id, now=now):
             raise InvalidState(f"token {token_id} is {row.status} already", code="token_not_active",
-                               token_id=token_id, status=row.status)
+                               token_id=token_id, token_status=row.status)
         audit.record_change(conn, ctx, "token.revoke", subject=token_id, client_id=row.client_id)
         row = repos.get_token(conn, instance=ctx.instance, token_id=token_id)
     log.info("broker token revoked: instance=%s token_id=%s", ctx.instance, token_id)
