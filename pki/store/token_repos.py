@@ -8,27 +8,95 @@ next check.  They take a Session or a bare Connection (token apply is a hot path
 from __future__ import annotations
 
 import datetime as _dt
+import threading
+import weakref
 from collections.abc import Sequence
 
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Session
 
+from ..errors import StoreError
 from .models import CustodyKey, TokenKeyStatus, TokenStatus
 from .token_models import BrokerToken, TokenRevision, TokenSigningKey
 
-__all__ = ["revision", "bump_revision", "insert_key", "keys_of", "current_key", "set_key_status", "insert_token",
+__all__ = ["RevisionLookup", "revision", "bump_revision", "insert_key", "keys_of", "current_key", "set_key_status", "insert_token",
            "get_token", "list_tokens", "revoke", "valid_tokens_of_client", "revoked_unexpired", "last_expiry"]
 
 _Conn = Session | Connection
 _REVISION = TokenRevision.__table__
 _KEY = TokenSigningKey.__table__
 _TOKEN = BrokerToken.__table__
+_INSERT_TOKEN = insert(_TOKEN)
 
 
 def _dialect(conn: _Conn) -> str:
     return conn.get_bind().dialect.name if isinstance(conn, Session) else conn.dialect.name
+
+
+class RevisionLookup:
+    """The token revision read of every hook check, prepared once per engine.
+
+    Through SQLAlchemy (a pool checkout, a statement, a reset) the read costs many times the query; here
+    it is the driver's cursor on a held connection.  SQLite: one connection per thread, detached from the
+    pool after its connect hooks ran (WAL, autocommit), so no transaction stays open between checks;
+    PostgreSQL: a raw pooled connection per read.  The same design as the secret check's lookup
+    (pki/store/secret_repos.py, VerifyLookup).
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._local = threading.local() if engine.dialect.name == "sqlite" else None
+        self._held: list = []
+        weakref.finalize(self, _close_all, self._held)
+        mark = "?" if engine.dialect.paramstyle == "qmark" else "%s"
+        self._sql = f"SELECT revision FROM token_revision WHERE instance = {mark}"
+
+    def revision(self, instance: str) -> int:
+        conn = None
+        try:
+            if self._local is None:
+                conn = self._engine.raw_connection()
+                try:
+                    row = _fetch_one(conn, self._sql, (instance,))
+                finally:
+                    conn.close()
+            else:
+                conn = getattr(self._local, "conn", None)
+                if conn is None:
+                    fairy = self._engine.raw_connection()
+                    fairy.detach()
+                    conn = self._local.conn = fairy.dbapi_connection
+                    self._held.append(conn)
+                row = _fetch_one(conn, self._sql, (instance,))
+        except Exception as exc:  # noqa: BLE001 - driver or pool error: drop the held connection, refuse
+            if self._local is not None and getattr(self._local, "conn", None) is not None:
+                self._local.conn = None
+                _close_all([conn])
+            raise StoreError(f"the database failed ({type(exc).__name__}) during a token check; the check did "
+                             "not pass. Check that the database is reachable", code="store_unavailable") from exc
+        return int(row[0]) if row else 0
+
+    def close(self) -> None:
+        _close_all(self._held)
+
+
+def _fetch_one(conn, sql: str, params: tuple):
+    cursor = conn.cursor()
+    try:
+        cursor.execute(sql, params)
+        return cursor.fetchone()
+    finally:
+        cursor.close()
+
+
+def _close_all(connections: list) -> None:
+    while connections:
+        try:
+            connections.pop().close()
+        except Exception:  # noqa: BLE001 - closing is best effort
+            pass
 
 
 def revision(conn: _Conn, instance: str) -> int:
@@ -84,9 +152,11 @@ def last_expiry(conn: _Conn, *, instance: str) -> dict[str, _dt.datetime]:
 # -- tokens ------------------------------------------------------------------------------------
 
 
-def insert_token(conn: _Conn, values: dict) -> None:
-    conn.execute(insert(_TOKEN).values(**values))
-    bump_revision(conn, values["instance"])
+def insert_token(conn: _Conn, *, values: dict, bump: bool = True) -> None:
+    """``bump=False`` when the caller has moved the revision in this transaction already."""
+    conn.execute(_INSERT_TOKEN, values)
+    if bump:
+        bump_revision(conn, values["instance"])
 
 
 def get_token(conn: _Conn, *, instance: str, token_id: str, lock: bool = False):

@@ -132,7 +132,15 @@ def _group(ctx: Context) -> GroupCommit:
 
 
 def _write(ctx: Context, conn, job: _Job) -> dict:
-    kid, alg, sealed = keys.ensure_current(ctx, conn, now=job.now)
+    # Once per transaction (a batch of applies shares one): move the revision first, which locks its row
+    # as a rotation does (pki/services/tokens/keys.py), then read the CURRENT key, so that no rotation
+    # can slip between the read and this batch's commit.
+    txn = conn.get_transaction()
+    batch = conn.info.get("pki.token_batch")
+    if batch is None or batch[0] is not txn:
+        repos.bump_revision(conn, ctx.instance)
+        batch = conn.info["pki.token_batch"] = (txn, tuple(keys.ensure_current(ctx, conn, now=job.now)))
+    kid, alg, sealed = batch[1]
     token_id = TOKEN_ID_PREFIX + _secrets.token_hex(12)
     issued = int(job.now.timestamp())
     expires = issued + int(job.ttl.total_seconds())
@@ -146,7 +154,7 @@ def _write(ctx: Context, conn, job: _Job) -> dict:
     token = jwt.encode({"alg": alg, "kid": kid, "typ": "JWT"}, claims,
                        keys.signing_key(ctx, kid=kid, alg=alg, sealed=sealed), algorithms=[alg])
     expires_at = _dt.datetime.fromtimestamp(expires, _dt.timezone.utc)
-    repos.insert_token(conn, {
+    repos.insert_token(conn, bump=False, values={
         "instance": ctx.instance, "token_id": token_id, "kid": kid, "client_id": job.client_id,
         "username": job.username, "superuser": job.superuser, "claims": json.dumps(claims, separators=(",", ":")),
         "status": TokenStatus.ACTIVE, "issued_at": _dt.datetime.fromtimestamp(issued, _dt.timezone.utc),

@@ -67,8 +67,9 @@ class _Cache:
 
 
 def _current(ctx: Context) -> int:
-    with ctx.store.engine.connect() as conn:
-        return repos.revision(conn, ctx.instance)
+    lookup: repos.RevisionLookup = ctx.memo(("tokens", "revision_lookup"),
+                                            lambda: repos.RevisionLookup(ctx.store.engine))
+    return lookup.revision(ctx.instance)
 
 
 def cached(ctx: Context) -> dict:
