@@ -308,3 +308,22 @@ def test_concurrent_first_applies_make_one_key(ctx):
     assert [k.status for k in tokens.list_keys(ctx).items] == ["CURRENT"]
     with ctx.store.engine.connect() as conn:
         assert conn.execute(CustodyKey.__table__.select()).all()[0].key_id == kids[0]
+
+
+def test_go_auth_and_rabbitmq_hooks_take_tokens(ctx):
+    """The other brokers' hooks run the same checks: a token as the password, its acl per topic."""
+    client = plain_client(app_for(ctx))
+    client.headers["Authorization"] = f"Bearer {hook_tokens.create(ctx, name='go')['token']}"
+    applied = tokens.apply(ctx, client_id="gw-1", username="gw", topics=["up/${clientid}"], action="publish")
+    user = {"username": "gw", "password": applied["token"], "clientid": "gw-1"}
+    assert client.post("/broker/go-auth/user", json=user).status_code == 200
+    assert client.post("/broker/go-auth/user", json={**user, "clientid": "gw-2"}).status_code == 403
+    acl = {"username": "gw", "clientid": "gw-1", "topic": "up/gw-1", "acc": 2}
+    assert client.post("/broker/go-auth/acl", json=acl).status_code == 200
+    assert client.post("/broker/go-auth/acl", json={**acl, "topic": "up/gw-2"}).status_code == 403
+    assert client.post("/broker/go-auth/acl", json={**acl, "acc": 1}).status_code == 403  # publish only
+    rabbit = {"username": "gw", "password": applied["token"], "client_id": "gw-1"}
+    assert client.post("/broker/rabbitmq/user", data=rabbit).text == "allow"
+    tokens.revoke(ctx, token_id=applied["token_id"])
+    assert client.post("/broker/rabbitmq/user", data=rabbit).text == "deny"
+    assert client.post("/broker/go-auth/user", json=user).status_code == 403
