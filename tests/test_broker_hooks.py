@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from pki.services import audit, managed
+from pki.services import audit, cas, managed
 from pki.services import devices as device_service
 from pki.services import secrets as secret_service
 from pki.services.dataplane import blocklist, hook_tokens, hooks, identities, permissions
@@ -89,6 +89,11 @@ def test_emqx_authn_device_certificate_common_name(world):
     assert c.post("/broker/emqx/authn", json=other).json()["result"] == "deny"
     assert c.post("/broker/emqx/authn", json=emqx_authn("", "", "cam-9", cert_common_name="cam-9")).json()[
         "result"] == "deny"
+    # A deactivated issuing CA refuses its devices at once, as the trust bundle does at the next handshake.
+    cas.deactivate_ca(ctx, root.sn)
+    assert c.post("/broker/emqx/authn", json=body).json()["result"] == "deny"
+    cas.activate_ca(ctx, root.sn)
+    assert c.post("/broker/emqx/authn", json=body).json()["result"] == "allow"
     device_service.deactivate_device(ctx, ca=root.sn, sn=issued.device.sn)
     assert c.post("/broker/emqx/authn", json=body).json()["result"] == "deny"
 

@@ -14,7 +14,7 @@ import sys
 from ..config import Settings
 from ..process import die_with_parent
 from ..services import open_context
-from .app import MAX_BODY_BYTES, create_app
+from .app import MAX_BODY_BYTES, create_app, served
 from ..services.authn import RateLimit
 
 __all__ = ["app_from_env", "configure_access_log"]
@@ -44,10 +44,10 @@ def app_from_env():
     burst = env.get("PKI_HTTP_RATE_BURST")
     proxies = tuple(p for p in env.get("PKI_HTTP_TRUSTED_PROXIES", "").split(",") if p.strip())
     configure_access_log(env.get("PKI_HTTP_ACCESS_LOG", "1") != "0")
-    return create_app(
+    return served(create_app(
         lambda: open_context(settings),
         rate_limit=RateLimit.parse(rate, float(burst) if burst else None) if rate else None,
         max_body=int(env.get("PKI_HTTP_MAX_BODY", MAX_BODY_BYTES)),
         trusted_proxies=proxies,
         artifacts_dir=env.get("PKI_HTTP_ARTIFACTS_DIR") or None,
-    )
+    ))

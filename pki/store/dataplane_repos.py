@@ -8,6 +8,7 @@ a cache of identities or rules kept by any process is stale at its next check.
 from __future__ import annotations
 
 import datetime as _dt
+import threading
 from collections.abc import Sequence
 
 from sqlalchemy import delete, select
@@ -20,6 +21,8 @@ from .repos import keyset_page
 
 __all__ = [
     "revision",
+    "revisions",
+    "RevisionReader",
     "bump_revision",
     "insert_row",
     "delete_row",
@@ -54,6 +57,47 @@ def revision(conn: _Conn, instance: str) -> int:
     """The instance's data-plane revision (0 before its first change)."""
     value = conn.execute(select(_REVISION.c.revision).where(_REVISION.c.instance == instance)).scalar_one_or_none()
     return int(value or 0)
+
+
+def revisions(conn: _Conn, instances) -> dict[str, int]:
+    """Several instances' revisions in one statement (0 for an instance before its first change)."""
+    names = tuple(dict.fromkeys(instances))
+    found = dict(conn.execute(select(_REVISION.c.instance, _REVISION.c.revision)
+                              .where(_REVISION.c.instance.in_(names))).all())
+    return {name: int(found.get(name) or 0) for name in names}
+
+
+class RevisionReader:
+    """The revision counters of a few instances, read on every broker hook call: the one statement of the
+    hooks' hot path, so it is made as cheap as the store allows.
+
+    On SQLite, each thread keeps a connection of its own, taken out of the pool once (``detach``), and
+    runs the statement on it through the DB-API: through a pooled Core connection the same read cost a
+    pool checkout, a transaction begin and a statement compile, four times the statement itself (the
+    profile in BENCHMARKS.md, "Broker hooks").  The connection is in autocommit mode (pki/store/engine.py
+    sets ``isolation_level = None``), so each read sees the last commit of any process.  On PostgreSQL the
+    round trip dominates and a pooled Core connection is used.
+    """
+
+    def __init__(self, engine) -> None:
+        self.engine = engine
+        self.sqlite = engine.dialect.name == "sqlite"
+        self.local = threading.local()
+
+    def read(self, instances) -> dict[str, int]:
+        names = tuple(dict.fromkeys(instances))
+        if not self.sqlite:
+            with self.engine.connect() as conn:
+                return revisions(conn, names)
+        conn = getattr(self.local, "conn", None)
+        if conn is None:
+            raw = self.engine.raw_connection()
+            raw.detach()  # ours for this thread's life: the pool neither counts nor recycles it
+            conn = self.local.conn = raw.dbapi_connection
+        marks = ",".join("?" * len(names))
+        found = dict(conn.execute(f"SELECT instance, revision FROM {_REVISION.name} WHERE instance IN ({marks})",
+                                  names).fetchall())
+        return {name: int(found.get(name) or 0) for name in names}
 
 
 def bump_revision(conn: _Conn, instance: str) -> None:

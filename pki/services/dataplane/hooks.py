@@ -126,8 +126,14 @@ def _device_certificate(ctx: Context, client_id: str | None, cert_cn: str) -> tu
     with ctx.store.transaction(readonly=True) as session:
         rows = device_repos.devices_of_client(session, instance=ctx.instance, client_id=cert_cn, limit=1000)
         usable = [r for r in rows if r.status == DeviceStatus.ACTIVE and r.not_before <= now < r.not_after]
-    if usable:
+        # A deactivated (or deleted) issuing CA takes its devices out of the trust bundle: the broker's TLS
+        # refuses them at the next handshake, and so does this check, at once.
+        issuers = {ca_id: device_repos.get_ca_by_id(session, ca_id=ca_id) for ca_id in {r.ca_id for r in usable}}
+        trusted = [r for r in usable if issuers[r.ca_id] is not None and issuers[r.ca_id].status == Status.ACTIVE]
+    if trusted:
         return "allow", "device_certificate"
+    if usable:
+        return "deny", "issuer_inactive"
     return "deny", "certificate_inactive" if rows else "certificate_unknown"
 
 
