@@ -6,8 +6,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import ConfigError
-from .ids import validate_name
+from .errors import ConfigError, PkiError
+from .ids import parse_duration, validate_name
 
 __all__ = ["Settings"]
 
@@ -26,6 +26,8 @@ class Settings:
     #: Names in policy resources: acs:mq:{region}:{account}:{instance}.
     region: str = "local"
     account_id: str = "default"
+    #: Longest lifetime a broker token may be applied for, in seconds (PKI_TOKEN_MAX_TTL, e.g. 1d).
+    token_max_ttl: int = 86400
 
     @classmethod
     def load(
@@ -61,4 +63,16 @@ class Settings:
             ocsp_url=env.get("PKI_OCSP_URL") or None,
             region=validate_name(env.get("PKI_REGION") or "local", what="PKI_REGION"),
             account_id=validate_name(env.get("PKI_ACCOUNT_ID") or "default", what="PKI_ACCOUNT_ID"),
+            token_max_ttl=_token_max_ttl(env.get("PKI_TOKEN_MAX_TTL") or "1d"),
         )
+
+
+def _token_max_ttl(text: str) -> int:
+    try:
+        seconds = int(parse_duration(text).total_seconds())
+    except PkiError:
+        seconds = 0
+    if not 60 <= seconds <= 366 * 86400:
+        raise ConfigError(f"PKI_TOKEN_MAX_TTL={text!r}: give a duration from 1m to 366d, e.g. 1h or 1d",
+                          code="invalid_config")
+    return seconds

@@ -190,12 +190,14 @@ ERROR_CODES: dict[str, str] = {
         "invalid_username", "invalid_block",
         # the broker hooks (pki/http/broker.py)
         "invalid_hook_request",
+        # broker tokens (pki/services/tokens)
+        "invalid_token_id", "invalid_token_algorithm",
     ),
     **_codes(
         NotFound, "not_found", "ca_not_found", "device_not_found", "issuer_not_registered", "crl_not_available",
         "secret_not_found", "group_not_found", "user_not_found", "access_key_not_found", "policy_not_found",
         "policy_not_attached", "route_not_found", "identity_not_found", "permission_not_found", "block_not_found",
-        "hook_token_not_found",
+        "hook_token_not_found", "token_not_found",
     ),
     **_codes(
         Conflict, "conflict", "conflicting_change", "register_code_used", "ca_already_registered",
@@ -207,7 +209,7 @@ ERROR_CODES: dict[str, str] = {
         "ca_managed_crl", "ca_expired", "ca_not_yet_valid", "path_length_exceeded", "device_revoked",
         "device_still_valid", "crl_missing", "group_inactive", "member_inactive", "policy_in_use",
         "access_key_limit", "publish_in_progress", "publish_not_configured", "provision_key_mismatch",
-        "provision_stray_key_file", "audit_chain_broken",
+        "provision_stray_key_file", "audit_chain_broken", "token_not_active",
     ),
     **_codes(
         PermissionDenied, "permission_denied", "access_denied", "authentication_failed", "invalid_access_key",

@@ -111,7 +111,8 @@ def test_inactive_or_registered_ca_is_unauthorized(ctx, fleet):
 def test_http_public_paths(ctx, fleet):
     root, good, bad, _ = fleet
     issuer = _ca_cert(ctx, root.sn)
-    assert set(PUBLIC_PATHS) == {"/ca-bundle.pem", "/crl/{ca_sn}.pem", "/ocsp", "/ocsp/{request:path}"}
+    assert set(PUBLIC_PATHS) == {"/ca-bundle.pem", "/crl/{ca_sn}.pem", "/ocsp", "/ocsp/{request:path}",
+                                 "/.well-known/jwks.json"}
     client = TestClient(create_app(lambda: ctx))
     bundle = client.get("/ca-bundle.pem")
     assert bundle.status_code == 200

@@ -36,6 +36,7 @@ from ..errors import ConfigError, ServerUnreachable
 from ..ids import parse_duration
 from ..services import artifacts, audit, authorize, cas, codes, crls, devices, managed, policies, users
 from ..services.dataplane import blocklist, hook_tokens, identities, permissions
+from ..services import tokens
 from ..services import secrets as secret_service
 from ..services.policy import action_catalogue, parse_policy
 
@@ -235,6 +236,13 @@ OPERATIONS: dict[str, Operation] = {
     "hook.token.create": _(lambda ctx, **kw: hook_tokens.create(ctx, **kw), "POST", "/v1/hook-tokens"),
     "hook.token.list": _(lambda ctx, **kw: hook_tokens.list_tokens(ctx, **kw), "GET", "/v1/hook-tokens"),
     "hook.token.delete": _(lambda ctx, **kw: hook_tokens.delete(ctx, **kw), "DELETE", "/v1/hook-tokens/{name}"),
+    # broker tokens and their signing keys
+    "token.apply": _(lambda ctx, **kw: tokens.apply(ctx, **kw), "POST", "/v1/tokens"),
+    "token.show": _(lambda ctx, **kw: tokens.show(ctx, **kw), "GET", "/v1/tokens/{token_id}"),
+    "token.list": _(lambda ctx, **kw: tokens.list_tokens(ctx, **kw), "GET", "/v1/tokens"),
+    "token.revoke": _(lambda ctx, **kw: tokens.revoke(ctx, **kw), "POST", "/v1/tokens/{token_id}/revoke"),
+    "token.key.rotate": _(lambda ctx, **kw: tokens.rotate(ctx, **kw), "POST", "/v1/token-keys/rotate"),
+    "token.key.list": _(lambda ctx: tokens.list_keys(ctx), "GET", "/v1/token-keys"),
     # broker artifacts: the server writes into its own --artifacts-dir; the local form takes more options
     "artifacts.publish": _(_publish_local, "POST", "/v1/artifacts/publish", body=_publish_body),
     # users, access keys, policies, audit

@@ -73,6 +73,8 @@ HINTS: dict[str, str] = {
     "block_exists": "`pki blocklist delete {id}` lifts it",
     "hook_token_not_found": "`pki hook-token list` shows them",
     "hook_token_exists": "`pki hook-token delete {name}` deletes it",
+    "token_not_found": "`pki token list` shows them",
+    "token_not_active": "`pki token show {token_id}` shows it",
     # the audit log
     "audit_chain_broken": "`pki audit verify` checks the whole chain, not only its head ({problem})",
 }

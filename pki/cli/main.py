@@ -24,6 +24,7 @@ from .access import audit_group, policy_group, user_group
 from .device import device_group
 from .secret import secret_group
 from .dataplane import blocklist_group, hook_token_group, identity_group, permission_group
+from .tokens import token_group
 from .hints import render as render_error
 from .render import EXIT_CODES, emit, emit_page, error_line
 
@@ -216,6 +217,7 @@ cli.add_command(user_group)
 cli.add_command(policy_group)
 cli.add_command(audit_group)
 cli.add_command(serve_command)
+cli.add_command(token_group)
 for _group in (identity_group, permission_group, blocklist_group, hook_token_group):
     cli.add_command(_group)
 

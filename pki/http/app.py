@@ -36,6 +36,7 @@ from ..x509.ocsp import MAX_OCSP_REQUEST_BYTES, unsuccessful_response
 from .. import signing
 from ..services.authn import RateLimit
 from .broker import PREFIX as BROKER_PREFIX, BrokerHooks
+from .jwks import JWKS_PATH, jwks_router
 from .deps import refuse_unsigned
 from .middleware import PkiMiddleware
 from .problems import PROBLEM, error_problem, problem_body
@@ -47,7 +48,7 @@ __all__ = ["create_app", "PUBLIC_PATHS", "MAX_BODY_BYTES"]
 log = logging.getLogger("pki.http")
 
 #: Paths answered without authentication: what TLS clients and brokers fetch.
-PUBLIC_PATHS: tuple[str, ...] = ("/ca-bundle.pem", "/crl/{ca_sn}.pem", "/ocsp", "/ocsp/{request:path}")
+PUBLIC_PATHS: tuple[str, ...] = ("/ca-bundle.pem", "/crl/{ca_sn}.pem", "/ocsp", "/ocsp/{request:path}", JWKS_PATH)
 
 #: Largest request body accepted on any path (413 request_too_large beyond).
 MAX_BODY_BYTES = 1024 * 1024
@@ -313,6 +314,7 @@ def create_app(
     app.add_exception_handler(OSError, _os_error)
     app.add_exception_handler(Exception, _unexpected)
     app.include_router(_public_router(get_ctx))
+    app.include_router(jwks_router(get_ctx))
     for router, tag in ROUTE_TABLE:
         app.include_router(router, prefix=PREFIX, tags=[tag])
 

@@ -188,6 +188,9 @@ def emqx_authn(ctx: Context, f: dict) -> Answer:
     username, password, clientid = _require(f, "username", "password", "clientid")
     answer = hooks.authenticate(ctx, username, password, clientid, _optional_text(f, "peerhost"),
                                 cert_cn=_optional_text(f, "cert_common_name"))
+    if answer.acl is not None:  # a token's: EMQX 5.8+ enforces it per connection, and disconnects at expiry
+        return _json({"result": answer.result, "is_superuser": answer.superuser, "acl": answer.acl,
+                      "expire_at": answer.expire_at})
     return _EMQX_AUTHN[answer.result, answer.superuser]
 
 

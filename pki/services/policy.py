@@ -181,6 +181,15 @@ ACTIONS: Mapping[str, Operation] = _ops(
     ("hook.token.create", "mq:CreateBrokerHookToken", (), "create", "account"),
     ("hook.token.list", "mq:ListBrokerHookToken", (), "list", "account"),
     ("hook.token.delete", "mq:DeleteBrokerHookToken", (), "delete", "account"),
+    # broker tokens: seed 003's ApplyToken / QueryToken / RevokeToken (instance scope, no dependents); the
+    # signing key is ours: per instance (each broker deployment publishes its own key set), and listing the
+    # keys reads only what the public JWKS shows
+    ("token.apply", "mq:ApplyToken", (), "create"),
+    ("token.show", "mq:QueryToken", (), "get"),
+    ("token.list", "mq:QueryToken", (), "list"),
+    ("token.revoke", "mq:RevokeToken", (), "delete"),
+    ("token.key.rotate", "mq:RotateTokenSigningKey", (), "update"),
+    ("token.key.list", "mq:QueryToken", (), "list"),
     # artifacts and CRLs
     ("artifacts.publish", "mq:PublishArtifacts", _IA, "create"),
     ("crl.request", "mq:GetCrlRequest", _IA, "get"),
@@ -825,11 +834,11 @@ SYSTEM_POLICIES: Mapping[str, Policy] = {
                 "A factory line: issue and provision device certificates, nothing else.",
                 ("mq:IssueDeviceCertificate", "mq:ProvisionDevices", INSTANCE_ACCESS)),
         _system("PkiRevoker",
-                "Revoke or deactivate device certificates and deactivate device secrets, and read what "
-                "is needed to find them.",
+                "Revoke or deactivate device certificates, deactivate device secrets, revoke broker tokens, "
+                "and read what is needed to find them.",
                 ("mq:RevokeDeviceCertificate", "mq:UnregisterDeviceCertificate", "mq:InactiveDeviceCredential",
                  "mq:GetDeviceCertificate", "mq:ListDeviceCertificate", "mq:ListDeviceCertificateByCaSn",
                  "mq:GetCaCertificate", "mq:ListCaCertificate", "mq:GetDeviceCredential", "mq:ListDeviceCredential",
-                 INSTANCE_ACCESS)),
+                 "mq:RevokeToken", "mq:QueryToken", INSTANCE_ACCESS)),
     )
 }

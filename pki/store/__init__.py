@@ -2,8 +2,9 @@
 
 # Imported to register their tables.
 from . import access_models, artifact_models, dataplane_models, http_models, provision_models, secret_models  # noqa: F401
+from . import token_models  # noqa: F401
 from .engine import Store, head_revision, normalise_url, sqlite_url
-from .models import CaCertificate, CustodyKey, DeviceCertificate, RegisterCode, DeviceStatus, Status
+from .models import CaCertificate, CustodyKey, DeviceCertificate, RegisterCode, DeviceStatus, Status, TokenKeyStatus, TokenStatus
 
 __all__ = [
     "head_revision",
@@ -12,6 +13,8 @@ __all__ = [
     "sqlite_url",
     "Status",
     "DeviceStatus",
+    "TokenStatus",
+    "TokenKeyStatus",
     "CaCertificate",
     "CustodyKey",
     "DeviceCertificate",

@@ -17,6 +17,8 @@ __all__ = [
     "DeviceCertificate",
     "Status",
     "DeviceStatus",
+    "TokenStatus",
+    "TokenKeyStatus",
 ]
 
 
@@ -34,6 +36,24 @@ class DeviceStatus(StrEnum):
     ACTIVE = "ACTIVE"
     INACTIVE = "INACTIVE"
     REVOKED = "REVOKED"
+
+
+class TokenStatus(StrEnum):
+    """A broker token's, as stored: REVOKED is final.  EXPIRED is never stored: a token past its ``exp`` is
+    shown as EXPIRED (pki/services/tokens), whatever the row says."""
+
+    ACTIVE = "ACTIVE"
+    REVOKED = "REVOKED"
+    EXPIRED = "EXPIRED"
+
+
+class TokenKeyStatus(StrEnum):
+    """A token signing key's: CURRENT signs; PREVIOUS only verifies, until the last token it signed has
+    expired; RETIRED verifies nothing and is no longer published."""
+
+    CURRENT = "CURRENT"
+    PREVIOUS = "PREVIOUS"
+    RETIRED = "RETIRED"
 
 
 class CaCertificate(SQLModel, table=True):

@@ -7,7 +7,7 @@ that need neither are :data:`pki.http.app.PUBLIC_PATHS`, and only those.
 
 from __future__ import annotations
 
-from . import access, artifacts, cas, dataplane, devices, secrets
+from . import access, artifacts, cas, dataplane, devices, secrets, tokens
 
 __all__ = ["ROUTE_TABLE", "PREFIX"]
 
@@ -19,6 +19,7 @@ ROUTE_TABLE = (
     (devices.router, "Device certificates"),
     (secrets.router, "Device secrets"),
     (dataplane.router, "Broker identities, permissions, blocklist and hook tokens"),
+    (tokens.router, "Broker tokens"),
     (artifacts.router, "Artifacts"),
     (access.router, "Users, policies and audit"),
 )

@@ -6,10 +6,14 @@ None of them raises for what a client sent: a malformed value is a refusal.  The
 for the operator only: it goes to the ``pki.hooks`` logger and to the audit log, aggregated (see
 :class:`_Refusals`), never into an answer; a password goes nowhere.
 
-Who is recognised, in order: the connect blocklist (deny), broker identities, per-device secrets
-(username ``DeviceCredential|<access key id>|<instance>``, both password formats), and a device
-certificate when the broker forwards its common name (the client id must have an ACTIVE, unexpired
-certificate).  Anyone else is ``ignore``: EMQX then asks its next authenticator.
+Who is recognised, in order: the connect blocklist (deny), broker identities, a broker token (a
+password in a JWT's shape, :mod:`pki.services.tokens.verify`: allowed or denied, never ignored),
+per-device secrets (username ``DeviceCredential|<access key id>|<instance>``, both password formats),
+and a device certificate when the broker forwards its common name (the client id must have an ACTIVE,
+unexpired certificate).  Anyone else is ``ignore``: EMQX then asks its next authenticator.
+
+A client id holding a valid token is authorized by its tokens' ``acl`` (after the blocklist and the
+superuser identities), not by the permission rules.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from ...store import dataplane_repos as repos
 from ...store import repos as device_repos
 from .. import audit
 from .. import secrets as secret_service
+from ..tokens import verify as token_checks
 from ..context import Context
 from . import blocklist, identities, permissions
 from .common import cached, memoised
@@ -42,11 +47,15 @@ _MEMO_LOCK = threading.Lock()  # Context.memo is not atomic: one refusal counter
 
 
 class Answer(NamedTuple):
-    """``result``: allow, deny or ignore (authenticate only).  ``reason``: for the log, never the client."""
+    """``result``: allow, deny or ignore (authenticate only).  ``reason``: for the log, never the client.
+    ``acl`` and ``expire_at``: a token's rules and expiry (Unix seconds), for a broker that takes them in
+    the authentication answer (EMQX 5.8 and later)."""
 
     result: str
     superuser: bool
     reason: str
+    acl: list | None = None
+    expire_at: int | None = None
 
 
 class _Refusals:
@@ -150,6 +159,9 @@ def _authenticate(ctx, username, password, client_id, peer_ip, cert_cn) -> Answe
             verdict = identities.authenticate(ctx, username=username, password=password, client_id=client_id)
             if verdict.result != "unknown":
                 return Answer(verdict.result, verdict.superuser, verdict.reason)
+    if token_checks.looks_like_jwt(password):
+        return Answer(*token_checks.authenticate(ctx, token=password, client_id=client_id, username=username))
+    if username:
         if username.startswith(secret_service.USERNAME_PREFIX + "|"):
             if password is None or client_id is None:
                 return Answer("deny", False, "device_secret_incomplete")
@@ -201,6 +213,14 @@ def authorize(ctx: Context, username, client_id, peer_ip, action, topic, qos=Non
         if is_superuser(ctx, username) and blocklist.is_blocked(ctx, username=username, client_id=client_id,
                                                                  ip=peer_ip) is None:
             return Answer("allow", True, "superuser")
+        by_token = token_checks.authorize(ctx, username=username, client_id=client_id, action=action, topic=topic)
+        if by_token is not None:
+            if by_token[0]:
+                return Answer("allow", by_token[1] == "token_superuser", by_token[1])
+            answer = Answer("deny", False, by_token[1])
+            _refused(ctx, AUDIT_ACTION_AUTHORIZE, answer.reason, username=username, client_id=client_id,
+                     peer_ip=peer_ip, mqtt_action=action)
+            return answer
         outcome = permissions.decide(ctx, username=username, client_id=client_id, ip=peer_ip, action=action,
                                      topic=topic, qos=qos, retain=retain)
         if outcome.allowed:
