@@ -1,0 +1,135 @@
+"""Repositories of the browser console: sessions, sign-in throttles, the overview's counts and the
+fleet-wide device search.  They never commit."""
+
+from __future__ import annotations
+
+import datetime as _dt
+from collections.abc import Sequence
+
+from sqlalchemy import delete, func, or_, select, update
+from sqlmodel import Session
+
+from .artifact_models import CrlState
+from .console_models import ConsoleSession, ConsoleThrottle
+from .models import CaCertificate, DeviceCertificate
+
+__all__ = [
+    "insert_session", "get_session", "touch_session", "delete_session", "purge_sessions",
+    "get_throttle", "save_throttle", "clear_throttle",
+    "device_counts", "expiring_counts", "crl_states", "fleet_devices", "device_body", "ca_body",
+]
+
+
+# -- sessions ------------------------------------------------------------------------------------
+
+
+def insert_session(session: Session, row: ConsoleSession) -> None:
+    session.add(row)
+    session.flush()
+
+
+def get_session(session: Session, *, token_sha256: str) -> ConsoleSession | None:
+    return session.get(ConsoleSession, token_sha256)
+
+
+def touch_session(session: Session, *, token_sha256: str, last_seen_at: _dt.datetime,
+                  expires_at: _dt.datetime) -> None:
+    session.execute(update(ConsoleSession).where(ConsoleSession.token_sha256 == token_sha256)
+                    .values(last_seen_at=last_seen_at, expires_at=expires_at)
+                    .execution_options(synchronize_session=False))
+
+
+def delete_session(session: Session, *, token_sha256: str) -> bool:
+    result = session.execute(delete(ConsoleSession).where(ConsoleSession.token_sha256 == token_sha256)
+                             .execution_options(synchronize_session=False))
+    return result.rowcount == 1
+
+
+def purge_sessions(session: Session, *, now: _dt.datetime) -> int:
+    return session.execute(delete(ConsoleSession).where(ConsoleSession.expires_at < now)
+                           .execution_options(synchronize_session=False)).rowcount
+
+
+# -- sign-in throttles ---------------------------------------------------------------------------
+
+
+def get_throttle(session: Session, *, key: str) -> ConsoleThrottle | None:
+    return session.get(ConsoleThrottle, key)
+
+
+def save_throttle(session: Session, row: ConsoleThrottle) -> None:
+    session.add(row)
+    session.flush()
+
+
+def clear_throttle(session: Session, *, key: str) -> None:
+    session.execute(delete(ConsoleThrottle).where(ConsoleThrottle.key == key)
+                    .execution_options(synchronize_session=False))
+
+
+# -- the overview --------------------------------------------------------------------------------
+
+_D = DeviceCertificate
+
+
+def device_counts(session: Session, *, instance: str) -> Sequence[tuple[int, str, int]]:
+    """(ca_id, status, count) of every CA of the instance that has devices: one grouped query."""
+    return session.execute(select(_D.ca_id, _D.status, func.count()).where(_D.instance == instance)
+                           .group_by(_D.ca_id, _D.status)).all()
+
+
+def expiring_counts(session: Session, *, instance: str, now: _dt.datetime,
+                    until: _dt.datetime) -> Sequence[tuple[int, int]]:
+    """(ca_id, count) of ACTIVE devices whose certificate ends between ``now`` and ``until``."""
+    return session.execute(select(_D.ca_id, func.count()).where(
+        _D.instance == instance, _D.status == "ACTIVE", _D.not_after >= now, _D.not_after < until)
+        .group_by(_D.ca_id)).all()
+
+
+def crl_states(session: Session, *, instance: str) -> Sequence[tuple[int, _dt.datetime, _dt.datetime, int]]:
+    """(ca_id, this_update, next_update, entry_count) of the instance's current CRLs."""
+    return session.execute(
+        select(CrlState.ca_id, CrlState.this_update, CrlState.next_update, CrlState.entry_count)
+        .join(CaCertificate, CaCertificate.id == CrlState.ca_id).where(CaCertificate.instance == instance)).all()
+
+
+# -- devices across CAs ----------------------------------------------------------------------------
+
+_COLUMNS = (_D.id, CaCertificate.sn.label("ca_sn"), _D.sn, _D.client_id, _D.status, _D.source,
+            _D.fingerprint_sha256, _D.key_type, _D.not_before, _D.not_after, _D.revocation_reason, _D.revoked_at,
+            _D.created_at, _D.updated_at, _D.status_changed_at)
+
+
+def fleet_devices(session: Session, *, instance: str, client_id: str | None = None, sn: str | None = None,
+                  fingerprint: str | None = None, status: str | None = None, after_id: int | None,
+                  limit: int) -> Sequence:
+    """A keyset page of the instance's devices in id order, with their CA's serial; the given
+    ``client_id``, ``sn`` and ``fingerprint`` are alternatives (a row matching any one is listed)."""
+    query = select(*_COLUMNS).join(CaCertificate, CaCertificate.id == _D.ca_id).where(_D.instance == instance)
+    matches = []
+    if client_id is not None:
+        matches.append(_D.client_id == client_id)
+    if sn is not None:
+        matches.append(_D.sn == sn)
+    if fingerprint is not None:
+        matches.append(_D.fingerprint_sha256 == fingerprint)
+    if matches:
+        query = query.where(or_(*matches))
+    if status is not None:
+        query = query.where(_D.status == status)
+    if after_id is not None:
+        query = query.where(_D.id > after_id)
+    return session.execute(query.order_by(_D.id).limit(limit)).all()
+
+
+def device_body(session: Session, *, instance: str, ca_sn: str, sn: str) -> bytes | None:
+    """The DER certificate of one device, or None."""
+    return session.scalar(select(_D.cert_der).join(CaCertificate, CaCertificate.id == _D.ca_id).where(
+        CaCertificate.instance == instance, CaCertificate.sn == ca_sn, _D.sn == sn))
+
+
+def ca_body(session: Session, *, instance: str, sn: str) -> tuple[bytes, str | None] | None:
+    """The DER certificate of one CA and its chain PEM, or None."""
+    row = session.execute(select(CaCertificate.cert_der, CaCertificate.chain_pem).where(
+        CaCertificate.instance == instance, CaCertificate.sn == sn)).first()
+    return (bytes(row[0]), row[1]) if row is not None else None
