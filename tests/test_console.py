@@ -341,3 +341,30 @@ def test_pages_carry_security_headers_and_no_foreign_resources(app, admin):
     assert not re.search(r'(src|href)="(https?:)?//', answer.text)
     assert tc.get("/console/static/console.js").status_code == 200
     assert tc.get("/console/static/../app.py").status_code == 404
+
+
+def test_the_expiring_link_lists_only_certificates_ending_within_30_days(ctx, app, admin, fleet):
+    ca, _ = fleet
+    devices.issue_device(ctx, ca=ca.sn, csr=csr_pem("soon").encode(), days=5)
+    page = console_client(app, admin).get(f"/console/cas/{ca.sn}/devices?status=ACTIVE&expiring=30d").text
+    assert re.findall(r'<tr><th scope="row"><a href="[^"]+">([^<]+)</a>', page) == ["soon"]
+
+
+PAGES = ("/console", "/console/cas", "/console/devices", "/console/secrets", "/console/audit", "/console/identities",
+         "/console/permissions", "/console/blocklist", "/console/check-access", "/console/sign-in")
+
+
+def test_every_control_has_a_label_and_every_page_one_heading(app, admin, fleet):
+    """Accessibility basics: a <label for> per visible input and select, one h1, the language, a main landmark."""
+    ca, devs = fleet
+    tc = console_client(app, admin)
+    for path in (*PAGES, f"/console/cas/{ca.sn}", f"/console/cas/{ca.sn}/devices/{devs[0].sn}",
+                 f"/console/cas/{ca.sn}/crl"):
+        html = tc.get(path).text
+        assert '<html lang="en">' in html and '<main id="main"' in html and html.count("<h1") == 1, path
+        labels = set(re.findall(r'<label for="([^"]+)"', html))
+        for tag in re.findall(r"<(?:input|select)\b[^>]*>", html):
+            if 'type="hidden"' in tag:
+                continue
+            control = re.search(r'id="([^"]+)"', tag)
+            assert control and control.group(1) in labels, (path, tag)

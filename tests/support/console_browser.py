@@ -59,8 +59,8 @@ def _first(paths) -> str | None:
 
 
 @contextlib.contextmanager
-def chromium():
-    """A headless chromium WebDriver, or skip (fail under CI=true) when chromium or selenium is missing."""
+def chromium(*, javascript: bool = True):
+    """A headless chromium WebDriver (scripting off with ``javascript=False``), or skip (fail under CI=true) when chromium or selenium is missing."""
     binary = _first(CHROMIUM) or shutil.which("chromium")
     driver_path = _first(CHROMEDRIVER) or shutil.which("chromedriver")
     if not binary or not driver_path:
@@ -77,6 +77,8 @@ def chromium():
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
                  "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"):
         options.add_argument(flag)
+    if not javascript:
+        options.add_experimental_option("prefs", {"profile.managed_default_content_settings.javascript": 2})
     driver = webdriver.Chrome(service=Service(executable_path=driver_path), options=options)
     driver.implicitly_wait(5)  # a bound on waiting for an element, not a timed assertion
     try:

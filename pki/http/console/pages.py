@@ -143,12 +143,15 @@ def ca_change(request: Request, ca_sn: str, action: str) -> Response:
 def _device_list(view: View, ca_sn: str | None) -> Response:
     limit = int(view.arg("limit", 8)) if (view.arg("limit", 8) or "").isdigit() else None
     query, status, cursor = view.arg("q"), view.arg("status"), view.arg("cursor", 1024)
+    expiring = view.arg("expiring", 8) == "30d"
     if ca_sn is None:
         page = view.run("device.find", console.search_devices, query=query, status=status, limit=limit,
                         cursor=cursor)
     else:
-        page = view.run("device.list", devices.list_devices, ca=ca_sn, status=status, limit=limit, cursor=cursor)
-    return view.render("devices.html", page=page, ca_sn=ca_sn, q=query, status=status, limit=limit)
+        page = view.run("device.list", devices.list_devices, ca=ca_sn, status=status, limit=limit, cursor=cursor,
+                        expiring_before=view.ctx.clock.now() + console.EXPIRING_WITHIN if expiring else None)
+    return view.render("devices.html", page=page, ca_sn=ca_sn, q=query, status=status, limit=limit,
+                       expiring="30d" if expiring else None)
 
 
 @router.get("/devices", include_in_schema=False)
