@@ -16,7 +16,7 @@ from .models import CaCertificate, DeviceCertificate
 __all__ = [
     "insert_session", "get_session", "touch_session", "delete_session", "purge_sessions",
     "get_throttle", "save_throttle", "clear_throttle",
-    "device_counts", "expiring_counts", "crl_states", "fleet_devices", "device_body", "ca_body",
+    "device_counts", "expiring_counts", "crl_states", "device_rows", "device_body", "ca_body",
 ]
 
 
@@ -93,19 +93,20 @@ def crl_states(session: Session, *, instance: str) -> Sequence[tuple[int, _dt.da
         .join(CaCertificate, CaCertificate.id == CrlState.ca_id).where(CaCertificate.instance == instance)).all()
 
 
-# -- devices across CAs ----------------------------------------------------------------------------
+# -- device lists ----------------------------------------------------------------------------------
 
-_COLUMNS = (_D.id, CaCertificate.sn.label("ca_sn"), _D.sn, _D.client_id, _D.status, _D.source,
-            _D.fingerprint_sha256, _D.key_type, _D.not_before, _D.not_after, _D.revocation_reason, _D.revoked_at,
-            _D.created_at, _D.updated_at, _D.status_changed_at)
+#: What a list page shows, no more: each datetime column costs a conversion per row.
+_ROW_COLUMNS = (_D.id, CaCertificate.sn.label("ca_sn"), _D.sn, _D.client_id, _D.status, _D.not_after)
 
 
-def fleet_devices(session: Session, *, instance: str, client_id: str | None = None, sn: str | None = None,
-                  fingerprint: str | None = None, status: str | None = None, after_id: int | None,
-                  limit: int) -> Sequence:
-    """A keyset page of the instance's devices in id order, with their CA's serial; the given
-    ``client_id``, ``sn`` and ``fingerprint`` are alternatives (a row matching any one is listed)."""
-    query = select(*_COLUMNS).join(CaCertificate, CaCertificate.id == _D.ca_id).where(_D.instance == instance)
+def device_rows(session: Session, *, instance: str, ca_id: int | None = None, client_id: str | None = None,
+                sn: str | None = None, fingerprint: str | None = None, status: str | None = None,
+                expiring_before: _dt.datetime | None = None, after_id: int | None, limit: int) -> Sequence:
+    """A keyset page of devices in id order (of one CA, or of the whole instance), with their CA's serial;
+    the given ``client_id``, ``sn`` and ``fingerprint`` are alternatives (a row matching any one is listed).
+    The indexes (ca_id, [status,] id) and (instance, client_id) serve it."""
+    query = select(*_ROW_COLUMNS).join(CaCertificate, CaCertificate.id == _D.ca_id)
+    query = query.where(_D.ca_id == ca_id) if ca_id is not None else query.where(_D.instance == instance)
     matches = []
     if client_id is not None:
         matches.append(_D.client_id == client_id)
@@ -117,6 +118,8 @@ def fleet_devices(session: Session, *, instance: str, client_id: str | None = No
         query = query.where(or_(*matches))
     if status is not None:
         query = query.where(_D.status == status)
+    if expiring_before is not None:
+        query = query.where(_D.not_after < expiring_before)
     if after_id is not None:
         query = query.where(_D.id > after_id)
     return session.execute(query.order_by(_D.id).limit(limit)).all()

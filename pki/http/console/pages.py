@@ -144,12 +144,10 @@ def _device_list(view: View, ca_sn: str | None) -> Response:
     limit = int(view.arg("limit", 8)) if (view.arg("limit", 8) or "").isdigit() else None
     query, status, cursor = view.arg("q"), view.arg("status"), view.arg("cursor", 1024)
     expiring = view.arg("expiring", 8) == "30d"
-    if ca_sn is None:
-        page = view.run("device.find", console.search_devices, query=query, status=status, limit=limit,
-                        cursor=cursor)
-    else:
-        page = view.run("device.list", devices.list_devices, ca=ca_sn, status=status, limit=limit, cursor=cursor,
-                        expiring_before=view.ctx.clock.now() + console.EXPIRING_WITHIN if expiring else None)
+    # Across CAs it is device.find (by client id, serial, fingerprint), as over the API; of one CA, device.list.
+    page = view.run("device.find" if ca_sn is None else "device.list", console.list_devices, ca=ca_sn,
+                    query=query if ca_sn is None else None, status=status, limit=limit, cursor=cursor,
+                    expiring_before=view.ctx.clock.now() + console.EXPIRING_WITHIN if expiring else None)
     return view.render("devices.html", page=page, ca_sn=ca_sn, q=query, status=status, limit=limit,
                        expiring="30d" if expiring else None)
 

@@ -9,6 +9,7 @@ the sign-in page, anything else gets 401), checks the CSRF token of a POST, runs
 from __future__ import annotations
 
 import datetime as _dt
+import html
 import secrets as _secrets
 import urllib.parse
 from collections.abc import Callable, Iterable
@@ -18,6 +19,7 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, PackageLoader, select_autoescape
+from markupsafe import Markup
 
 from ...clock import ensure_utc
 from ...errors import PkiError
@@ -55,7 +57,23 @@ def _when(value) -> str:
         return "—"
     if isinstance(value, str):
         value = _dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    return ensure_utc(value).strftime("%Y-%m-%d %H:%M UTC")
+    # isoformat is several times cheaper than strftime, and a device list calls this 1,000 times a page.
+    return ensure_utc(value).isoformat(sep=" ", timespec="minutes")[:16] + " UTC"
+
+
+def _device_rows(items, show_ca: bool) -> Markup:
+    """The rows of a device table, built in one pass: on a 1,000-device page, a Jinja loop (a macro call
+    and a few escapes and yields per cell) took most of the page's time (profile: BENCHMARKS.md)."""
+    escape = html.escape
+    out = []
+    for d in items:
+        sn, ca_sn, status = escape(d.sn), escape(d.ca_sn), escape(d.status)
+        ca_cell = (f'<td><a href="{BASE}/cas/{ca_sn}"><code class="sn">{ca_sn}</code></a></td>' if show_ca else "")
+        out.append(f'<tr><th scope="row"><a href="{BASE}/cas/{ca_sn}/devices/{sn}">{escape(d.client_id)}</a></th>'
+                   f'<td><code class="sn">{sn}</code></td>{ca_cell}'
+                   f'<td><span class="status status-{status.lower()}">{status}</span></td>'
+                   f'<td>{_when(d.not_after)}</td></tr>\n')
+    return Markup("".join(out))
 
 
 def _age(value: _dt.timedelta | None) -> str:
@@ -74,6 +92,7 @@ _ENV = Environment(loader=PackageLoader("pki.http.console", "templates"), autoes
                    trim_blocks=True, lstrip_blocks=True, auto_reload=False)
 _ENV.filters["when"] = _when
 _ENV.filters["age"] = _age
+_ENV.globals["device_rows"] = _device_rows
 
 
 def _query(values: dict[str, Any]) -> str:
