@@ -368,3 +368,28 @@ def test_every_control_has_a_label_and_every_page_one_heading(app, admin, fleet)
                 continue
             control = re.search(r'id="([^"]+)"', tag)
             assert control and control.group(1) in labels, (path, tag)
+
+
+def test_every_console_route_but_sign_in_and_static_files_needs_a_session(ctx, app):
+    """Like the /v1 routes and their signature: nothing answers, or acts, before the session is checked."""
+    from fastapi.routing import APIRoute
+
+    from pki.http.console import more_pages, pages
+
+    tc = plain_client(app)
+    before = snapshot(ctx)
+    routes = [r for module in (pages, more_pages) for r in module.router.routes if isinstance(r, APIRoute)]
+    assert len(routes) >= 20
+    for route in routes:
+        if route.path in ("/console/sign-in", "/console/static/{name}"):
+            continue
+        path = route.path
+        for param in route.dependant.path_params:
+            path = path.replace("{" + param.name + "}", "ab" if param.name != "action" else "revoke")
+        for method in route.methods:
+            answer = tc.request(method, path, data={"confirm": "yes"}, follow_redirects=False)
+            if method == "GET":
+                assert answer.status_code == 303 and "/console/sign-in" in answer.headers["location"], path
+            else:
+                assert answer.status_code == 401, (method, path, answer.status_code)
+    assert snapshot(ctx) == before
