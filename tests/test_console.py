@@ -393,3 +393,37 @@ def test_every_console_route_but_sign_in_and_static_files_needs_a_session(ctx, a
             else:
                 assert answer.status_code == 401, (method, path, answer.status_code)
     assert snapshot(ctx) == before
+
+
+def test_concurrent_failed_sign_ins_are_all_counted(ctx, admin):
+    """Guessers racing each other: every failure counts (sign_in on SQLite and PostgreSQL, 8 threads)."""
+    import threading
+
+    from pki.errors import PkiError
+
+    outcomes, lock = [], threading.Lock()
+
+    def guess():
+        try:
+            cs.sign_in(ctx, access_key_id=admin.access_key_id, secret="guess", source_ip="192.0.2.7")
+        except PkiError as exc:
+            with lock:
+                outcomes.append(exc.code)
+
+    threads = [threading.Thread(target=guess) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(outcomes) == 8 and set(outcomes) <= {"console_signin_failed", "rate_limited"}
+    with pytest.raises(PkiError) as refused:
+        cs.sign_in(ctx, access_key_id=admin.access_key_id, secret=admin.access_key_secret, source_ip="192.0.2.8")
+    assert refused.value.code == "rate_limited"  # the key's failures reached the limit, from any address
+    failed = audit.list_records(ctx, action=cs.SIGN_IN_ACTION, result="failed").items
+    from sqlmodel import select
+
+    from pki.store.console_models import ConsoleThrottle
+
+    with ctx.store.transaction(readonly=True) as session:
+        counted = session.get(ConsoleThrottle, f"key:{admin.access_key_id}").failures
+    assert counted == len(failed) == outcomes.count("console_signin_failed") >= cs.MAX_FAILURES

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 from ..errors import PermissionDenied, RateLimited, Unauthenticated
 from ..store import Status, access_repos, console_repos
-from ..store.console_models import ConsoleSession, ConsoleThrottle
+from ..store.console_models import ConsoleSession
 from . import audit
 from . import policy as policy_engine
 from .authn import resolve_access_key
@@ -110,16 +110,6 @@ def _blocked_for(session, keys: list[str], now: _dt.datetime) -> int | None:
     return max(waits) if waits else None
 
 
-def _count_failure(session, keys: list[str], now: _dt.datetime) -> None:
-    for key in keys:
-        row = console_repos.get_throttle(session, key=key)
-        if row is None or now >= row.window_start + FAILURE_WINDOW:
-            row = row or ConsoleThrottle(key=key, failures=0, window_start=now)
-            row.failures, row.window_start = 0, now
-        row.failures += 1
-        console_repos.save_throttle(session, row)
-
-
 def sign_in(ctx: Context, *, access_key_id: str, secret: str, source_ip: str | None = None,
             request_id: str | None = None) -> SignedIn:
     """A new session for the user behind the key, or Unauthenticated ``console_signin_failed`` (the same
@@ -148,7 +138,8 @@ def sign_in(ctx: Context, *, access_key_id: str, secret: str, source_ip: str | N
     token = _secrets.token_urlsafe(32)
     with ctx.store.transaction() as session:
         if principal is None:
-            _count_failure(session, keys, now)
+            for key in keys:
+                console_repos.count_failure(session, key=key, now=now, window=FAILURE_WINDOW)
             audit.record(session, result="failed", error_code="console_signin_failed", principal="-",
                          details={"access_key_id": access_key_id}, **record)
         else:

@@ -7,6 +7,7 @@ import datetime as _dt
 from collections.abc import Sequence
 
 from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
 from .artifact_models import CrlState
@@ -15,7 +16,7 @@ from .models import CaCertificate, DeviceCertificate
 
 __all__ = [
     "insert_session", "get_session", "touch_session", "delete_session", "purge_sessions",
-    "get_throttle", "save_throttle", "clear_throttle",
+    "get_throttle", "count_failure", "clear_throttle",
     "device_counts", "expiring_counts", "crl_states", "device_rows", "device_body", "ca_body",
 ]
 
@@ -57,9 +58,24 @@ def get_throttle(session: Session, *, key: str) -> ConsoleThrottle | None:
     return session.get(ConsoleThrottle, key)
 
 
-def save_throttle(session: Session, row: ConsoleThrottle) -> None:
-    session.add(row)
-    session.flush()
+def count_failure(session: Session, *, key: str, now: _dt.datetime, window: _dt.timedelta) -> None:
+    """One more failure for ``key`` in its current window (a new window if the last one has passed).
+
+    Atomic on both databases (an UPDATE of ``failures + 1``, an INSERT ... ON CONFLICT), so that
+    concurrent failures are all counted: a read-then-write would let a guesser lose some of them.
+    """
+    cutoff = now - window
+    table = ConsoleThrottle.__table__
+    insert = (postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert)(table)
+    for _ in range(3):
+        if session.execute(update(table).where(table.c.key == key, table.c.window_start > cutoff)
+                           .values(failures=table.c.failures + 1)).rowcount == 1:
+            return
+        fresh = insert.values(key=key, failures=1, window_start=now).on_conflict_do_update(
+            index_elements=["key"], set_={"failures": 1, "window_start": now},
+            where=table.c.window_start <= cutoff).returning(table.c.key)
+        if session.execute(fresh).first() is not None:  # (rowcount is not reliable here across drivers)
+            return
 
 
 def clear_throttle(session: Session, *, key: str) -> None:
