@@ -132,10 +132,11 @@ class DeviceRow:
 
 
 def list_devices(ctx: Context, *, ca: str | None = None, query: str | None = None, status: str | None = None,
-                 expiring_before: _dt.datetime | None = None, limit: int | None = None,
-                 cursor: str | None = None) -> Page:
+                 expiring_soon: bool = False, limit: int | None = None, cursor: str | None = None) -> Page:
     """A keyset page of :class:`DeviceRow`: a CA's devices, or the instance's across CAs; ``query``
-    matches a client id, a device serial or a fingerprint exactly."""
+    matches a client id, a device serial or a fingerprint exactly; ``expiring_soon``: only certificates
+    ending within :data:`EXPIRING_WITHIN` (or ended already)."""
+    expiring_before = ctx.clock.now() + EXPIRING_WITHIN if expiring_soon else None
     terms = _search_terms(query) if query else {}
     wanted = parse_status(status, DeviceStatus)
     size = page_limit(limit)

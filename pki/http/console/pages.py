@@ -147,7 +147,7 @@ def _device_list(view: View, ca_sn: str | None) -> Response:
     # Across CAs it is device.find (by client id, serial, fingerprint), as over the API; of one CA, device.list.
     page = view.run("device.find" if ca_sn is None else "device.list", console.list_devices, ca=ca_sn,
                     query=query if ca_sn is None else None, status=status, limit=limit, cursor=cursor,
-                    expiring_before=view.ctx.clock.now() + console.EXPIRING_WITHIN if expiring else None)
+                    expiring_soon=expiring)
     return view.render("devices.html", page=page, ca_sn=ca_sn, q=query, status=status, limit=limit,
                        expiring="30d" if expiring else None)
 
