@@ -46,12 +46,15 @@ def _populate(ctx):
 def _sign_in(driver, url, user):
     from selenium.webdriver.common.by import By
 
+    from selenium.webdriver.support import expected_conditions as EC
+    from selenium.webdriver.support.ui import WebDriverWait
+
     driver.get(url + "/console")
     assert "/console/sign-in" in driver.current_url
     driver.find_element(By.ID, "access_key_id").send_keys(user.access_key_id)
     driver.find_element(By.ID, "secret").send_keys(user.access_key_secret)
-    driver.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
-    assert driver.find_element(By.ID, "principal").text == user.name
+    driver.find_element(By.CSS_SELECTOR, "main form button[type=submit]").click()
+    WebDriverWait(driver, 10).until(EC.text_to_be_present_in_element((By.ID, "principal"), user.name))
 
 
 def test_sign_in_find_revoke_and_see_it_on_the_crl_and_the_audit_log(ctx, settings, tmp_path):
@@ -73,8 +76,9 @@ def test_sign_in_find_revoke_and_see_it_on_the_crl_and_the_audit_log(ctx, settin
         box = driver.find_element(By.ID, "q")
         box.send_keys(target.client_id)
         box.submit()
+        WebDriverWait(driver, 10).until(EC.url_contains("/console/devices?q="))
         driver.find_element(By.LINK_TEXT, target.client_id).click()
-        assert driver.find_element(By.ID, "device-sn").text == target.sn
+        WebDriverWait(driver, 10).until(EC.text_to_be_present_in_element((By.ID, "device-sn"), target.sn))
         screenshot(driver, "device")
 
         # Revoke it with a reason; the script asks in a dialog.
@@ -91,6 +95,7 @@ def test_sign_in_find_revoke_and_see_it_on_the_crl_and_the_audit_log(ctx, settin
 
         # On the CRL page, and on the CRL brokers fetch.
         driver.find_element(By.ID, "crl-link").click()
+        WebDriverWait(driver, 10).until(EC.presence_of_element_located((By.ID, "crl-entries")))
         assert target.sn in driver.find_element(By.ID, "crl-entries").text
         assert "keyCompromise" in driver.find_element(By.ID, "crl-entries").text
 
@@ -99,6 +104,7 @@ def test_sign_in_find_revoke_and_see_it_on_the_crl_and_the_audit_log(ctx, settin
         rows = driver.find_element(By.ID, "audit").text
         assert f"{ca.sn}/{target.sn}" in rows and "operator" in rows
         driver.find_element(By.ID, "verify").click()
+        WebDriverWait(driver, 10).until(EC.presence_of_element_located((By.ID, "head-hash")))
         head = driver.find_element(By.ID, "head-hash").text
         assert len(head) == 64 and audit.verify(ctx).ok
 
@@ -113,7 +119,7 @@ def test_sign_in_find_revoke_and_see_it_on_the_crl_and_the_audit_log(ctx, settin
         # Sign out; the read-only user sees no revoke button, and a forged POST gets 403.
         driver.get(url + "/console")
         driver.find_element(By.CSS_SELECTOR, "form.signout button").click()
-        assert "/console/sign-in" in driver.current_url
+        WebDriverWait(driver, 10).until(EC.url_contains("/console/sign-in"))
         _sign_in(driver, url, reader)
         driver.get(f"{url}/console/cas/{ca.sn}/devices/{other.sn}")
         assert driver.find_element(By.ID, "device-sn").text == other.sn
@@ -130,6 +136,8 @@ def test_sign_in_find_revoke_and_see_it_on_the_crl_and_the_audit_log(ctx, settin
 def test_every_page_works_without_javascript(ctx, settings, tmp_path):
     """With scripting off, a change goes through the confirmation page instead of a dialog."""
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as EC
+    from selenium.webdriver.support.ui import WebDriverWait
 
     ca, fleet = _populate(ctx)
     admin = make_user(ctx, "operator", "PkiAdministratorAccess")
@@ -138,9 +146,9 @@ def test_every_page_works_without_javascript(ctx, settings, tmp_path):
         _sign_in(driver, url, admin)
         driver.get(f"{url}/console/cas/{ca.sn}/devices/{target.sn}")
         driver.find_element(By.CSS_SELECTOR, "form[action$='/deactivate'] button").click()
-        assert driver.find_element(By.TAG_NAME, "h1").text == "Confirm: deactivate"
+        WebDriverWait(driver, 10).until(EC.text_to_be_present_in_element((By.TAG_NAME, "h1"), "Confirm: deactivate"))
         driver.find_element(By.CSS_SELECTOR, "main form button").click()
-        assert "INACTIVE" in driver.find_element(By.ID, "device-status").text
+        WebDriverWait(driver, 10).until(EC.text_to_be_present_in_element((By.ID, "device-status"), "INACTIVE"))
         # Keyboard: the skip link is the first stop and leads to the content.
         from selenium.webdriver.common.keys import Keys
 
