@@ -213,6 +213,7 @@ ERROR_CODES: dict[str, str] = {
     ),
     **_codes(
         PermissionDenied, "permission_denied", "access_denied", "authentication_failed", "invalid_access_key",
+        "console_csrf_invalid",
     ),
     **_codes(
         ConfigError, "config_error", "invalid_config", "store_not_initialized", "store_outdated",
@@ -228,6 +229,7 @@ ERROR_CODES: dict[str, str] = {
     **_codes(
         Unauthenticated, "unauthenticated", "signature_missing", "signature_invalid", "signature_expired",
         "nonce_replayed", "hook_token_missing", "hook_token_invalid",
+        "console_signin_failed", "console_session_expired",
     ),
     **_codes(RateLimited, "rate_limited"),
     **_codes(InternalError, "internal_error", "key_corrupt", "key_cannot_sign"),

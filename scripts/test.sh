@@ -16,6 +16,9 @@ if [ "${CI:-}" = "true" ]; then
         || missing+=(rabbitmq-server)
     [ -x /usr/sbin/mosquitto ] || command -v mosquitto >/dev/null || missing+=(mosquitto)
     command -v mosquitto_pub >/dev/null || missing+=(mosquitto-clients)
+    # The console's browser test (tests/test_console_browser.py): Debian's chromium and its driver.
+    command -v chromium >/dev/null || missing+=(chromium)
+    command -v chromedriver >/dev/null || [ -x /usr/lib/chromium/chromedriver ] || missing+=(chromium-driver)
     if [ "${#missing[@]}" -gt 0 ]; then
         SUDO=()
         [ "$(id -u)" = 0 ] || SUDO=(sudo -n)
@@ -31,4 +34,5 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[test]" 2>&1 \
     | grep -v "^WARNING: Location" || true
+# Screenshots of the console tests land in test-artifacts/console/ (PKI_TEST_ARTIFACTS moves them).
 exec .venv/bin/python -m pytest "$@"

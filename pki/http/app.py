@@ -37,6 +37,7 @@ from .. import signing
 from ..services.authn import RateLimit
 from .broker import PREFIX as BROKER_PREFIX, BrokerHooks
 from .jwks import JWKS_PATH, jwks_router
+from .console import console_router
 from .deps import refuse_unsigned
 from .middleware import PkiMiddleware
 from .problems import PROBLEM, error_problem, problem_body
@@ -315,6 +316,7 @@ def create_app(
     app.add_exception_handler(Exception, _unexpected)
     app.include_router(_public_router(get_ctx))
     app.include_router(jwks_router(get_ctx))
+    app.include_router(console_router())
     for router, tag in ROUTE_TABLE:
         app.include_router(router, prefix=PREFIX, tags=[tag])
 

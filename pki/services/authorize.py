@@ -40,6 +40,7 @@ __all__ = [
     "resource_for",
     "simulate",
     "authorize",
+    "permitted",
 ]
 
 
@@ -243,3 +244,13 @@ def authorize(
         message, code="access_denied", operation=operation, action=decision.action, resource=resource,
         decided_by=decision.as_json()["decided_by"], user=principal.name,
     )
+
+
+def permitted(ctx: Context, principal: Principal, operations, request_context: RequestContext | None = None
+              ) -> frozenset[str]:
+    """Which of ``operations`` :func:`authorize` would allow: for a front end that shows only what the
+    principal may do (the console's buttons).  Records nothing; the operation itself is authorized again."""
+    rc = _request_context(ctx, request_context)
+    return frozenset(op for op in operations
+                     if _decide(ctx, principal, operation=op, action=None, resource=resource_for(ctx, op),
+                                rc=rc).allowed)
