@@ -1,7 +1,7 @@
 """Console sessions and sign-in throttles (pki/store/console_models.py).
 
 Revision ID: 0017
-Revises: 0011
+Revises: 0012
 """
 
 import sqlalchemy as sa
