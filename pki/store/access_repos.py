@@ -269,7 +269,7 @@ def append_audit(conn: _Conn, *, values: dict) -> None:
 
 def append_audit_many(conn: _Conn, records: list[dict]) -> None:
     """Insert chained records (one executemany) and move the head to the last (same transaction as the lock)."""
-    conn.execute(_INSERT_RECORD, records)
+    conn.execute(_INSERT_RECORD, records[0] if len(records) == 1 else records)  # one row: no executemany setup
     conn.execute(_MOVE_HEAD, {"new_seq": records[-1]["seq"], "new_hash": records[-1]["hash"]})
 
 
