@@ -119,12 +119,12 @@ def _spki_key_bits(spki: bytes) -> bytes:
         return at + 2 + count, int.from_bytes(spki[at + 2: at + 2 + count], "big")
 
     if spki[:1] != b"\x30":
-        raise InvalidInput("public key: its SubjectPublicKeyInfo is not a SEQUENCE", code="invalid_public_key")
+        raise InvalidInput("public key: its SubjectPublicKeyInfo is not a SEQUENCE", code="invalid_der")
     start, _ = header(0)
     alg_start, alg_len = header(start)
     bits_at = alg_start + alg_len
     if spki[bits_at: bits_at + 1] != b"\x03":
-        raise InvalidInput("public key: its SubjectPublicKeyInfo has no BIT STRING", code="invalid_public_key")
+        raise InvalidInput("public key: its SubjectPublicKeyInfo has no BIT STRING", code="invalid_der")
     bits_start, bits_len = header(bits_at)
     return spki[bits_start + 1: bits_start + bits_len]  # past the unused-bits octet
 
