@@ -150,30 +150,24 @@ def device_template(profile: DeviceProfile, ca_cert: x509.Certificate, signer) -
                           ocsp_url=profile.ocsp_url)
 
 
-def sign_device(
-    profile: DeviceProfile, template: DeviceTemplate, signer, *, public_key, client_id: str,
-    sans: tuple[x509.GeneralName, ...] = (),
-) -> TemplatedCertificate:
+def sign_device(profile: DeviceProfile, template: DeviceTemplate, signer, *, public_key, client_id: str,
+                sans: tuple[x509.GeneralName, ...] = ()) -> TemplatedCertificate:
     """The device certificate from the CA's template, signed by ``signer``: its DER, serial and validity."""
     return template.issue(signer, public_key=public_key, client_id=client_id, serial=px509.random_serial(),
                           not_before=profile.not_before, not_after=profile.not_after, sans=sans)
 
 
-def device_row_values(
-    cert: x509.Certificate | TemplatedCertificate, *, instance: str, ca_id: int, client_id: str, key_type: str,
-    now: _dt.datetime, source: str = "issued",
-) -> dict:
+def device_row_values(cert: x509.Certificate | TemplatedCertificate, *, instance: str, ca_id: int, client_id: str,
+                      key_type: str, now: _dt.datetime, source: str = "issued") -> dict:
     if isinstance(cert, TemplatedCertificate):  # made here: its values are known, nothing to parse
         der, serial, not_before, not_after = cert.der, cert.serial, cert.not_before, cert.not_after
     else:
         der, serial = cert.public_bytes(px509.DER), cert.serial_number
         not_before, not_after = cert.not_valid_before_utc, cert.not_valid_after_utc
-    return dict(
-        instance=instance, ca_id=ca_id, sn=format(serial, "x"), client_id=client_id,
-        status=DeviceStatus.ACTIVE, source=source, fingerprint_sha256=px509.fingerprint_sha256_der(der),
-        key_type=key_type, not_before=not_before, not_after=not_after, cert_der=der,
-        created_at=now, updated_at=now, status_changed_at=now,
-    )
+    return dict(instance=instance, ca_id=ca_id, sn=format(serial, "x"), client_id=client_id,
+                status=DeviceStatus.ACTIVE, source=source, fingerprint_sha256=px509.fingerprint_sha256_der(der),
+                key_type=key_type, not_before=not_before, not_after=not_after, cert_der=der,
+                created_at=now, updated_at=now, status_changed_at=now)
 
 
 def issue_device(
