@@ -42,10 +42,12 @@ def _init_worker(
     ca_cert = x509.load_der_x509_certificate(profile.ca_cert_der)
     chain = [ca_cert, *(x509.load_der_x509_certificate(d) for d in profile.chain_der)]
     _worker = dict(
-        signer=signer, ca_cert=ca_cert, chain=chain, template=device_template(profile, ca_cert, signer), chain_pem=b"".join(c.public_bytes(px509.PEM) for c in chain),
+        signer=signer, ca_cert=ca_cert, chain=chain, chain_pem=b"".join(c.public_bytes(px509.PEM) for c in chain),
         profile=profile, key_type=key_type, fmt=fmt, password=p12_password, instance=instance, now=now,
         devices=devices,
     )
+    # The constant parts of every certificate of this run, encoded once (pki/x509/template.py).
+    _worker["template"] = device_template(profile, ca_cert, signer)
 
 
 def _forget_worker() -> None:
