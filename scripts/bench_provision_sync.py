@@ -43,7 +43,6 @@ def main() -> None:
     ctx = open_context(settings)
     ca = managed.create_ca(ctx, name="X")
     from cryptography import x509
-    from cryptography.hazmat.primitives.serialization import load_der_private_key  # noqa: F401
     from pki.services.devices import _issuer_material  # the CA's parsed certificate, as issuance has it
     from pki.store import repos
     with ctx.store.transaction(readonly=True) as session:
