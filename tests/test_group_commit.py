@@ -235,3 +235,64 @@ def test_an_interrupted_waiter_leaves_the_queue_and_nothing_hangs(monkeypatch):
     monkeypatch.undo()
     assert group.submit("after") == "after"  # no leader left stranded
     assert store.rows == ["first", "after"]
+
+
+def test_finish_runs_last_in_each_transaction_with_its_jobs_results():
+    """The hook that appends a batch's audit records sees exactly the jobs its transaction holds."""
+    store = FakeStore()
+    finished: list[list[str]] = []
+
+    def finish(pending, results):
+        finished.append(list(results))
+        pending.append("finish:" + ",".join(results))
+
+    group = GroupCommit(store.transaction, lambda pending, job: pending.append(job) or job.upper(), finish=finish)
+    assert group.submit("a") == "A"
+    assert finished == [["A"]] and store.commits == [["a", "finish:A"]]
+
+
+def test_a_failing_finish_fails_every_job_of_its_batch_and_keeps_nothing():
+    store = FakeStore()
+
+    def finish(pending, results):
+        raise RuntimeError("the audit head is gone")
+
+    group = GroupCommit(store.transaction, lambda pending, job: pending.append(job), finish=finish)
+    with pytest.raises(RuntimeError):
+        group.submit("a")
+    assert store.rows == [] and store.commits == []  # FakeStore rolls back on an exception
+
+
+def test_batched_audit_records_chain_exactly_as_one_by_one_appends(ctx):
+    """append_changes chains N records in memory; the log verifies, seqs are consecutive, each links to the last."""
+    with audit.acting_as(audit.Actor(principal="one-by-one")):
+        audit.record(ctx, action="mq:RegisterCa", resource="r")
+    records = []
+    for i in range(5):
+        with audit.acting_as(audit.Actor(principal=f"caller-{i}", request_id=f"req-{i}")):
+            records.append(audit.change_values(ctx, "device.issue", subject=f"ca/{i}", client_id=f"d-{i}"))
+    with ctx.store.core_transaction() as conn:
+        audit.append_changes(conn, records)
+    assert audit.verify(ctx).ok
+    page = audit.list_records(ctx, limit=100).items
+    assert [r.seq for r in page] == [1, 2, 3, 4, 5, 6]
+    assert [r.principal for r in page[1:]] == [f"caller-{i}" for i in range(5)]
+    assert all(later.prev_hash == earlier.hash for earlier, later in zip(page, page[1:]))
+    assert [r.details["subject"] for r in page[1:]] == [f"ca/{i}" for i in range(5)]
+
+
+def test_issuance_with_the_audit_head_gone_is_refused_and_stores_nothing(ctx):
+    """The batched append still refuses a broken log; the certificate signed for it is never stored."""
+    from sqlalchemy import text
+
+    from pki.errors import InvalidState
+    from tests.support import snapshot
+
+    ca = managed.create_ca(ctx, name="Headless Root")
+    with ctx.store.engine.begin() as conn:
+        conn.execute(text("DELETE FROM audit_head"))
+    before = snapshot(ctx)
+    with pytest.raises(InvalidState) as err:
+        devices.issue_device(ctx, ca=ca.sn, generate=True, client_id="never-stored")
+    assert err.value.code == "audit_chain_broken"
+    assert snapshot(ctx) == before

@@ -44,13 +44,14 @@ def new_key_id() -> str:
 class SoftwareSigner:
     """A :class:`~pki.keys.types.Signer` over a private key held in memory."""
 
-    __slots__ = ("key_id", "key_type", "_private_key")
+    __slots__ = ("key_id", "key_type", "_private_key", "_raw_sign")
 
     def __init__(self, private_key: PrivateKey, *, key_id: str) -> None:
         _check_key_id(key_id)
         self.key_type = key_type_of(private_key)
         self.key_id = key_id
         self._private_key = private_key
+        self._raw_sign = _raw_signing(private_key)
 
     def __repr__(self) -> str:
         return f"<SoftwareSigner key_id={self.key_id!r} key_type={self.key_type!r}>"
@@ -81,14 +82,22 @@ class SoftwareSigner:
         return builder.sign(self._private_key, signature_hash_for(self._private_key))
 
     def sign_bytes(self, data: bytes) -> bytes:
-        key = self._private_key
-        if isinstance(key, ed25519.Ed25519PrivateKey):
-            return key.sign(data)
-        if isinstance(key, ec.EllipticCurvePrivateKey):
-            return key.sign(data, ec.ECDSA(signature_hash_for(key)))
-        if isinstance(key, rsa.RSAPrivateKey):
-            return key.sign(data, padding.PKCS1v15(), hashes.SHA256())
-        raise InternalError(f"key {self.key_id} has no signing algorithm", code="key_cannot_sign")
+        if self._raw_sign is None:
+            raise InternalError(f"key {self.key_id} has no signing algorithm", code="key_cannot_sign")
+        return self._raw_sign(data)
+
+
+def _raw_signing(key):
+    """``sign(data)`` with the key's natural algorithm, chosen once: templated issuance calls it per device."""
+    if isinstance(key, ed25519.Ed25519PrivateKey):
+        return key.sign
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        algorithm = ec.ECDSA(signature_hash_for(key))
+        return lambda data: key.sign(data, algorithm)
+    if isinstance(key, rsa.RSAPrivateKey):
+        pad, digest = padding.PKCS1v15(), hashes.SHA256()
+        return lambda data: key.sign(data, pad, digest)
+    return None
 
 
 class SoftwareKeystore:

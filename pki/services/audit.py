@@ -54,6 +54,8 @@ from .schemas import Page, _Public
 
 __all__ = [
     "record_change",
+    "change_values",
+    "append_changes",
     "record_batch",
     "batch_devices",
     "ACCOUNT_PRINCIPAL",
@@ -233,6 +235,15 @@ def _append(target: Session | Connection, values: dict) -> None:
     outside the application: appending would fail on a unique constraint (or
     hide the change), so the write is refused, naming what was found.
     """
+    seq, prev_hash = _locked_head(target)
+    values["seq"] = seq + 1
+    values["prev_hash"] = prev_hash
+    values["hash"] = record_hash(**values)
+    access_repos.append_audit(target, values=values)
+
+
+def _locked_head(target: Session | Connection) -> tuple[int, str]:
+    """The head's (seq, hash), locked; refused when the log was changed outside the application."""
     head = access_repos.lock_audit_head(target)
     if head is None:
         raise InvalidState(
@@ -247,10 +258,33 @@ def _append(target: Session | Connection, values: dict) -> None:
             "application. Nothing was changed; verify the audit log, then restore the database from a backup",
             code="audit_chain_broken", problem="appended", head_seq=seq, last_seq=last_seq,
         )
-    values["seq"] = seq + 1
-    values["prev_hash"] = prev_hash
-    values["hash"] = record_hash(**values)
-    access_repos.append_audit(target, values=values)
+    return seq, prev_hash
+
+
+def change_values(ctx: Context, operation: str, *, subject: str, **details: Any) -> dict:
+    """The record :func:`record_change` would append, not yet chained: for :func:`append_changes`."""
+    return _values(
+        action=policy_engine.ACTIONS[operation].action,
+        resource=policy_engine.resource_name(ctx.settings.region, ctx.settings.account_id, ctx.instance),
+        result="success", error_code=None, details={"operation": operation, "subject": subject, **details},
+        principal=None, source_ip=None, request_id=None, now=ctx.clock.now(),
+    )
+
+
+def append_changes(target: Session | Connection, records: list[dict]) -> None:
+    """Chain ``records`` (from :func:`change_values`) onto the head in memory, in order, and insert them
+    with one statement and one move of the head: the hash chain is the same as appending them one by one.
+    Same transaction as the changes, called last (it holds the head lock)."""
+    if not records:
+        return
+    head = _locked_head(target)
+    seq, prev_hash = head
+    for values in records:
+        seq += 1
+        values["seq"] = seq
+        values["prev_hash"] = prev_hash
+        values["hash"] = prev_hash = record_hash(**values)
+    access_repos.append_audit_many(target, records)
 
 
 def record_change(
@@ -263,12 +297,7 @@ def record_change(
     a serial, ``ca_sn/sn``, a client id) in its details.
     """
     # record() without the public copy it returns: this is on every change's path.
-    _append(target, _values(
-        action=policy_engine.ACTIONS[operation].action,
-        resource=policy_engine.resource_name(ctx.settings.region, ctx.settings.account_id, ctx.instance),
-        result="success", error_code=None, details={"operation": operation, "subject": subject, **details},
-        principal=None, source_ip=None, request_id=None, now=ctx.clock.now(),
-    ))
+    _append(target, change_values(ctx, operation, subject=subject, **details))
 
 
 def record_batch(target: Session | Connection, ctx: Context, *, ca_sn: str,

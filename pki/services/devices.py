@@ -18,6 +18,7 @@ from .. import x509 as px509
 from ..x509.bundles import pkcs12_bundle, private_key_pem
 from ..x509.crl import REVOCATION_REASONS
 from ..x509.sans import parse_sans
+from ..x509.template import DeviceTemplate, TemplatedCertificate
 from .cas import resolve_ca
 from .paging import after_position, page_limit, page_of, parse_status
 from . import audit
@@ -30,7 +31,7 @@ from .status_change import change_status
 __all__ = [
     "Issued", "DeviceProfile", "REVOCATION_REASONS", "issue_device", "register_device", "show_device",
     "find_devices", "list_devices", "activate_device", "deactivate_device", "revoke_device", "delete_device",
-    "parse_sans", "pkcs12_bytes", "private_key_pem", "device_profile",
+    "parse_sans", "pkcs12_bytes", "private_key_pem", "device_profile", "device_template", "sign_device",
 ]
 
 DEFAULT_DEVICE_DAYS = 365
@@ -143,30 +144,30 @@ def _url(template: str | None, ca_sn: str) -> str | None:
     return template.replace("{ca_sn}", ca_sn) if template else None
 
 
-def sign_device(
-    profile: DeviceProfile, ca_cert: x509.Certificate, signer, *, public_key, client_id: str,
-    sans: tuple[x509.GeneralName, ...] = (),
-) -> x509.Certificate:
-    builder = px509.build_device_certificate(
-        issuer=ca_cert, public_key=public_key, client_id=client_id, serial=px509.random_serial(),
-        not_before=profile.not_before, not_after=profile.not_after, sans=sans,
-        crl_url=profile.crl_url, ocsp_url=profile.ocsp_url,
-    )
-    return signer.sign_certificate(builder)
+def device_template(profile: DeviceProfile, ca_cert: x509.Certificate, signer) -> DeviceTemplate:
+    """The CA's device profile as a DER template (pki/x509/template.py), for one signer's key type."""
+    return DeviceTemplate(issuer=ca_cert, signer_key_type=signer.key_type, crl_url=profile.crl_url,
+                          ocsp_url=profile.ocsp_url)
 
 
-def device_row_values(
-    cert: x509.Certificate, *, instance: str, ca_id: int, client_id: str, key_type: str, now: _dt.datetime,
-    source: str = "issued",
-) -> dict:
-    der = cert.public_bytes(px509.DER)
-    return dict(
-        instance=instance, ca_id=ca_id, sn=format(cert.serial_number, "x"), client_id=client_id,
-        status=DeviceStatus.ACTIVE, source=source, fingerprint_sha256=px509.fingerprint_sha256_der(der),
-        key_type=key_type,
-        not_before=cert.not_valid_before_utc, not_after=cert.not_valid_after_utc, cert_der=der,
-        created_at=now, updated_at=now, status_changed_at=now,
-    )
+def sign_device(profile: DeviceProfile, template: DeviceTemplate, signer, *, public_key, client_id: str,
+                sans: tuple[x509.GeneralName, ...] = ()) -> TemplatedCertificate:
+    """The device certificate from the CA's template, signed by ``signer``: its DER, serial and validity."""
+    return template.issue(signer, public_key=public_key, client_id=client_id, serial=px509.random_serial(),
+                          not_before=profile.not_before, not_after=profile.not_after, sans=sans)
+
+
+def device_row_values(cert: x509.Certificate | TemplatedCertificate, *, instance: str, ca_id: int, client_id: str,
+                      key_type: str, now: _dt.datetime, source: str = "issued") -> dict:
+    if isinstance(cert, TemplatedCertificate):  # made here: its values are known, nothing to parse
+        der, serial, not_before, not_after = cert.der, cert.serial, cert.not_before, cert.not_after
+    else:
+        der, serial = cert.public_bytes(px509.DER), cert.serial_number
+        not_before, not_after = cert.not_valid_before_utc, cert.not_valid_after_utc
+    return dict(instance=instance, ca_id=ca_id, sn=format(serial, "x"), client_id=client_id,
+                status=DeviceStatus.ACTIVE, source=source, fingerprint_sha256=px509.fingerprint_sha256_der(der),
+                key_type=key_type, not_before=not_before, not_after=not_after, cert_der=der,
+                created_at=now, updated_at=now, status_changed_at=now)
 
 
 def issue_device(
@@ -211,10 +212,10 @@ def issue_device(
     validate_client_id(client_id)
     job = _IssueJob(ca=ca, public_key=public_key, client_id=client_id, days=days, sans=parse_sans(sans),
                     now=ctx.clock.now())
-    state_sn, values, cert, ca_cert, chain = _issuer_group(ctx).submit(job)
+    state_sn, values, cert, ca_cert, chain, _ = _issuer_group(ctx).submit(job)
     device = DevicePublic(ca_sn=state_sn, revocation_reason=None, revoked_at=None,
                           **{k: values[k] for k in _PUBLIC_FROM_VALUES})
-    return Issued(device=device, certificate=cert, chain=(ca_cert, *chain), private_key=private_key)
+    return Issued(device=device, certificate=cert.certificate(), chain=(ca_cert, *chain), private_key=private_key)
 
 
 @dataclass(frozen=True)
@@ -228,9 +229,11 @@ class _IssueJob:
 
 
 def _issuer_group(ctx: Context) -> GroupCommit:
-    """Issuances that arrive together share a transaction (see pki.services.group_commit)."""
+    """Issuances that arrive together share a transaction (see pki.services.group_commit), and their audit
+    records are chained in memory and appended together at its end (audit.append_changes)."""
     return ctx.memo(("group_commit", "device.issue"),
-                    lambda: GroupCommit(ctx.store.core_transaction, lambda conn, job: _write_issued(ctx, conn, job)))
+                    lambda: GroupCommit(ctx.store.core_transaction, lambda conn, job: _write_issued(ctx, conn, job),
+                                        finish=lambda conn, results: audit.append_changes(conn, [r[-1] for r in results])))
 
 
 def _write_issued(ctx: Context, session, job: _IssueJob):
@@ -240,15 +243,17 @@ def _write_issued(ctx: Context, session, job: _IssueJob):
     signer = ca_signer(ctx, session, state)
     profile = device_profile(ctx, state, days=job.days, now=job.now)
     ca_cert, chain = _issuer_material(ctx, state)
-    cert = sign_device(profile, ca_cert, signer, public_key=job.public_key, client_id=job.client_id,
-                       sans=job.sans)
+    template = ctx.memo(("device_template", state.id, state.fingerprint_sha256, signer.key_type, profile.crl_url,
+                         profile.ocsp_url), lambda: device_template(profile, ca_cert, signer))
+    cert = sign_device(profile, template, signer, public_key=job.public_key, client_id=job.client_id, sans=job.sans)
     values = device_row_values(
         cert, instance=ctx.instance, ca_id=state.id, client_id=job.client_id,
         key_type=px509.public_key_type(job.public_key), now=job.now,
     )
     repos.insert_device_values(session, values)
-    audit.record_change(session, ctx, "device.issue", subject=f"{state.sn}/{values['sn']}", client_id=job.client_id)
-    return state.sn, values, cert, ca_cert, chain
+    # The audit record is made now (under this job's Actor) and appended with the batch's (see _issuer_group).
+    record = audit.change_values(ctx, "device.issue", subject=f"{state.sn}/{values['sn']}", client_id=job.client_id)
+    return state.sn, values, cert, ca_cert, chain, record
 
 
 _PUBLIC_FROM_VALUES = ("sn", "client_id", "status", "source", "fingerprint_sha256", "key_type", "not_before",

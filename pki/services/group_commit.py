@@ -57,12 +57,15 @@ class _Slot(Generic[J]):
 
 class GroupCommit(Generic[J, R]):
     """``submit(job)`` runs ``write(conn, job)`` in a transaction from ``transaction()``, shared with
-    the jobs submitted at the same time, and answers its result (or raises its error)."""
+    the jobs submitted at the same time, and answers its result (or raises its error).  ``finish(conn,
+    results)``, when given, runs last in every transaction, with the results of the jobs it holds."""
 
     def __init__(self, transaction: Callable[[], AbstractContextManager[Any]], write: Callable[[Any, J], R], *,
-                 max_batch: int = MAX_BATCH) -> None:
+                 max_batch: int = MAX_BATCH, finish: Callable[[Any, list[R]], None] | None = None) -> None:
         self._transaction = transaction
         self._write = write
+        # Runs last in each transaction with the results of its jobs (their audit records, chained at once).
+        self._finish = finish
         self._max_batch = max_batch
         self._lock = threading.Lock()
         self._queue: list[_Slot[J]] = []
@@ -125,6 +128,8 @@ class GroupCommit(Generic[J, R]):
                         failed_at.append(index)
                         results.append(self._run(conn, slot))
                         failed_at.pop()
+                    if self._finish is not None:
+                        self._finish(conn, results)
             except Exception as exc:
                 if not failed_at:
                     # The transaction itself failed (its begin or its commit): the outcome of
@@ -137,7 +142,10 @@ class GroupCommit(Generic[J, R]):
                 for slot in batch[:bad] + batch[bad + 1:]:  # alone, so that one job's failure is its own
                     try:
                         with self._transaction() as conn:
-                            slot.result = self._run(conn, slot)
+                            result = self._run(conn, slot)
+                            if self._finish is not None:
+                                self._finish(conn, [result])
+                            slot.result = result
                     except Exception as one:
                         slot.error = one
                 return

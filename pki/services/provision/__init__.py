@@ -82,6 +82,14 @@ class ProvisionResult:
     index: Path
 
 
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity, which a container or taskset narrows)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
 def provision(
     ctx: Context,
     *,
@@ -98,11 +106,11 @@ def provision(
 ) -> ProvisionResult:
     """Issue a key and certificate for every manifest row; safe to rerun after any crash.
 
-    ``workers`` defaults to the number of CPUs; with 1, everything runs in
+    ``workers`` defaults to the number of cores this process may run on; with 1, everything runs in
     this process.  ``on_progress(done, total)`` is called after each batch.
     """
     manifest, out = Path(manifest), Path(out)
-    workers = (os.cpu_count() or 1) if workers is None else workers
+    workers = available_cores() if workers is None else workers
     if not isinstance(workers, int) or workers < 1:
         raise InvalidInput("the number of workers must be at least 1", code="invalid_workers", field="workers")
     if not isinstance(batch_size, int) or not 1 <= batch_size <= MAX_BATCH_SIZE:

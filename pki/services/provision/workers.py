@@ -1,7 +1,8 @@
 """The workers of a provisioning run: generate keys, sign, write ``.partial`` files.
 
-Each worker process unseals the CA key once (:func:`_init_worker`) and then
-signs chunks of manifest rows (:func:`_sign_chunk`); the writer consumes the
+Each worker process unseals the CA key once (:func:`_init_worker`), encodes
+the CA's device template once (pki/x509/template.py) and then signs chunks of
+manifest rows (:func:`_sign_chunk`); the writer consumes the
 results in manifest order through a bounded window of futures
 (:func:`_signed`).  With one worker the same functions run in the writer's
 own process.
@@ -21,7 +22,7 @@ from ...durable import write_new
 from ...process import die_with_parent
 from ...keys import SoftwareKeystore, generate_private_key, load_master_key
 from ... import x509 as px509
-from ..devices import DeviceProfile, device_row_values, parse_sans, private_key_pem, sign_device
+from ..devices import DeviceProfile, device_row_values, device_template, parse_sans, private_key_pem, sign_device
 from .writer import _CERT_SUFFIX, _KEY_SUFFIX, _PARTIAL
 
 # Per-process state set by _init_worker: the unsealed CA key lives only here.
@@ -45,6 +46,8 @@ def _init_worker(
         profile=profile, key_type=key_type, fmt=fmt, password=p12_password, instance=instance, now=now,
         devices=devices,
     )
+    # The constant parts of every certificate of this run, encoded once (pki/x509/template.py).
+    _worker["template"] = device_template(profile, ca_cert, signer)
 
 
 def _forget_worker() -> None:
@@ -67,17 +70,17 @@ def _sign_chunk(rows: list[tuple[str, tuple[str, ...]]]) -> list[tuple[str, dict
     for client_id, sans in rows:
         key = generate_private_key(w["key_type"])
         cert = sign_device(
-            w["profile"], w["ca_cert"], w["signer"], public_key=key.public_key(), client_id=client_id,
-            sans=parse_sans(sans),
+            w["profile"], w["template"], w["signer"], public_key=key.public_key(), client_id=client_id,
+            sans=parse_sans(sans) if sans else (),
         )
         if w["fmt"] == "p12":
-            secret = px509.pkcs12_bundle(name=client_id, key=key, certificate=cert, chain=w["chain"],
+            secret = px509.pkcs12_bundle(name=client_id, key=key, certificate=cert.certificate(), chain=w["chain"],
                                          password=w["password"])
         else:
             secret = private_key_pem(key)
         base = os.path.join(w["devices"], client_id)
         write_new(base + _KEY_SUFFIX[w["fmt"]] + _PARTIAL, secret, 0o600)
-        write_new(base + _CERT_SUFFIX + _PARTIAL, cert.public_bytes(px509.PEM) + w["chain_pem"], 0o644)
+        write_new(base + _CERT_SUFFIX + _PARTIAL, cert.pem + w["chain_pem"], 0o644)
         row = device_row_values(
             cert, instance=w["instance"], ca_id=w["profile"].ca_id, client_id=client_id,
             key_type=px509.public_key_type(key.public_key()), now=w["now"],
