@@ -206,6 +206,9 @@ ACTIONS: Mapping[str, Operation] = _ops(
     ("audit.list", "mq:ReadAuditLog", (), "list", "account"),
     ("audit.verify", "mq:ReadAuditLog", (), "get", "account"),
     ("audit.batch", "mq:ReadAuditLog", (), "list", "account"),
+    # key custody (pki/services/custody.py, master_keys.py): the store's keys, across instances
+    ("keys.list", "mq:ListCustodyKeys", (), "list", "account"),
+    ("keys.rotate_master", "mq:RotateMasterKey", (), "update", "account"),
 )
 
 #: Every action name a policy may grant (canonical spelling).
