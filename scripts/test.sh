@@ -7,8 +7,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Under CI=true the broker tests must run, never skip (tests/support/__init__.py
-# skip_or_fail): install Debian's brokers when they are missing. A failed install
+# Under CI=true the broker and HSM tests must run, never skip (tests/support/__init__.py
+# skip_or_fail): install Debian's brokers and SoftHSM2 when they are missing. A failed install
 # fails the run. Nothing is done when they are present.
 if [ "${CI:-}" = "true" ]; then
     missing=()
@@ -16,6 +16,8 @@ if [ "${CI:-}" = "true" ]; then
         || missing+=(rabbitmq-server)
     [ -x /usr/sbin/mosquitto ] || command -v mosquitto >/dev/null || missing+=(mosquitto)
     command -v mosquitto_pub >/dev/null || missing+=(mosquitto-clients)
+    # PKCS#11 custody tests (tests/test_hsm.py) initialise a SoftHSM2 token in a temp dir.
+    command -v softhsm2-util >/dev/null || missing+=(softhsm2)
     if [ "${#missing[@]}" -gt 0 ]; then
         SUDO=()
         [ "$(id -u)" = 0 ] || SUDO=(sudo -n)

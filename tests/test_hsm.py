@@ -141,7 +141,7 @@ def test_provisioning_2000_devices_through_the_token_with_two_workers(ctx, softh
         x509.load_der_x509_certificate(der).verify_directly_issued_by(inter_cert)
     sample = (tmp_path / "out" / "devices" / "hsm-01999.crt.pem").read_bytes()
     assert_lint_clean(x509.load_pem_x509_certificate(sample).public_bytes(serialization.Encoding.DER))
-    assert_openssl_verifies(sample, [root_cert.public_bytes(PEM)], tmp_dir=tmp_path)
+    assert_openssl_verifies(sample, [root_cert.public_bytes(PEM), inter_cert.public_bytes(PEM)], tmp_dir=tmp_path)
 
 
 def test_signer_spec_is_picklable_and_carries_no_pin_or_key(ctx, softhsm, hsm_chain):
