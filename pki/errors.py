@@ -222,7 +222,7 @@ ERROR_CODES: dict[str, str] = {
         "reload_failed", "local_only", "missing_credentials", "invalid_profile", "profile_insecure",
         "profile_unreadable",
         # key custody: the master key a row names, and PKCS#11 tokens (pki/keys/pkcs11.py)
-        "master_key_unknown", "pkcs11_module_unavailable", "pkcs11_token_missing", "pkcs11_pin_incorrect",
+        "pkcs11_module_unavailable", "pkcs11_token_missing", "pkcs11_pin_incorrect",
         "pkcs11_pin_missing", "pkcs11_pin_insecure", "pkcs11_key_missing", "pkcs11_error",
     ),
     **_codes(

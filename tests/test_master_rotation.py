@@ -208,3 +208,48 @@ def test_kill_9_mid_rotation_then_rerun_finishes_and_issuance_works_throughout(c
         assert secrets.show_secret(fresh, client_id="born-during", reveal=True).secret
     finally:
         fresh.close()
+
+
+# -- the envelope: which master key sealed a blob ----------------------------------------------
+
+
+def test_blobs_name_their_master_key_and_open_with_any_key_the_keystore_holds():
+    import secrets as _secrets
+
+    from pki.keys import MasterKey
+
+    a, b = MasterKey(_secrets.token_bytes(32)), MasterKey(_secrets.token_bytes(32))
+    assert a.key_id != b.key_id and len(a.key_id) == 16 and a.key_id in repr(a)
+    blob = SoftwareKeystore(a).seal_secret(b"s3cret", key_id="AK1")
+    assert SoftwareKeystore.sealed_by(blob) == a.key_id
+    assert SoftwareKeystore(b, others=[a]).open_secret(blob, key_id="AK1") == b"s3cret"
+    moved = SoftwareKeystore(b, others=[a]).reseal_secret(blob, key_id="AK1")
+    assert SoftwareKeystore.sealed_by(moved) == b.key_id
+    assert SoftwareKeystore(b).open_secret(moved, key_id="AK1") == b"s3cret"
+    with pytest.raises(ConfigError) as info:
+        SoftwareKeystore(a).open_secret(moved, key_id="AK1")
+    assert info.value.code == "key_unseal_failed" and b.key_id in info.value.message
+    # A key the process was not given is found through the resolver (the store's master_key table).
+    assert SoftwareKeystore(a, resolve={b.key_id: b}.get).open_secret(moved, key_id="AK1") == b"s3cret"
+    # A resolver answering with the wrong key is not believed.
+    with pytest.raises(ConfigError):
+        SoftwareKeystore(a, resolve=lambda _id: a).open_secret(moved, key_id="AK1")
+
+
+def test_version_1_blobs_from_before_the_rotation_format_still_open_and_rotate():
+    import secrets as _secrets
+
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    from pki.keys import MasterKey
+
+    raw = _secrets.token_bytes(32)
+    old, new = MasterKey(raw), MasterKey(_secrets.token_bytes(32))
+    nonce = _secrets.token_bytes(12)
+    legacy = bytes([1]) + nonce + AESGCM(raw).encrypt(nonce, b"legacy", b"device-pki keystore v1\x00secret\x00AK9")
+    assert SoftwareKeystore.sealed_by(legacy) is None
+    assert SoftwareKeystore(old).open_secret(legacy, key_id="AK9") == b"legacy"
+    moved = SoftwareKeystore(new, others=[old]).reseal_secret(legacy, key_id="AK9")
+    assert SoftwareKeystore(new).open_secret(moved, key_id="AK9") == b"legacy"
+    with pytest.raises(ConfigError):
+        SoftwareKeystore(new).open_secret(legacy, key_id="AK9")

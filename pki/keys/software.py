@@ -235,10 +235,13 @@ class SoftwareKeystore:
             if found is not None and found.key_id == mkid.hex():
                 aead = self._keys[mkid] = found._aead
         if aead is None:
+            # The same code as any other failure to open (see _unseal_failed); the id is in clear in
+            # the blob anyway, and naming it tells the operator which key file is missing.
             raise ConfigError(
-                f"stored key {key_id} is sealed under master key {mkid.hex()}, which this process does not "
-                "hold; point PKI_MASTER_KEY_FILE at that key's file (a master-key rotation may have moved it)",
-                code="master_key_unknown", key_id=key_id, master_key_id=mkid.hex(),
+                f"cannot unseal stored key {key_id}: it is sealed under master key {mkid.hex()}, which this "
+                "process does not hold; point PKI_MASTER_KEY_FILE at that key's file (a master-key rotation "
+                "may have moved it), or the stored data was altered",
+                code="key_unseal_failed", key_id=key_id, master_key_id=mkid.hex(),
             )
         return aead
 

@@ -54,6 +54,7 @@ from cryptography import x509
 
 from ...errors import InvalidInput
 from ...keys import KEY_TYPES, SignerSpec
+from ...store import repos  # noqa: F401 (tests patch provision.repos)
 from ... import x509 as px509
 from ..cas import resolve_ca
 from ..context import Context
