@@ -146,6 +146,10 @@ def _translate(exc: Exception, loc: Pkcs11Location) -> ConfigError:
                        token=loc.token_label)
 
 
+#: module path -> the pid that last initialised it (see _Token._check_fork)
+_lib_pid: dict[str, int] = {}
+
+
 class _Token:
     """One token in this process: one session per thread, re-initialised after a fork."""
 
@@ -173,10 +177,13 @@ class _Token:
             with self._guard:
                 if self._pid != os.getpid():
                     # The parent's sessions are not ours (PKCS#11 v2.40 section 6.6.1).
-                    if self._lib is not None:
+                    if self._lib is not None and _lib_pid.get(self.loc.module) != os.getpid():
+                        # Once per library and process: a second token on the same module
+                        # must not finalize the sessions the first one just opened.
+                        _lib_pid[self.loc.module] = os.getpid()
                         try:
                             self._lib.reinitialize()
-                        except Exception:  # noqa: BLE001 - a fresh initialize below decides
+                        except Exception:  # noqa: BLE001 - the next call reports a real failure
                             pass
                     self._local = threading.local()
                     self._token = None
@@ -195,6 +202,7 @@ class _Token:
                                   module=self.loc.module)
             if self._token is None:
                 self._lib = p.lib(self.loc.module)
+                _lib_pid.setdefault(self.loc.module, os.getpid())
                 self._token = self._lib.get_token(token_label=self.loc.token_label)
             pin = _read_pin(self.loc)
             try:
