@@ -189,7 +189,7 @@ ERROR_CODES: dict[str, str] = {
         # the broker data plane's management (pki/services/dataplane)
         "invalid_username", "invalid_block",
         # key custody and master-key rotation (pki/keys, pki/services/custody.py, master_keys.py)
-        "unsupported_custody", "invalid_custody", "master_key_unchanged",
+        "unsupported_custody", "invalid_custody", "master_key_unchanged", "master_key_file_not_found",
         # the broker hooks (pki/http/broker.py)
         "invalid_hook_request",
     ),

@@ -125,9 +125,9 @@ def test_rotation_refusals_change_nothing(ctx, settings, tmp_path):
     with pytest.raises(ConfigError) as info:
         rotate_master(ctx, new_key_file=loose)
     assert info.value.code == "master_key_insecure"
-    with pytest.raises(ConfigError) as info:
+    with pytest.raises(InvalidInput) as info:
         rotate_master(ctx, new_key_file=tmp_path / "absent.key")
-    assert info.value.code == "master_key_missing"
+    assert info.value.code == "master_key_file_not_found"
     assert snapshot(ctx) == before
 
 

@@ -23,7 +23,6 @@ def keys_group() -> None:
 @click.pass_obj
 def keys_list(state: State, as_json: bool) -> None:
     """Every custody key: kind, type, the CAs using it, when made; never key material."""
-    backend.require_local(state, "keys list", "it reads the store where the keys are held")
     page = backend.call(state, "keys.list")
     if not as_json:
         for item in page["items"]:

@@ -204,6 +204,10 @@ def rotate_master(ctx: Context, *, new_key_file: str | Path, batch_size: int = 5
         raise InvalidInput("the batch size must be between 1 and 10000", code="invalid_batch_size")
     old_path = str(Path(ctx.settings.master_key_file).resolve())
     new_path = str(Path(new_key_file).resolve())
+    if not Path(new_path).is_file():
+        # The caller named a file that is not there: their input, not this installation's configuration.
+        raise InvalidInput(f"the new master key file {new_path} does not exist or is not a file",
+                           code="master_key_file_not_found", field="new_key_file", path=new_path)
     old = load_master_key(Path(old_path))
     new = load_master_key(Path(new_path))
     if old.key_id == new.key_id:
