@@ -75,7 +75,7 @@ def _context(settings, master_key_file, clock=None) -> Context:
 def _audit(ctx) -> list[dict]:
     with ctx.store.transaction(readonly=True) as session:
         rows = session.scalars(select(AuditRecord.details).order_by(AuditRecord.seq)).all()
-    return [d for d in map(json.loads, rows) if d.get("operation") == "keys.rotate_master"]
+    return [d for d in map(json.loads, rows) if d.get("operation") == "keys.master.rotate"]
 
 
 def test_rotation_reseals_every_blob_audits_and_retires_the_old_key(ctx, settings, tmp_path):

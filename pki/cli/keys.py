@@ -39,7 +39,7 @@ def keys_list(state: State, as_json: bool) -> None:
 def keys_rotate_master(state: State, new_key_file: str, batch_size: int, as_json: bool) -> None:
     """Re-seal every sealed key and secret under a new master key; rerun it after any interruption."""
     backend.require_local(state, "keys rotate-master", "it needs the master key files on this machine")
-    result = backend.call(state, "keys.rotate_master", new_key_file=new_key_file, batch_size=batch_size)
+    result = backend.call(state, "keys.master.rotate", new_key_file=new_key_file, batch_size=batch_size)
     emit(result, as_json=as_json)
 
 

@@ -152,7 +152,7 @@ def _begin(ctx: Context, *, old: MasterKey, new: MasterKey, old_path: str, new_p
             else:
                 row.path, row.state, row.retired_at = path, state, None
         session.flush()
-        audit.record_change(session, ctx, "keys.rotate_master", subject=new.key_id, phase="start",
+        audit.record_change(session, ctx, "keys.master.rotate", subject=new.key_id, phase="start",
                             old_master_key_id=old.key_id, resumed=resumed)
     return resumed
 
@@ -232,7 +232,7 @@ def rotate_master(ctx: Context, *, new_key_file: str | Path, batch_size: int = 5
                     row.state, row.retired_at = "retired", now
                     retired.append(row.key_id)
             session.flush()
-        audit.record_change(session, ctx, "keys.rotate_master", subject=new.key_id, phase="end", moved=moved,
+        audit.record_change(session, ctx, "keys.master.rotate", subject=new.key_id, phase="end", moved=moved,
                             remaining=remaining, retired=retired)
     return RotationResult(new_key_id=new.key_id, old_key_ids=(old.key_id,), moved=moved, remaining=remaining,
                           retired=remaining == 0, new_key_file=new_path)

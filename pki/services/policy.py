@@ -208,7 +208,7 @@ ACTIONS: Mapping[str, Operation] = _ops(
     ("audit.batch", "mq:ReadAuditLog", (), "list", "account"),
     # key custody (pki/services/custody.py, master_keys.py): the store's keys, across instances
     ("keys.list", "mq:ListCustodyKeys", (), "list", "account"),
-    ("keys.rotate_master", "mq:RotateMasterKey", (), "update", "account"),
+    ("keys.master.rotate", "mq:RotateMasterKey", (), "update", "account"),
 )
 
 #: Every action name a policy may grant (canonical spelling).
