@@ -282,3 +282,24 @@ def test_uri_round_trip_keeps_module_token_object_and_pin_source():
     assert loc.uri().startswith("pkcs11:token=my%20token%3B1;object=key_0a;type=private?module-path=")
     handle = KeyHandle("pkcs11", "key_0a", "ec-p256", key_ref=loc.uri())
     assert "sealed" not in repr(handle) or "None" in repr(handle)
+
+
+def test_cli_creates_on_the_token_with_the_pin_from_a_named_variable(ctx, settings, softhsm):
+    env = softhsm.env(HSM_PIN=softhsm.pin)
+    env.pop("PKI_PKCS11_PIN")
+    run = _cli(settings, env, "ca", "create", "--name", "CLI HSM", "--custody", "pkcs11", "--pkcs11-module",
+               softhsm.module, "--token-label", softhsm.label, "--pin-env", "HSM_PIN", "--json")
+    assert run.returncode == 0, run.stderr
+    ca_sn = json.loads(run.stdout)["sn"]
+    assert "x-pin-env=HSM_PIN" in _key_row(ctx, ca_sn).key_ref
+    run = _cli(settings, env, "device", "issue", "--ca", ca_sn, "--generate", "--client-id", "cli-hsm", "--json")
+    assert run.returncode == 0, run.stderr
+    leaf = x509.load_pem_x509_certificate(json.loads(run.stdout)["certificate_pem"].encode())
+    leaf.verify_directly_issued_by(_cert(ctx, ca_sn))
+    # Every process that signs needs the PIN in the variable the key's URI names.
+    env.pop("HSM_PIN")
+    before = snapshot(ctx)
+    run = _cli(settings, env, "device", "issue", "--ca", ca_sn, "--generate", "--client-id", "no-pin")
+    assert "error[pkcs11_pin_missing]" in run.stderr and "HSM_PIN" in run.stderr, run.stderr
+    assert run.returncode == EXIT_CODES["config"]
+    assert snapshot(ctx) == before

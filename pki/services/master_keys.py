@@ -17,7 +17,6 @@ says their files can be destroyed.
 
 from __future__ import annotations
 
-import datetime as _dt
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
