@@ -303,3 +303,10 @@ def test_cli_creates_on_the_token_with_the_pin_from_a_named_variable(ctx, settin
     assert "error[pkcs11_pin_missing]" in run.stderr and "HSM_PIN" in run.stderr, run.stderr
     assert run.returncode == EXIT_CODES["config"]
     assert snapshot(ctx) == before
+
+
+def test_both_custodies_implement_the_protocol():
+    from pki.keys import KeyCustody, MasterKey, SoftwareCustody, SoftwareKeystore
+
+    assert isinstance(SoftwareCustody(SoftwareKeystore(MasterKey(os.urandom(32)))), KeyCustody)
+    assert isinstance(Pkcs11Custody(Pkcs11Location("/nowhere.so", "t")), KeyCustody)

@@ -59,6 +59,10 @@ class KeyCustody(Protocol):
         """Where the key is, for people (``pki keys list``): no secret, no PIN."""
         ...
 
+    def destroy(self, handle: KeyHandle) -> None:
+        """Remove a key no store row names (a CA refused after its key was made)."""
+        ...
+
 
 class SoftwareCustody:
     """Keys sealed under the master key (:class:`SoftwareKeystore`), the blob kept in the store."""
