@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from ..clock import Clock, SystemClock
 from ..config import Settings
-from pathlib import Path
-
 from ..keys import KeyCustody, KeyHandle, Pkcs11Custody, Signer, SoftwareCustody, SoftwareKeystore, load_master_key
 from ..store import Store
 
