@@ -253,3 +253,46 @@ def test_version_1_blobs_from_before_the_rotation_format_still_open_and_rotate()
     assert SoftwareKeystore(new).open_secret(moved, key_id="AK9") == b"legacy"
     with pytest.raises(ConfigError):
         SoftwareKeystore(new).open_secret(legacy, key_id="AK9")
+
+
+# -- the same operations over HTTP and the CLI ------------------------------------------------
+
+
+def test_keys_over_http_list_and_rotate(ctx, settings, tmp_path):
+    from pki.client import ApiError
+    from tests.support.http_app import app_for, make_user, signed_client
+
+    _populate(ctx, secrets_count=2)
+    api = signed_client(app_for(ctx), make_user(ctx, "admin", "PkiAdministratorAccess"))
+    page = api.call("GET", "/v1/keys")
+    old = load_master_key(settings.master_key_file)
+    assert page["items"] and all(k["master_key_id"] == old.key_id for k in page["items"])
+    # Every request leaves its nonce, and a refusal its audit record; nothing else may change.
+    def state():
+        return {k: v for k, v in snapshot(ctx).items() if k not in ("http_nonce", "audit_record", "audit_head")}
+
+    before = state()
+    with pytest.raises(ApiError) as info:
+        api.call("POST", "/v1/keys/rotate-master", json={"new_key_file": str(tmp_path / "absent.key")})
+    assert info.value.code == "master_key_file_not_found"
+    assert state() == before
+    new_file = tmp_path / "new.key"
+    create_master_key_file(new_file)
+    done = api.call("POST", "/v1/keys/rotate-master", json={"new_key_file": str(new_file), "batch_size": 2})
+    new = load_master_key(new_file)
+    assert done["old_keys_retired"] and done["new_master_key_id"] == new.key_id
+    assert all(k["master_key_id"] == new.key_id for k in api.call("GET", "/v1/keys")["items"])
+
+
+def test_cli_new_master_and_rotate(pki, ctx, tmp_path):
+    _populate(ctx, secrets_count=2)
+    code, out, err = pki("keys", "new-master", "--out", str(tmp_path / "k2"), "--json")
+    assert code == 0, err
+    made = json.loads(out)
+    assert oct(os.stat(tmp_path / "k2").st_mode & 0o777) == "0o600"
+    code, out, err = pki("keys", "new-master", "--out", str(tmp_path / "k2"))
+    assert code != 0 and "master_key_exists" in err  # never overwrites
+    code, out, err = pki("keys", "rotate-master", "--new-key-file", str(tmp_path / "k2"), "--json")
+    assert code == 0, err
+    answer = json.loads(out)
+    assert answer["new_master_key_id"] == made["master_key_id"] and answer["old_keys_retired"]

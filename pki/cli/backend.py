@@ -167,7 +167,7 @@ OPERATIONS: dict[str, Operation] = {
     "ca.list": _(lambda ctx, **kw: cas.list_cas(ctx, **kw), "GET", "/v1/cas"),
     # key custody (rotate-master reads key files on the machine whose store it rotates)
     "keys.list": _(lambda ctx: custody.list_keys(ctx), "GET", "/v1/keys"),
-    "keys.master.rotate": _(lambda ctx, **kw: master_keys.master.rotate(ctx, **kw), "POST", "/v1/keys/rotate-master"),
+    "keys.master.rotate": _(lambda ctx, **kw: master_keys.rotate_master(ctx, **kw), "POST", "/v1/keys/rotate-master"),
     "ca.show": _(lambda ctx, *, ref: cas.show_ca(ctx, ref), "GET", "/v1/cas/{ref}"),
     "ca.activate": _(lambda ctx, *, ref: cas.activate_ca(ctx, ref), "POST", "/v1/cas/{ref}/activate"),
     "ca.deactivate": _(lambda ctx, *, ref: cas.deactivate_ca(ctx, ref), "POST", "/v1/cas/{ref}/deactivate"),

@@ -56,5 +56,5 @@ def keys_list(caller: Caller = CALLER):
 @router.post("/keys/rotate-master", response_model=Rotation,
              summary="Re-seal every sealed blob under a new master key (rerun after an interruption)")
 def keys_rotate_master(body: RotateMaster, caller: Caller = CALLER):
-    return out(caller.run("keys.master.rotate", master_keys.master.rotate, new_key_file=body.new_key_file,
+    return out(caller.run("keys.master.rotate", master_keys.rotate_master, new_key_file=body.new_key_file,
                           batch_size=body.batch_size))
