@@ -188,6 +188,8 @@ ERROR_CODES: dict[str, str] = {
         "invalid_iterations", "invalid_salt",
         # the broker data plane's management (pki/services/dataplane)
         "invalid_username", "invalid_block",
+        # key custody and master-key rotation (pki/keys, pki/services/custody.py, master_keys.py)
+        "unsupported_custody", "invalid_custody", "master_key_unchanged", "master_key_file_not_found",
         # the broker hooks (pki/http/broker.py)
         "invalid_hook_request",
         # broker tokens (pki/services/tokens)
@@ -203,6 +205,7 @@ ERROR_CODES: dict[str, str] = {
         Conflict, "conflict", "conflicting_change", "register_code_used", "ca_already_registered",
         "device_already_registered", "device_serial_clash", "secret_exists", "group_exists", "user_exists",
         "policy_exists", "provision_running", "identity_exists", "block_exists", "hook_token_exists",
+        "master_key_rotation_running",
     ),
     **_codes(
         InvalidState, "invalid_state", "register_code_expired", "ca_has_devices", "ca_inactive", "ca_not_managed",
@@ -221,6 +224,9 @@ ERROR_CODES: dict[str, str] = {
         "master_key_invalid", "master_key_unreadable", "key_unseal_failed", "artifacts_dir_invalid",
         "reload_failed", "local_only", "missing_credentials", "invalid_profile", "profile_insecure",
         "profile_unreadable",
+        # key custody: the master key a row names, and PKCS#11 tokens (pki/keys/pkcs11.py)
+        "pkcs11_module_unavailable", "pkcs11_token_missing", "pkcs11_pin_incorrect",
+        "pkcs11_pin_missing", "pkcs11_pin_insecure", "pkcs11_key_missing", "pkcs11_error",
     ),
     **_codes(
         StoreError, "store_error", "store_unavailable", "store_busy", "disk_full", "io_failed", "provision_flush_failed", "server_unreachable",

@@ -7,8 +7,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Under CI=true the broker tests must run, never skip (tests/support/__init__.py
-# skip_or_fail): install Debian's brokers when they are missing. A failed install
+# Under CI=true the broker and HSM tests must run, never skip (tests/support/__init__.py
+# skip_or_fail): install Debian's brokers and SoftHSM2 when they are missing. A failed install
 # fails the run. Nothing is done when they are present.
 if [ "${CI:-}" = "true" ]; then
     missing=()
@@ -19,6 +19,8 @@ if [ "${CI:-}" = "true" ]; then
     # The console's browser test (tests/test_console_browser.py): Debian's chromium and its driver.
     command -v chromium >/dev/null || missing+=(chromium)
     command -v chromedriver >/dev/null || [ -x /usr/lib/chromium/chromedriver ] || missing+=(chromium-driver)
+    # PKCS#11 custody tests (tests/test_hsm.py) initialise a SoftHSM2 token in a temp dir.
+    command -v softhsm2-util >/dev/null || missing+=(softhsm2)
     if [ "${#missing[@]}" -gt 0 ]; then
         SUDO=()
         [ "$(id -u)" = 0 ] || SUDO=(sudo -n)

@@ -35,6 +35,7 @@ import click
 from ..errors import ConfigError, ServerUnreachable
 from ..ids import parse_duration
 from ..services import artifacts, audit, authorize, cas, codes, crls, devices, managed, policies, users
+from ..services import custody, master_keys
 from ..services.dataplane import blocklist, hook_tokens, identities, permissions
 from ..services import tokens
 from ..services import secrets as secret_service
@@ -165,6 +166,9 @@ OPERATIONS: dict[str, Operation] = {
             "name": name, "inactive": inactive, "chain_pem": _pem(chain, "CERTIFICATE")})),
     "ca.create": _(lambda ctx, **kw: managed.create_ca(ctx, **kw), "POST", "/v1/cas"),
     "ca.list": _(lambda ctx, **kw: cas.list_cas(ctx, **kw), "GET", "/v1/cas"),
+    # key custody (rotate-master reads key files on the machine whose store it rotates)
+    "keys.list": _(lambda ctx: custody.list_keys(ctx), "GET", "/v1/keys"),
+    "keys.master.rotate": _(lambda ctx, **kw: master_keys.rotate_master(ctx, **kw), "POST", "/v1/keys/rotate-master"),
     "ca.show": _(lambda ctx, *, ref: cas.show_ca(ctx, ref), "GET", "/v1/cas/{ref}"),
     "ca.activate": _(lambda ctx, *, ref: cas.activate_ca(ctx, ref), "POST", "/v1/cas/{ref}/activate"),
     "ca.deactivate": _(lambda ctx, *, ref: cas.deactivate_ca(ctx, ref), "POST", "/v1/cas/{ref}/deactivate"),

@@ -24,6 +24,9 @@ HINTS: dict[str, str] = {
     "store_not_initialized": "`pki init` creates it",
     "store_outdated": "`pki init` upgrades it",
     "master_key_missing": "`pki init` creates one",
+    "master_key_rotation_running": "`pki keys rotate-master --new-key-file` with that key's file finishes it",
+    "pkcs11_pin_missing": "set PKI_PKCS11_PIN, or create the CA with --pin-env VAR or --pin-file F",
+    "pkcs11_key_missing": "`pki keys list` shows which CAs use it",
     # CAs and register codes
     "ca_not_found": "`pki ca list` shows them",
     "ca_already_registered": "`pki ca show {sn}` shows it",

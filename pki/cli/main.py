@@ -22,6 +22,7 @@ from .common import CA_FIELDS, Remote, State as _State, file_arg as _file, json_
 from .artifacts import artifacts_group, crl_group, serve_command
 from .access import audit_group, policy_group, user_group
 from .device import device_group
+from .keys import keys_group
 from .secret import secret_group
 from .dataplane import blocklist_group, hook_token_group, identity_group, permission_group
 from .tokens import token_group
@@ -199,12 +200,25 @@ def ca_delete(state: _State, ref: str, cascade: bool, as_json: bool) -> None:
 @click.option("--days", type=int, default=DEFAULT_CA_DAYS, show_default=True, help="Validity in days.")
 @click.option("--parent", metavar="SN", help="Create an intermediate under this managed CA.")
 @click.option("--path-length", type=int, help="basicConstraints pathLen (default: none for a root, 0 below one).")
+@click.option("--custody", type=click.Choice(["software", "pkcs11"]), default="software", show_default=True,
+              help="Where the key lives: sealed under the master key, or made on a PKCS#11 token (HSM).")
+@click.option("--pkcs11-module", metavar="PATH", help="pkcs11: the module, e.g. /usr/lib/softhsm/libsofthsm2.so.")
+@click.option("--token-label", metavar="L", help="pkcs11: the token's label.")
+@click.option("--pin-env", metavar="VAR", help="pkcs11: read the PIN from this variable [default PKI_PKCS11_PIN].")
+@click.option("--pin-file", metavar="FILE", help="pkcs11: read the PIN from this file (mode 0600); the PIN itself is never a flag.")
 @json_option
 @click.pass_obj
-def ca_create(state: _State, name, key_type, days, parent, path_length, as_json) -> None:
+def ca_create(state: _State, name, key_type, days, parent, path_length, custody, pkcs11_module, token_label,
+              pin_env, pin_file, as_json) -> None:
     """Create a managed CA; its private key stays in this PKI's key custody."""
+    extra = {}
+    if custody != "software" or pkcs11_module or token_label or pin_env or pin_file:
+        backend.require_local(state, "ca create --custody pkcs11", "the token and its PIN are on this machine")
+        extra = dict(custody=custody, pkcs11_module=pkcs11_module, token_label=token_label, pin_env=pin_env,
+                     pin_file=pin_file)
     result = backend.call(
-        state, "ca.create", name=name, key_type=key_type, days=days, parent=parent, path_length=path_length
+        state, "ca.create", name=name, key_type=key_type, days=days, parent=parent, path_length=path_length,
+        **extra,
     )
     emit(result, as_json=as_json, fields=CA_FIELDS)
 
@@ -218,6 +232,7 @@ cli.add_command(policy_group)
 cli.add_command(audit_group)
 cli.add_command(serve_command)
 cli.add_command(token_group)
+cli.add_command(keys_group)
 for _group in (identity_group, permission_group, blocklist_group, hook_token_group):
     cli.add_command(_group)
 

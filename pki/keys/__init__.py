@@ -6,7 +6,9 @@ any front end: services read blobs from the store and hand them here.
 
 from __future__ import annotations
 
+from .custody import CUSTODIES, KeyCustody, KeyHandle, SignerSpec, SoftwareCustody
 from .master import MASTER_KEY_SIZE, MasterKey, create_master_key_file, load_master_key
+from .pkcs11 import DEFAULT_PIN_ENV, Pkcs11Custody, Pkcs11Location
 from .software import SoftwareKeystore, SoftwareSigner, new_key_id
 from .types import (
     KEY_TYPES,
@@ -19,6 +21,14 @@ from .types import (
 )
 
 __all__ = [
+    "CUSTODIES",
+    "DEFAULT_PIN_ENV",
+    "KeyCustody",
+    "KeyHandle",
+    "Pkcs11Custody",
+    "Pkcs11Location",
+    "SignerSpec",
+    "SoftwareCustody",
     "KEY_TYPES",
     "MASTER_KEY_SIZE",
     "MasterKey",

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import hmac
 import os
 import secrets
 import stat
@@ -28,7 +30,7 @@ _MAX_FILE_SIZE = 1024
 class MasterKey:
     """An AES-256-GCM key; shows nothing of itself in repr or pickles."""
 
-    __slots__ = ("_aead",)
+    __slots__ = ("_aead", "key_id")
 
     def __init__(self, key: bytes) -> None:
         if not isinstance(key, (bytes, bytearray)):
@@ -37,9 +39,13 @@ class MasterKey:
             raise ValueError(f"key must be {MASTER_KEY_SIZE} bytes")
         # Only the AEAD object keeps the key: nothing here can print it.
         self._aead = AESGCM(bytes(key))
+        #: A public name for this key (16 hex digits): every sealed blob carries it, so a store
+        #: half-way through a rotation knows which key opens which row.  An HMAC under the key,
+        #: so it reveals nothing about the key and cannot be forged without it.
+        self.key_id = hmac.new(bytes(key), b"device-pki master key id", hashlib.sha256).hexdigest()[:16]
 
     def __repr__(self) -> str:
-        return "<MasterKey (hidden)>"
+        return f"<MasterKey {self.key_id} (hidden)>"
 
     def __reduce__(self):
         # Pickling would copy the key into caches, queues or worker pipes;

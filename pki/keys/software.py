@@ -1,9 +1,12 @@
 """The software keystore: private keys and device secrets sealed under the master key.
 
-A sealed blob is ``version (1 byte) || nonce (12 bytes) || ciphertext+tag``.
-The associated data binds each blob to its version, to what it holds (a
-private key or a secret) and to its key id, so a blob copied onto another
-row, or a secret presented as a key, fails to open instead of being used.
+A sealed blob is ``version (1 byte, 2) || master key id (8 bytes) || nonce
+(12 bytes) || ciphertext+tag``.  The associated data binds each blob to its
+version, to the master key that sealed it, to what it holds (a private key or
+a secret) and to its key id, so a blob copied onto another row, or a secret
+presented as a key, fails to open instead of being used.  The master key id
+in clear is what lets a master-key rotation run in batches and resume: each
+row says which key opens it.  Version 1 blobs (no master key id) still open.
 
 Python cannot reliably wipe memory (bytes are immutable and copied freely),
 so plaintext is kept in as few places and for as short a time as we can,
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Callable, Iterable
 
 from cryptography import x509
 from cryptography.exceptions import InvalidTag, UnsupportedAlgorithm
@@ -27,10 +31,13 @@ from .types import PrivateKey, PublicKey, generate_private_key, key_type_of, sig
 
 __all__ = ["SoftwareKeystore", "SoftwareSigner", "new_key_id"]
 
-_VERSION = 1
+_VERSION_1 = 1
+_VERSION = 2
+_MKID_SIZE = 8
 _NONCE_SIZE = 12
 _TAG_SIZE = 16
 _AAD_HEADER = b"device-pki keystore v1\x00"
+_AAD_HEADER_2 = b"device-pki keystore v2\x00"
 # Distinct domains: a sealed secret must never open as a key, nor the reverse.
 _DOMAIN_PRIVATE_KEY = b"private-key\x00"
 _DOMAIN_SECRET = b"secret\x00"
@@ -107,15 +114,51 @@ class SoftwareKeystore:
     it, so dropping the signer drops the key.
     """
 
-    __slots__ = ("_aead",)
+    __slots__ = ("_aead", "_mkid", "_keys", "_resolve")
 
-    def __init__(self, master_key: MasterKey) -> None:
+    def __init__(self, master_key: MasterKey, *, others: Iterable[MasterKey] = (),
+                 resolve: Callable[[str], MasterKey | None] | None = None) -> None:
+        """Seal under ``master_key``; open blobs sealed under it or any of ``others``.
+
+        ``resolve(master_key_id)`` may find a key this process was not given
+        (a rotation in progress elsewhere moved the row to the new key).
+        """
         if not isinstance(master_key, MasterKey):
             raise TypeError("master_key must be a MasterKey")
         self._aead = master_key._aead
+        self._mkid = bytes.fromhex(master_key.key_id)
+        self._keys = {self._mkid: master_key._aead}
+        for other in others:
+            if not isinstance(other, MasterKey):
+                raise TypeError("others must be MasterKeys")
+            self._keys.setdefault(bytes.fromhex(other.key_id), other._aead)
+        self._resolve = resolve
 
     def __repr__(self) -> str:
-        return "<SoftwareKeystore>"
+        return f"<SoftwareKeystore sealing under {self._mkid.hex()}>"
+
+    @property
+    def master_key_id(self) -> str:
+        """The id of the master key new blobs are sealed under."""
+        return self._mkid.hex()
+
+    @staticmethod
+    def sealed_by(blob: bytes) -> str | None:
+        """The id of the master key that sealed ``blob``; None for a version 1 blob (no id in it)."""
+        blob = bytes(blob)
+        if len(blob) > 1 + _MKID_SIZE and blob[0] == _VERSION:
+            return blob[1 : 1 + _MKID_SIZE].hex()
+        return None
+
+    def reseal_private_key(self, blob: bytes, *, key_id: str) -> bytes:
+        """The same private key, sealed under this keystore's master key (for a rotation)."""
+        return self._seal(self._open(blob, domain=_DOMAIN_PRIVATE_KEY, key_id=key_id),
+                          domain=_DOMAIN_PRIVATE_KEY, key_id=key_id)
+
+    def reseal_secret(self, blob: bytes, *, key_id: str) -> bytes:
+        """The same secret, sealed under this keystore's master key (for a rotation)."""
+        return self._seal(self._open(blob, domain=_DOMAIN_SECRET, key_id=key_id), domain=_DOMAIN_SECRET,
+                          key_id=key_id)
 
     # -- private keys ---------------------------------------------------------
 
@@ -165,24 +208,51 @@ class SoftwareKeystore:
     # -- the envelope ---------------------------------------------------------
 
     def _seal(self, plaintext, *, domain: bytes, key_id: str) -> bytes:
-        aad = _aad(domain, key_id)
+        header = bytes([_VERSION]) + self._mkid
+        aad = _AAD_HEADER_2 + header + domain + _check_key_id(key_id)
         # Random 96-bit nonces are safe far beyond the number of keys and
         # secrets one master key will ever seal (NIST SP 800-38D: 2**32).
         nonce = os.urandom(_NONCE_SIZE)
-        return bytes([_VERSION]) + nonce + self._aead.encrypt(nonce, plaintext, aad)
+        return header + nonce + self._aead.encrypt(nonce, plaintext, aad)
 
     def _open(self, blob: bytes, *, domain: bytes, key_id: str) -> bytes:
         if not isinstance(blob, (bytes, bytearray, memoryview)):
             raise TypeError("blob must be bytes")
         blob = bytes(blob)  # database drivers may hand back memoryview
-        aad = _aad(domain, key_id)
-        if len(blob) < 1 + _NONCE_SIZE + _TAG_SIZE or blob[0] != _VERSION:
+        if len(blob) >= 1 + _MKID_SIZE + _NONCE_SIZE + _TAG_SIZE and blob[0] == _VERSION:
+            header, body = blob[: 1 + _MKID_SIZE], blob[1 + _MKID_SIZE :]
+            aead = self._key_for(header[1:], key_id)
+            candidates = [(aead, _AAD_HEADER_2 + header + domain + _check_key_id(key_id))]
+        elif len(blob) >= 1 + _NONCE_SIZE + _TAG_SIZE and blob[0] == _VERSION_1:
+            # No master key id in a version 1 blob: any key we hold may have sealed it.
+            body = blob[1:]
+            candidates = [(aead, _aad(domain, key_id)) for aead in self._keys.values()]
+        else:
             raise _unseal_failed(key_id)
-        nonce, sealed = blob[1 : 1 + _NONCE_SIZE], blob[1 + _NONCE_SIZE :]
-        try:
-            return self._aead.decrypt(nonce, sealed, aad)
-        except InvalidTag:
-            raise _unseal_failed(key_id) from None
+        nonce, sealed = body[:_NONCE_SIZE], body[_NONCE_SIZE:]
+        for aead, aad in candidates:
+            try:
+                return aead.decrypt(nonce, sealed, aad)
+            except InvalidTag:
+                continue
+        raise _unseal_failed(key_id)
+
+    def _key_for(self, mkid: bytes, key_id: str):
+        aead = self._keys.get(mkid)
+        if aead is None and self._resolve is not None:
+            found = self._resolve(mkid.hex())
+            if found is not None and found.key_id == mkid.hex():
+                aead = self._keys[mkid] = found._aead
+        if aead is None:
+            # The same code as any other failure to open (see _unseal_failed); the id is in clear in
+            # the blob anyway, and naming it tells the operator which key file is missing.
+            raise ConfigError(
+                f"cannot unseal stored key {key_id}: it is sealed under master key {mkid.hex()}, which this "
+                "process does not hold; point PKI_MASTER_KEY_FILE at that key's file (a master-key rotation "
+                "may have moved it), or the stored data was altered",
+                code="key_unseal_failed", key_id=key_id, master_key_id=mkid.hex(),
+            )
+        return aead
 
 
 def _check_key_id(key_id: str) -> bytes:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from ..clock import Clock, SystemClock
 from ..config import Settings
-from ..keys import Signer, SoftwareKeystore, load_master_key
+from ..keys import KeyCustody, KeyHandle, Pkcs11Custody, Signer, SoftwareCustody, SoftwareKeystore, load_master_key
 from ..store import Store
 
 __all__ = ["Context", "open_context"]
@@ -27,10 +28,37 @@ class Context:
 
     @property
     def keystore(self) -> SoftwareKeystore:
-        """Loaded on first use: commands that sign nothing never read the master key."""
+        """Loaded on first use: commands that sign nothing never read the master key.
+
+        While a master-key rotation is under way (pki/services/master_keys.py), new blobs are sealed
+        under the store's ``current`` key and rows it has moved open with it, whichever file this
+        process was configured with.
+        """
         if self._keystore is None:
-            self._keystore = SoftwareKeystore(load_master_key(self.settings.master_key_file))
+            from .master_keys import keystore_for
+
+            self._keystore = keystore_for(self.store, load_master_key(self.settings.master_key_file))
         return self._keystore
+
+    def custody_for(self, handle: KeyHandle) -> KeyCustody:
+        """The custody that holds ``handle``'s key (the same one makes its siblings, e.g. OCSP keys)."""
+        if handle.custody == "pkcs11":
+            return Pkcs11Custody.for_uri(handle.key_ref)
+        return SoftwareCustody(self.keystore)
+
+    def signer_for(self, handle: KeyHandle) -> Signer:
+        """A CA key is immutable: open its signer once per context."""
+        signer = self._signers.get(handle.key_id)
+        if signer is None:
+            signer = self._signers[handle.key_id] = self.custody_for(handle).signer(handle)
+        return signer
+
+    def master_key_files(self) -> tuple[str, ...]:
+        """The configured master key file first, then the others the store knows (for worker processes)."""
+        from .master_keys import known_key_files
+
+        return (str(Path(self.settings.master_key_file)), *known_key_files(self.store,
+                                                                           self.settings.master_key_file))
 
     def cached_signer(self, key_id: str) -> Signer | None:
         return self._signers.get(key_id)

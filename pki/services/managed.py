@@ -10,11 +10,13 @@ from cryptography.x509.oid import NameOID
 from ..errors import Conflict, InvalidInput, InvalidState
 from ..ids import validate_name
 from ..keys import KEY_TYPES, new_key_id
-from ..store import CaCertificate, CustodyKey, Status, repos
+from ..keys.custody import KeyHandle
+from ..store import CaCertificate, Status, repos
 from .. import x509 as px509
 from .cas import confusable_names, resolve_ca
 from . import audit
 from .context import Context
+from .custody import custody_from_options, handle_of, row_of
 from .schemas import CaPublic
 
 __all__ = ["create_ca", "ca_signer", "DEFAULT_CA_DAYS", "MAX_CA_DAYS"]
@@ -36,8 +38,12 @@ def ca_signer(ctx: Context, session, ca: CaCertificate):
     cached = ctx.cached_signer(ca.key_id)
     if cached is not None:
         return cached
-    key = repos.get_custody_key(session, key_id=ca.key_id)
-    return ctx.signer(key_id=key.key_id, sealed=key.sealed)
+    return ctx.signer_for(ca_key_handle(session, ca))
+
+
+def ca_key_handle(session, ca: CaCertificate) -> KeyHandle:
+    """Where a managed CA's key is (software blob or token URI)."""
+    return handle_of(repos.get_custody_key(session, key_id=ca.key_id))
 
 
 def create_ca(
@@ -48,8 +54,18 @@ def create_ca(
     days: int = DEFAULT_CA_DAYS,
     parent: str | None = None,
     path_length: int | None = None,
+    custody: str = "software",
+    pkcs11_module: str | None = None,
+    token_label: str | None = None,
+    pin_env: str | None = None,
+    pin_file: str | None = None,
 ) -> CaPublic:
-    """A managed root, or an intermediate under a managed parent."""
+    """A managed root, or an intermediate under a managed parent.
+
+    ``custody="pkcs11"`` makes the key on the token (``pkcs11_module``, ``token_label``, the PIN
+    from the environment variable ``pin_env`` or the 0600 file ``pin_file``); the store then keeps
+    only the key's URI.
+    """
     validate_name(name, what="name")
     if len(name.encode("utf-8")) > MAX_CN_OCTETS:
         raise InvalidInput(
@@ -66,8 +82,21 @@ def create_ca(
     now = ctx.clock.now()
     not_before = now - px509.build.BACKDATE
     not_after = now + _dt.timedelta(days=days)
+    holder = custody_from_options(ctx, custody=custody, pkcs11_module=pkcs11_module, token_label=token_label,
+                                  pin_env=pin_env, pin_file=pin_file)
     key_id = new_key_id()
-    signer, sealed = ctx.keystore.new_key(key_type, key_id=key_id)
+    signer, handle = holder.new_key(key_type, key_id=key_id)
+    try:
+        return _create_ca(ctx, name=name, key_type=key_type, days=days, parent=parent, path_length=path_length,
+                          now=now, not_before=not_before, not_after=not_after, signer=signer, handle=handle)
+    except BaseException:
+        holder.destroy(handle)  # nothing in the store names it: leave nothing on the token either
+        raise
+
+
+def _create_ca(ctx: Context, *, name, key_type, days, parent, path_length, now, not_before, not_after, signer,
+               handle) -> CaPublic:
+    key_id = handle.key_id
     serial = px509.random_serial()
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
 
@@ -116,7 +145,7 @@ def create_ca(
         ):
             raise Conflict("a CA with this serial already exists; run the command again", code="conflicting_change")
         warnings = confusable_names(session, instance=ctx.instance, name=name)
-        repos.insert_custody_key(session, CustodyKey(key_id=key_id, key_type=key_type, sealed=sealed, created_at=now))
+        repos.insert_custody_key(session, row_of(handle, created_at=now))
         row = repos.insert_ca(
             session,
             CaCertificate(
@@ -130,7 +159,8 @@ def create_ca(
             ),
         )
         audit.record_change(session, ctx, "ca.create", subject=row.sn, key_type=key_type,
-                            parent=parent_row.sn if parent_row is not None else None)
+                            parent=parent_row.sn if parent_row is not None else None, custody=handle.custody,
+                            key_id=key_id)
         return CaPublic.of(row, warnings=warnings)
 
 

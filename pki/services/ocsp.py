@@ -15,12 +15,13 @@ from cryptography.hazmat.primitives import serialization
 from ..errors import InvalidInput
 from ..ids import format_serial
 from ..keys import new_key_id
-from ..store import CustodyKey, DeviceStatus, Status, artifact_repos, repos
+from ..store import DeviceStatus, Status, artifact_repos, repos
 from ..store.artifact_models import OcspSigner
 from .. import x509 as px509
 from ..x509 import ocsp as pocsp
 from .context import Context
-from .managed import ca_signer
+from .custody import handle_of, row_of
+from .managed import ca_key_handle, ca_signer
 
 __all__ = ["respond", "SIGNER_LIFETIME", "RESPONSE_LIFETIME", "responder_certificate"]
 
@@ -35,15 +36,16 @@ def _signer_row(ctx: Context, session, ca, *, now: _dt.datetime) -> OcspSigner:
         return row
     ca_cert = x509.load_der_x509_certificate(ca.cert_der)
     key_id = new_key_id()
-    signer, sealed = ctx.keystore.new_key(_SIGNER_KEY_TYPE, key_id=key_id)
+    # The responder key lives where the CA's does: a CA on a token gets its OCSP key on the same token.
+    holder = ctx.custody_for(ca_key_handle(session, ca))
+    signer, handle = holder.new_key(_SIGNER_KEY_TYPE, key_id=key_id)
     not_before = max(now.replace(microsecond=0) - px509.build.BACKDATE, ca.not_before)
     not_after = min(now + SIGNER_LIFETIME, ca.not_after)
     cert = ca_signer(ctx, session, ca).sign_certificate(pocsp.build_ocsp_signer_certificate(
         issuer=ca_cert, public_key=signer.public_key(), serial=px509.random_serial(),
         not_before=not_before, not_after=not_after,
     ))
-    repos.insert_custody_key(session, CustodyKey(key_id=key_id, key_type=_SIGNER_KEY_TYPE, sealed=sealed,
-                                                 created_at=now))
+    repos.insert_custody_key(session, row_of(handle, created_at=now))
     if row is None:
         row = OcspSigner(ca_id=ca.id, key_id=key_id, cert_der=b"", not_before=not_before, not_after=not_after,
                          created_at=now)
@@ -87,8 +89,7 @@ def respond(ctx: Context, request_der: bytes) -> bytes:
             return pocsp.unsuccessful_response("unauthorized")
         signer_row = _signer_row(ctx, session, match, now=now)
         responder_cert = x509.load_der_x509_certificate(signer_row.cert_der)
-        key = repos.get_custody_key(session, key_id=signer_row.key_id)
-        signer = ctx.signer(key_id=key.key_id, sealed=key.sealed)
+        signer = ctx.signer_for(handle_of(repos.get_custody_key(session, key_id=signer_row.key_id)))
         device = artifact_repos.device_status(session, ca_id=match.id, sn=format_serial(query.serial))
     status, revoked_at, reason = "unknown", None, None
     if device is not None:

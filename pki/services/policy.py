@@ -215,6 +215,9 @@ ACTIONS: Mapping[str, Operation] = _ops(
     ("audit.list", "mq:ReadAuditLog", (), "list", "account"),
     ("audit.verify", "mq:ReadAuditLog", (), "get", "account"),
     ("audit.batch", "mq:ReadAuditLog", (), "list", "account"),
+    # key custody (pki/services/custody.py, master_keys.py): the store's keys, across instances
+    ("keys.list", "mq:ListCustodyKeys", (), "list", "account"),
+    ("keys.master.rotate", "mq:RotateMasterKey", (), "update", "account"),
 )
 
 #: Every action name a policy may grant (canonical spelling).

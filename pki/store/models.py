@@ -93,14 +93,19 @@ class CaCertificate(SQLModel, table=True):
 
 
 class CustodyKey(SQLModel, table=True):
-    """A private key sealed under the master key (AES-256-GCM, key id as AAD)."""
+    """A CA key's handle: sealed under the master key (software), or a token's URI (pkcs11)."""
 
     __tablename__ = "custody_key"
 
     key_id: str = Field(sa_column=Column(String(40), primary_key=True))
     key_type: str = Field(max_length=16)
+    #: software: AES-256-GCM under the master key, key id as AAD; pkcs11: empty (the key is on the token).
     sealed: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
     created_at: _dt.datetime = Field(sa_type=UTCDateTime, nullable=False)
+    custody: str = Field(default="software", sa_column=Column(String(16), nullable=False,
+                                                             server_default="software"))
+    #: pkcs11: the key's RFC 7512 URI, without the PIN (migration 0014).
+    key_ref: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
 
 
 class RegisterCode(SQLModel, table=True):

@@ -7,7 +7,7 @@ that need neither are :data:`pki.http.app.PUBLIC_PATHS`, and only those.
 
 from __future__ import annotations
 
-from . import access, artifacts, cas, dataplane, devices, secrets, tokens
+from . import access, artifacts, cas, dataplane, devices, keys, secrets, tokens
 
 __all__ = ["ROUTE_TABLE", "PREFIX"]
 
@@ -22,4 +22,5 @@ ROUTE_TABLE = (
     (tokens.router, "Broker tokens"),
     (artifacts.router, "Artifacts"),
     (access.router, "Users, policies and audit"),
+    (keys.router, "Key custody"),
 )

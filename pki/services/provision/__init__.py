@@ -53,13 +53,13 @@ from typing import Literal
 from cryptography import x509
 
 from ...errors import InvalidInput
-from ...keys import KEY_TYPES
-from ...store import repos
+from ...keys import KEY_TYPES, SignerSpec
+from ...store import repos  # noqa: F401 (tests patch provision.repos)
 from ... import x509 as px509
 from ..cas import resolve_ca
 from ..context import Context
 from ..devices import device_profile
-from ..managed import ca_signer
+from ..managed import ca_key_handle, ca_signer
 from .manifest import _check_manifest, _manifest_rows
 from .workers import _chunks, _Done, _forget_worker, _init_worker, _sign_chunk, _signed
 from .writer import _KEY_SUFFIX, DEVICES_DIR, INDEX_NAME, _lock, _prepare_out, _Run
@@ -128,10 +128,9 @@ def provision(
     now = ctx.clock.now()
     with ctx.store.transaction(readonly=True) as session:
         ca_row = resolve_ca(session, instance=ctx.instance, ref=ca)
-        ca_signer(ctx, session, ca_row)  # refuses a registered CA; proves the master key opens it
+        ca_signer(ctx, session, ca_row)  # refuses a registered CA; proves the custody opens it
         profile = device_profile(ctx, ca_row, days=days, now=now)
-        custody = repos.get_custody_key(session, key_id=ca_row.key_id)
-        key_id, sealed = custody.key_id, bytes(custody.sealed)
+        signer_spec = SignerSpec(ca_key_handle(session, ca_row), master_key_files=ctx.master_key_files())
     chain_pem = b"".join(
         x509.load_der_x509_certificate(d).public_bytes(px509.PEM) for d in (profile.ca_cert_der, *profile.chain_der)
     )
@@ -143,8 +142,7 @@ def provision(
                    chain_pem=chain_pem, on_progress=on_progress, total=total)
         run.recover_partials()
         todo = run.skip_indexed(_manifest_rows(manifest))
-        init_args = (str(ctx.settings.master_key_file), key_id, sealed, profile, key_type, fmt, p12_password,
-                     ctx.instance, now, str(out / DEVICES_DIR))
+        init_args = (signer_spec, profile, key_type, fmt, p12_password, ctx.instance, now, str(out / DEVICES_DIR))
         chunk = min(_CHUNK, batch_size)
         # Work queued ahead must cover the time the writer spends on a batch, or
         # the workers idle while it commits; about two batches does.  Memory is

@@ -1,6 +1,6 @@
 """The workers of a provisioning run: generate keys, sign, write ``.partial`` files.
 
-Each worker process unseals the CA key once (:func:`_init_worker`), encodes
+Each worker process opens the CA key's signer once (:func:`_init_worker`), encodes
 the CA's device template once (pki/x509/template.py) and then signs chunks of
 manifest rows (:func:`_sign_chunk`); the writer consumes the
 results in manifest order through a bounded window of futures
@@ -14,13 +14,12 @@ import datetime as _dt
 import os
 from collections import deque
 from collections.abc import Iterator
-from pathlib import Path
 
 from cryptography import x509
 
 from ...durable import write_new
 from ...process import die_with_parent
-from ...keys import SoftwareKeystore, generate_private_key, load_master_key
+from ...keys import SignerSpec, generate_private_key
 from ... import x509 as px509
 from ..devices import DeviceProfile, device_row_values, device_template, parse_sans, private_key_pem, sign_device
 from .writer import _CERT_SUFFIX, _KEY_SUFFIX, _PARTIAL
@@ -30,15 +29,19 @@ _worker: dict | None = None
 
 
 def _init_worker(
-    master_key_file: str, key_id: str, sealed: bytes, profile: DeviceProfile, key_type: str, fmt: str,
+    signer_spec: SignerSpec, profile: DeviceProfile, key_type: str, fmt: str,
     p12_password: bytes | None, instance: str, now: _dt.datetime, devices: str, parent_pid: int | None,
 ) -> None:
-    """Runs once per worker: load the master key, unseal the CA key, parse the CA once."""
+    """Runs once per worker: open the CA key's signer, parse the CA once.
+
+    The spec is a picklable description (pki/keys/custody.py), never a key: a software key is
+    unsealed here from the master key file(s) it names, a PKCS#11 key gets this process's own
+    session on the token.
+    """
     global _worker
     if parent_pid is not None:
         die_with_parent(parent_pid)
-    # A MasterKey cannot be pickled (on purpose), so each worker reads the file itself.
-    signer = SoftwareKeystore(load_master_key(Path(master_key_file))).signer(sealed, key_id=key_id)
+    signer = signer_spec.open()
     ca_cert = x509.load_der_x509_certificate(profile.ca_cert_der)
     chain = [ca_cert, *(x509.load_der_x509_certificate(d) for d in profile.chain_der)]
     _worker = dict(
