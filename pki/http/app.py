@@ -36,6 +36,7 @@ from ..x509.ocsp import MAX_OCSP_REQUEST_BYTES, unsuccessful_response
 from .. import signing
 from ..services.authn import RateLimit
 from .broker import broker_router
+from .est import est_router
 from .deps import refuse_unsigned
 from .middleware import PkiMiddleware
 from .problems import PROBLEM, error_problem, problem_body
@@ -294,6 +295,7 @@ def create_app(
     app.add_exception_handler(Exception, _unexpected)
     app.include_router(_public_router(get_ctx))
     app.include_router(broker_router(get_ctx))
+    app.include_router(est_router(get_ctx))
     for router, tag in ROUTE_TABLE:
         app.include_router(router, prefix=PREFIX, tags=[tag])
 
