@@ -193,7 +193,7 @@ def simplereenroll(ctx: Context, *, label: str | None, body: bytes, client_cert:
         if set(csr_sans) != set(sans_of(current)):
             raise InvalidInput("the CSR's subjectAltName differs from the current certificate's; RFC 7030 4.2.2 "
                                "asks for the same", code="est_subject_mismatch")
-        check_renewable(ca_row.sn, old)
+        check_renewable(ca_row.sn, old, repeat=True)
         issued, _ = replace_certificate(ctx, session, ca_row=ca_row, old=old, public_key=request.public_key(),
                                         days=None, grace=grace_of(ca_row, None), now=now, via="est")
     return certs_only([issued.certificate])

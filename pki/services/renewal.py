@@ -73,14 +73,16 @@ def grace_of(ca_row, supersede_after: _dt.timedelta | None) -> _dt.timedelta:
     return supersede_after
 
 
-def check_renewable(ca_sn: str, old: DeviceCertificate) -> None:
+def check_renewable(ca_sn: str, old: DeviceCertificate, *, repeat: bool = False) -> None:
+    """ACTIVE, and (unless ``repeat``) not renewed already.  A device renewing over EST may repeat a renewal
+    whose answer it lost: see :func:`replace_certificate`."""
     if old.status == DeviceStatus.REVOKED:
         raise InvalidState(f"device certificate {old.sn} is REVOKED, which is final; issue a new one",
                            code="device_revoked")
     if old.status != DeviceStatus.ACTIVE:
         raise InvalidState(f"device certificate {old.sn} is {old.status}; activate it before renewing it",
                            code="device_inactive")
-    if old.supersede_after is not None:
+    if old.supersede_after is not None and not repeat:
         raise Conflict(f"device certificate {old.sn} was renewed already; renew its newest replacement instead",
                        code="device_already_renewed", ca_sn=ca_sn)
 
@@ -102,8 +104,20 @@ def replace_certificate(
     values["replaces_id"] = old.id
     repos.insert_device_values(session, values)
     until = now + grace
+    lost = []
+    if old.supersede_after is not None:
+        # A repeated renewal: the device never installed the earlier replacement (it lost the answer, or was
+        # killed before its swap), so that one is superseded now; the old certificate's grace is not extended.
+        until = min(until, old.supersede_after)
+        for prior in session.scalars(select(DeviceCertificate).where(
+                DeviceCertificate.replaces_id == old.id, DeviceCertificate.status != DeviceStatus.REVOKED,
+                DeviceCertificate.sn != values["sn"]).with_for_update()).all():
+            if change_status(session, prior, DeviceStatus.REVOKED, what=f"device certificate {prior.sn}",
+                             updated_at=now, status_changed_at=now, revocation_reason=SUPERSEDED, revoked_at=now,
+                             supersede_after=now):
+                lost.append(prior.sn)
     rekey = px509.spki_sha256(public_key) != px509.spki_sha256(old_cert.public_key())
-    if grace:
+    if until > now:
         old.supersede_after, old.updated_at = until, now
         session.add(old)
         session.flush()
@@ -114,8 +128,8 @@ def replace_certificate(
                                     revoked_at=now, supersede_after=now)
     audit.record_change(session, ctx, "device.renew", subject=f"{state.sn}/{values['sn']}", client_id=old.client_id,
                         replaces=old.sn, rekey=rekey, via=via, supersede_after=until.isoformat())
-    if revoked_now:
-        audit.record_change(session, ctx, "device.revoke", subject=f"{state.sn}/{old.sn}",
+    for sn in ([old.sn] if revoked_now else []) + lost:
+        audit.record_change(session, ctx, "device.revoke", subject=f"{state.sn}/{sn}",
                             status=DeviceStatus.REVOKED, reason=SUPERSEDED, by="supersession")
     device = DevicePublic(ca_sn=state.sn, revocation_reason=None, revoked_at=None,
                           **{k: values[k] for k in ("sn", "client_id", "status", "source", "fingerprint_sha256",
