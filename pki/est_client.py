@@ -36,7 +36,7 @@ from cryptography.hazmat.primitives.serialization import pkcs7
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from .durable import fsync_dir, write_new
-from .errors import ConfigError, InvalidInput, InvalidState, PermissionDenied, ServerUnreachable
+from .errors import ConfigError, InvalidInput, InvalidState, PermissionDenied, ServerUnreachable, StoreError
 
 __all__ = ["EstClient", "Pair", "recover", "verify_issued", "PAUSE_ENV"]
 
@@ -80,7 +80,7 @@ def _certs_from_pkcs7(body: bytes) -> list[x509.Certificate]:
         der = base64.b64decode(b"".join(body.split()), validate=True)
         return pkcs7.load_der_pkcs7_certificates(der)
     except (binascii.Error, ValueError):
-        raise InvalidInput("the EST server's answer is not a base64 certs-only PKCS#7", code="est_refused") from None
+        raise StoreError("the EST server's answer is not a base64 certs-only PKCS#7", code="bad_server_response") from None
 
 
 def verify_issued(cert: x509.Certificate, *, cas: list[x509.Certificate], key, now: _dt.datetime) -> None:
@@ -154,7 +154,7 @@ class EstClient:
             raise PermissionDenied(f"the EST server refused {op} (HTTP {response.status_code}): {text}",
                                    code="est_refused", status=response.status_code)
         if len(response.content) > _MAX_ANSWER:
-            raise InvalidInput("the EST server's answer is too large", code="est_refused")
+            raise StoreError("the EST server's answer is too large", code="bad_server_response")
         return response.content
 
     def cacerts(self) -> list[x509.Certificate]:
@@ -165,7 +165,7 @@ class EstClient:
         certs = _certs_from_pkcs7(self._call("POST", op, content=body, auth=auth,
                                              headers={"Content-Type": "application/pkcs10"}))
         if not certs:
-            raise InvalidInput("the EST server answered no certificate", code="est_refused")
+            raise StoreError("the EST server answered no certificate", code="bad_server_response")
         return certs[0]
 
     def simpleenroll(self, csr, *, claim: tuple[str, str] | None = None) -> x509.Certificate:

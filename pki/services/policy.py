@@ -828,12 +828,6 @@ SYSTEM_POLICIES: Mapping[str, Policy] = {
         _system("PkiFactoryProvisioner",
                 "A factory line: issue and provision device certificates, nothing else.",
                 ("mq:IssueDeviceCertificate", "mq:ProvisionDevices", INSTANCE_ACCESS)),
-        _system("PkiDeviceRenewer",
-                "Renew or rekey device certificates and hand out enrollment claims, and read what is needed to "
-                "find them.",
-                ("mq:RenewDeviceCertificate", "mq:CreateEnrollmentClaim", "mq:GetDeviceCertificate",
-                 "mq:ListDeviceCertificate", "mq:ListDeviceCertificateByCaSn", "mq:GetCaCertificate",
-                 "mq:ListCaCertificate", INSTANCE_ACCESS)),
         _system("PkiRevoker",
                 "Revoke or deactivate device certificates and deactivate device secrets, and read what "
                 "is needed to find them.",
@@ -841,5 +835,11 @@ SYSTEM_POLICIES: Mapping[str, Policy] = {
                  "mq:GetDeviceCertificate", "mq:ListDeviceCertificate", "mq:ListDeviceCertificateByCaSn",
                  "mq:GetCaCertificate", "mq:ListCaCertificate", "mq:GetDeviceCredential", "mq:ListDeviceCredential",
                  INSTANCE_ACCESS)),
+        _system("PkiDeviceRenewer",
+                "Renew or rekey device certificates and hand out enrollment claims, and read what is needed to "
+                "find them.",
+                ("mq:RenewDeviceCertificate", "mq:CreateEnrollmentClaim", "mq:GetDeviceCertificate",
+                 "mq:ListDeviceCertificate", "mq:ListDeviceCertificateByCaSn", "mq:GetCaCertificate",
+                 "mq:ListCaCertificate", INSTANCE_ACCESS)),
     )
 }
