@@ -188,3 +188,20 @@ def test_bootstrap_only_ca_never_in_the_trust_bundle_or_capath(ctx, tmp_path):
     assert all(c.serial_number != int(boot.sn, 16) for c in live)
     assert result is not None
     _refused(ctx, InvalidState, "ca_bootstrap_only", lambda: enrollment.update_ca(ctx, boot.sn, est_default=True))
+
+
+def test_ocsp_answers_superseded_once_the_grace_is_over(ctx, clock, fleet):
+    from cryptography.x509 import ocsp
+
+    from pki.services import ocsp as ocsp_service
+    from tests.test_ocsp import _ca_cert, _request
+
+    ca, dev = fleet
+    renewal.renew_device(ctx, ca=ca, sn=dev.device.sn, supersede_after=_dt.timedelta(hours=1))
+    request = _request(dev.certificate, _ca_cert(ctx, ca))
+    assert ocsp.load_der_ocsp_response(ocsp_service.respond(ctx, request)).certificate_status == \
+        ocsp.OCSPCertStatus.GOOD
+    clock.advance(_dt.timedelta(hours=1, seconds=1))
+    answer = ocsp.load_der_ocsp_response(ocsp_service.respond(ctx, request))  # before any CRL signing swept it
+    assert answer.certificate_status == ocsp.OCSPCertStatus.REVOKED
+    assert answer.revocation_reason == x509.ReasonFlags.superseded
