@@ -16,6 +16,8 @@ if [ "${CI:-}" = "true" ]; then
         || missing+=(rabbitmq-server)
     [ -x /usr/sbin/mosquitto ] || command -v mosquitto >/dev/null || missing+=(mosquitto)
     command -v mosquitto_pub >/dev/null || missing+=(mosquitto-clients)
+    command -v curl >/dev/null || missing+=(curl)  # the independent EST client (tests/test_est_tls.py)
+    command -v openssl >/dev/null || missing+=(openssl)
     if [ "${#missing[@]}" -gt 0 ]; then
         SUDO=()
         [ "$(id -u)" = 0 ] || SUDO=(sudo -n)

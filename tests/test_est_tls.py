@@ -197,6 +197,15 @@ def test_remote_cli_over_https_and_client_swap_survives_a_kill(ctx, settings, tm
                               capture_output=True, timeout=WAIT)
         assert done.returncode == 0, done.stderr
         assert json.loads(done.stdout)["certificate_pem"].startswith("-----BEGIN CERTIFICATE-----")
+        env["PKI_CA_BUNDLE"] = str(server_ca)
+        done = subprocess.run([*cli, "claim", "create", "--ca", ca.sn, "--uses", "2", "--json"], env=env,
+                              capture_output=True, timeout=WAIT)
+        assert done.returncode == 0 and set(json.loads(done.stdout)) >= {"claim_id", "password"}, done.stderr
+        other = devices.issue_device(ctx, ca=ca.sn, generate=True, client_id="gw-6")
+        done = subprocess.run([*cli, "device", "renew", other.device.sn, "--ca", ca.sn, "--supersede-after", "0",
+                               "--json"], env=env, capture_output=True, timeout=WAIT)
+        assert done.returncode == 0 and json.loads(done.stdout)["replaces"] == other.device.sn, done.stderr
+        env.pop("PKI_CA_BUNDLE")
 
         # the device-side client, killed after writing .new and before the swap
         old_cert, old_key = dev.cert.read_bytes(), dev.key.read_bytes()
