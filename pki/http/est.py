@@ -97,6 +97,18 @@ def _body(request: Request) -> bytes:
     return request.scope.get("state", {}).get("body", b"")
 
 
+_TEXT = {"content": {"text/plain": {"schema": {"type": "string"}}}}
+_ERRORS = {status: {"description": text, **_TEXT} for status, text in (
+    (400, "Bad request: not base64, a bad CSR, a subject that differs"), (401, "Not authenticated"),
+    (403, "Refused"), (404, "No such EST CA"), (409, "Already enrolled with this claim"), (413, "Body too large"),
+    (415, "Not application/pkcs10"), (503, "Retry later"))}
+_CERTS = {200: {"description": "base64 certs-only PKCS#7 (RFC 7030 4.1.3, 4.2.3)",
+                "content": {f"{PKCS7}; smime-type=certs-only": {"schema": {"type": "string"}}}}}
+_ENROLL = {**_CERTS, **_ERRORS}
+_CACERTS = {**_CERTS, 404: _ERRORS[404], 503: _ERRORS[503]}
+_CSRATTRS = {204: {"description": "No attributes asked (RFC 7030 4.5.2)"}}
+
+
 def est_router(get_ctx) -> APIRouter:
     router = APIRouter(prefix=EST_PREFIX, tags=["EST (RFC 7030)"])
 
@@ -122,35 +134,35 @@ def est_router(get_ctx) -> APIRouter:
         except Exception as exc:  # noqa: BLE001 - RFC 7030 errors only, never a 500
             return _error(exc)
 
-    @router.get("/cacerts", response_class=Response)
+    @router.get("/cacerts", response_class=Response, responses=_CACERTS)
     async def est_cacerts() -> Response:
         return await cacerts(None)
 
-    @router.get("/{label}/cacerts", response_class=Response)
+    @router.get("/{label}/cacerts", response_class=Response, responses=_CACERTS)
     async def est_cacerts_labelled(label: str) -> Response:
         return await cacerts(label)
 
-    @router.post("/simpleenroll", response_class=Response)
+    @router.post("/simpleenroll", response_class=Response, responses=_ENROLL)
     async def est_simpleenroll(request: Request) -> Response:
         return await enroll(request, None, renew=False)
 
-    @router.post("/{label}/simpleenroll", response_class=Response)
+    @router.post("/{label}/simpleenroll", response_class=Response, responses=_ENROLL)
     async def est_simpleenroll_labelled(request: Request, label: str) -> Response:
         return await enroll(request, label, renew=False)
 
-    @router.post("/simplereenroll", response_class=Response)
+    @router.post("/simplereenroll", response_class=Response, responses=_ENROLL)
     async def est_simplereenroll(request: Request) -> Response:
         return await enroll(request, None, renew=True)
 
-    @router.post("/{label}/simplereenroll", response_class=Response)
+    @router.post("/{label}/simplereenroll", response_class=Response, responses=_ENROLL)
     async def est_simplereenroll_labelled(request: Request, label: str) -> Response:
         return await enroll(request, label, renew=True)
 
-    @router.get("/csrattrs", response_class=Response, status_code=204)
+    @router.get("/csrattrs", response_class=Response, status_code=204, responses=_CSRATTRS)
     async def est_csrattrs() -> Response:
         return Response(status_code=204)  # RFC 7030 4.5.2: no attributes asked
 
-    @router.get("/{label}/csrattrs", response_class=Response, status_code=204)
+    @router.get("/{label}/csrattrs", response_class=Response, status_code=204, responses=_CSRATTRS)
     async def est_csrattrs_labelled(label: str) -> Response:
         return Response(status_code=204)
 
