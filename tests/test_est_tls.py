@@ -257,3 +257,16 @@ def test_client_certificate_header_from_a_trusted_proxy(ctx, settings, tmp_path)
         before = snapshot(ctx)
         response = httpx.post(url + "/.well-known/est/simplereenroll", content=body, headers=header, timeout=30)
         assert response.status_code == 401 and snapshot(ctx) == before
+
+
+def test_ca_bundle_from_environment_or_profile(tmp_path):
+    """Not slow, but beside the https test it serves: PKI_CA_BUNDLE first, then the profile's ca_bundle."""
+    from pki.cli.common import Remote
+
+    profile = tmp_path / "profile.json"
+    profile.write_text(json.dumps({"server": "https://pki.example:8443", "access_key_id": "AK",
+                                   "access_key_secret": "s", "ca_bundle": "/etc/pki/server-ca.pem"}))
+    profile.chmod(0o600)
+    remote = Remote(server=None, access_key_id=None, profile=str(profile), local=False)
+    assert remote.ca_bundle({}) == "/etc/pki/server-ca.pem"
+    assert remote.ca_bundle({"PKI_CA_BUNDLE": "/tmp/other.pem"}) == "/tmp/other.pem"
