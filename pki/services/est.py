@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as _dt
+from dataclasses import dataclass
 
 from cryptography import x509
 from sqlalchemy import select, update
@@ -32,6 +33,7 @@ from . import audit
 from .context import Context
 from .devices import _issuer_material, _issuer_state, device_profile, device_row_values, sign_device
 from .enrollment import _check_enrolling_ca, certs_only, check_claim, est_ca
+from .group_commit import GroupCommit
 from .managed import ca_signer
 from .renewal import check_renewable, grace_of, replace_certificate, sans_of
 
@@ -66,9 +68,12 @@ def _single_cn(request: x509.CertificateSigningRequest) -> str:
     return validate_client_id(cns[0])
 
 
-def _device_by_der(session, ctx: Context, der: bytes) -> tuple[DeviceCertificate, CaCertificate] | None:
-    row = repos.get_device_by_fingerprint(session, instance=ctx.instance,
-                                          fingerprint_sha256=px509.fingerprint_sha256_der(der))
+def _device_by_der(session, ctx: Context, der: bytes, *,
+                   lock: bool = False) -> tuple[DeviceCertificate, CaCertificate] | None:
+    """The row of exactly this certificate and its CA; with ``lock``, the row FOR UPDATE (a renewal follows)."""
+    query = select(DeviceCertificate).where(DeviceCertificate.instance == ctx.instance,
+                                            DeviceCertificate.fingerprint_sha256 == px509.fingerprint_sha256_der(der))
+    row = session.scalars(query.with_for_update() if lock else query).one_or_none()
     if row is None or bytes(row.cert_der) != der:
         return None
     return row, repos.get_ca_by_id(session, ca_id=row.ca_id)
@@ -161,39 +166,68 @@ def _check_current(row: DeviceCertificate, ca_row: CaCertificate, *, now: _dt.da
         raise Unauthenticated(f"the client certificate {row.sn} is not valid yet", code="est_certificate_invalid")
 
 
+@dataclass(frozen=True)
+class _Reenroll:
+    label: str | None
+    client_cert: bytes
+    current: x509.Certificate
+    request: x509.CertificateSigningRequest | None
+    refusal: Exception | None  # the CSR's, raised only once the client is authenticated
+    now: _dt.datetime
+
+
 def simplereenroll(ctx: Context, *, label: str | None, body: bytes, client_cert: bytes | None) -> bytes:
-    """Renewal or rekey by the device itself; the answer is the new certificate as a certs-only PKCS#7."""
+    """Renewal or rekey by the device itself; the answer is the new certificate as a certs-only PKCS#7.
+
+    Parsing happens before the transaction (no lock held for it); reenrollments that arrive together share
+    one transaction and one durable commit, as issuances do (pki.services.group_commit): a fleet renewing
+    at once pays one flush per batch, and a refused one fails alone.
+    """
     if client_cert is None:
         raise Unauthenticated("reenroll with the current certificate as the TLS client certificate",
                               code="est_unauthenticated")
-    now = ctx.clock.now()
-    with ctx.store.transaction() as session:
-        found = _device_by_der(session, ctx, client_cert)
-        if found is None:
-            raise Unauthenticated("the client certificate was not issued here", code="est_certificate_invalid")
-        old, ca_row = found
-        if ca_row.bootstrap_only:
-            raise PermissionDenied("a bootstrap certificate can only enroll (simpleenroll), never renew",
-                                   code="est_bootstrap_only")
-        _check_current(old, ca_row, now=now, grace=True)
-        if label is not None and ca_row.est_label != label:
-            raise PermissionDenied(f"the client certificate is of CA {ca_row.sn}, not of this EST label",
-                                   code="est_wrong_ca")
-        old = repos.get_device(session, ca_id=ca_row.id, sn=old.sn, lock=True)
-        request = decode_csr(body)
-        current = x509.load_der_x509_certificate(client_cert)
-        if request.subject != current.subject:
-            raise InvalidInput(f"the CSR subject {request.subject.rfc4514_string()[:200]!r} is not the current "
-                               f"certificate's ({current.subject.rfc4514_string()[:200]!r}); RFC 7030 4.2.2 asks "
-                               "for the same", code="est_subject_mismatch")
-        try:
-            csr_sans = tuple(request.extensions.get_extension_for_class(x509.SubjectAlternativeName).value)
-        except x509.ExtensionNotFound:
-            csr_sans = ()
-        if set(csr_sans) != set(sans_of(current)):
-            raise InvalidInput("the CSR's subjectAltName differs from the current certificate's; RFC 7030 4.2.2 "
-                               "asks for the same", code="est_subject_mismatch")
-        check_renewable(ca_row.sn, old, repeat=True)
-        issued, _ = replace_certificate(ctx, session, ca_row=ca_row, old=old, public_key=request.public_key(),
-                                        days=None, grace=grace_of(ca_row, None), now=now, via="est")
-    return certs_only([issued.certificate])
+    try:
+        request, refusal = decode_csr(body), None
+    except InvalidInput as exc:
+        request, refusal = None, exc
+    job = _Reenroll(label=label, client_cert=client_cert, current=x509.load_der_x509_certificate(client_cert),
+                    request=request, refusal=refusal, now=ctx.clock.now())
+    return certs_only([_reenroll_group(ctx).submit(job)])
+
+
+def _reenroll_group(ctx: Context) -> GroupCommit:
+    return ctx.memo(("group_commit", "est.reenroll"),
+                    lambda: GroupCommit(ctx.store.transaction, lambda session, job: _reenroll(ctx, session, job)))
+
+
+def _reenroll(ctx: Context, session, job: _Reenroll) -> x509.Certificate:
+    now = job.now
+    found = _device_by_der(session, ctx, job.client_cert, lock=True)
+    if found is None:
+        raise Unauthenticated("the client certificate was not issued here", code="est_certificate_invalid")
+    old, ca_row = found
+    if ca_row.bootstrap_only:
+        raise PermissionDenied("a bootstrap certificate can only enroll (simpleenroll), never renew",
+                               code="est_bootstrap_only")
+    _check_current(old, ca_row, now=now, grace=True)
+    if job.label is not None and ca_row.est_label != job.label:
+        raise PermissionDenied(f"the client certificate is of CA {ca_row.sn}, not of this EST label",
+                               code="est_wrong_ca")
+    if job.refusal is not None:
+        raise job.refusal
+    request, current = job.request, job.current
+    if request.subject != current.subject:
+        raise InvalidInput(f"the CSR subject {request.subject.rfc4514_string()[:200]!r} is not the current "
+                           f"certificate's ({current.subject.rfc4514_string()[:200]!r}); RFC 7030 4.2.2 asks "
+                           "for the same", code="est_subject_mismatch")
+    try:
+        csr_sans = tuple(request.extensions.get_extension_for_class(x509.SubjectAlternativeName).value)
+    except x509.ExtensionNotFound:
+        csr_sans = ()
+    if set(csr_sans) != set(sans_of(current)):
+        raise InvalidInput("the CSR's subjectAltName differs from the current certificate's; RFC 7030 4.2.2 "
+                           "asks for the same", code="est_subject_mismatch")
+    check_renewable(ca_row.sn, old, repeat=True)
+    issued, _ = replace_certificate(ctx, session, ca_row=ca_row, old=old, public_key=request.public_key(),
+                                    days=None, grace=grace_of(ca_row, None), now=now, via="est")
+    return issued.certificate
