@@ -31,12 +31,13 @@ from urllib.parse import urlsplit
 
 import httpx
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.serialization import pkcs7
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from .durable import fsync_dir, write_new
-from .errors import ConfigError, InvalidInput, InvalidState, PermissionDenied, ServerUnreachable, StoreError
+from .errors import InvalidInput, InvalidState, PermissionDenied, ServerUnreachable, StoreError
 
 __all__ = ["EstClient", "Pair", "recover", "verify_issued", "PAUSE_ENV"]
 
@@ -90,7 +91,7 @@ def verify_issued(cert: x509.Certificate, *, cas: list[x509.Certificate], key, n
         try:
             cert.verify_directly_issued_by(ca)
             break
-        except (ValueError, TypeError, Exception):  # InvalidSignature and friends
+        except (InvalidSignature, ValueError, TypeError):  # not this issuer's signature, or not its key type
             continue
     else:
         raise InvalidState("the new certificate is not issued by the EST CA; keeping the old pair",
@@ -231,8 +232,3 @@ def write_cas(directory: Path, cas: list[x509.Certificate]) -> Path:
     write_new(tmp, b"".join(c.public_bytes(serialization.Encoding.PEM) for c in cas), 0o644, sync=True)
     os.replace(tmp, path)
     return path
-
-
-def ensure_config(condition: bool, message: str) -> None:
-    if not condition:
-        raise ConfigError(message, code="invalid_config")

@@ -193,3 +193,36 @@ def test_never_500_on_garbage(ctx, est_world):
         assert response.status_code in (400, 401), response.text
     response = client.post(f"{EST}/simpleenroll", content=b"x", headers={"Content-Type": "text/plain"})
     assert response.status_code == 415
+
+
+def test_client_checks_before_the_swap_and_recovers_a_half_swap(ctx, clock, est_world, tmp_path):
+    from pki import est_client
+    from pki.errors import InvalidState
+    from tests.support.certs import make_root
+
+    ca, dev = est_world
+    ca_cert = x509.load_pem_x509_certificate(enrollment.update_ca(ctx, ca)["certificate_pem"].encode())
+    pair = est_client.Pair(tmp_path / "device", "gw-1")
+    pair.directory.mkdir()
+    pair.cert.write_bytes(dev.certificate.public_bytes(serialization.Encoding.PEM))
+    pair.key.write_bytes(dev.private_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                       serialization.NoEncryption()))
+    other_root, _ = make_root("Someone Else")
+    stranger_key = ec.generate_private_key(ec.SECP256R1())
+    for cert, key, cas in ((dev.certificate, dev.private_key, [other_root]),  # not issued by the EST CA
+                           (dev.certificate, stranger_key, [ca_cert])):      # not for this key
+        before = {p.name: p.read_bytes() for p in pair.directory.iterdir()}
+        with pytest.raises(InvalidState) as info:
+            est_client.install(pair, cert, new_key=key if key is not dev.private_key else None, cas=cas)
+        assert info.value.code == "est_verify_failed"
+        assert {p.name: p.read_bytes() for p in pair.directory.iterdir()} == before  # nothing written
+    # a rekey killed between its two renames: the key went in, the certificate did not
+    new_key = ec.generate_private_key(ec.SECP256R1())
+    new = devices.issue_device(ctx, ca=ca, csr=x509.CertificateSigningRequestBuilder().subject_name(
+        dev.certificate.subject).sign(new_key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM))
+    pair.key.write_bytes(new_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                               serialization.NoEncryption()))
+    pair.new(pair.cert).write_bytes(new.certificate.public_bytes(serialization.Encoding.PEM))
+    est_client.recover(pair)
+    assert x509.load_pem_x509_certificate(pair.cert.read_bytes()) == new.certificate
+    assert not pair.new(pair.cert).exists()
