@@ -81,7 +81,8 @@ def _certs_from_pkcs7(body: bytes) -> list[x509.Certificate]:
         der = base64.b64decode(b"".join(body.split()), validate=True)
         return pkcs7.load_der_pkcs7_certificates(der)
     except (binascii.Error, ValueError):
-        raise StoreError("the EST server's answer is not a base64 certs-only PKCS#7", code="bad_server_response") from None
+        raise StoreError("the EST server's answer is not a base64 certs-only PKCS#7",
+                         code="bad_server_response") from None
 
 
 def verify_issued(cert: x509.Certificate, *, cas: list[x509.Certificate], key, now: _dt.datetime) -> None:

@@ -87,7 +87,7 @@ def update_ca(
         final_bootstrap = changes.get("bootstrap_only", row.bootstrap_only)
         if final_bootstrap and (changes.get("est_default", row.est_default) or changes.get("est_label", row.est_label)):
             raise InvalidState(f"CA {row.sn} cannot be bootstrap-only and serve EST enrollment (label or default): "
-                               "its certificates never enter the trust bundle", code="ca_bootstrap_only")
+                               "its certificates never enter the trust bundle", code="ca_bootstrap_only", ca_sn=row.sn)
         if changes.get("est_default"):
             # One default per instance: setting it here clears it elsewhere, in the same transaction.
             session.execute(update(CaCertificate).where(
@@ -166,7 +166,8 @@ def _check_enrolling_ca(row: CaCertificate, *, now: _dt.datetime) -> None:
                            code="ca_not_managed")
     if row.bootstrap_only:
         raise InvalidState(f"CA {row.sn} is bootstrap-only: its certificates never enter the trust bundle, so it "
-                           "does not issue enrolled devices' certificates", code="ca_bootstrap_only")
+                           "does not issue enrolled devices' certificates", code="ca_bootstrap_only",
+                           ca_sn=row.sn)
 
 
 def est_ca(session, ctx: Context, *, label: str | None) -> CaCertificate | None:
