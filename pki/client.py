@@ -89,9 +89,14 @@ class Client:
     """Signed calls to one server; thread-safe like the httpx.Client under it."""
 
     def __init__(self, server: str, access_key_id: str, secret: str | bytes, *, timeout: float = 30.0,
-                 transport: httpx.BaseTransport | None = None, http: httpx.Client | None = None) -> None:
+                 transport: httpx.BaseTransport | None = None, http: httpx.Client | None = None,
+                 ca_bundle: str | None = None) -> None:
         self.auth = SigningAuth(access_key_id, secret)
-        self.http = http or httpx.Client(base_url=server.rstrip("/"), timeout=timeout, transport=transport)
+        # ca_bundle: the PEM file an https server's certificate must chain to (a private CA, say, for
+        # `pki serve --tls-cert`); None: the system's trust store.
+        verify = _verify_context(ca_bundle) if ca_bundle else True
+        self.http = http or httpx.Client(base_url=server.rstrip("/"), timeout=timeout, transport=transport,
+                                         verify=verify)
 
     def close(self) -> None:
         self.http.close()
@@ -137,6 +142,17 @@ class Client:
         return self.call("POST", f"/v1/cas/{_seg(ca_sn)}/devices/{_seg(sn)}/revoke", json={"reason": reason})
 
 
+def _verify_context(ca_bundle: str):
+    import ssl
+
+    try:
+        return ssl.create_default_context(cafile=ca_bundle)
+    except (OSError, ssl.SSLError) as exc:
+        from .errors import ConfigError
+
+        raise ConfigError(f"cannot use the CA bundle {ca_bundle}: {exc}", code="invalid_config") from None
+
+
 def _seg(value: str) -> str:
     return quote(str(value), safe="")
 
@@ -157,4 +173,4 @@ def from_env(environ: Mapping[str, str] | None = None) -> Client | None:
 
         raise ConfigError("PKI_SERVER is set: also set PKI_ACCESS_KEY_ID and PKI_ACCESS_KEY_SECRET "
                           "(from `pki user create` or `pki user key create`)", code="missing_credentials")
-    return Client(server, key_id, secret)
+    return Client(server, key_id, secret, ca_bundle=env.get("PKI_CA_BUNDLE") or None)

@@ -194,18 +194,22 @@ ERROR_CODES: dict[str, str] = {
         "invalid_hook_request",
         # broker tokens (pki/services/tokens)
         "invalid_token_id", "invalid_token_algorithm",
+        # certificate lifecycle and EST (pki/services/renewal.py, enrollment.py, est.py)
+        "invalid_est_label", "invalid_base64", "est_subject_mismatch",
     ),
     **_codes(
         NotFound, "not_found", "ca_not_found", "device_not_found", "issuer_not_registered", "crl_not_available",
         "secret_not_found", "group_not_found", "user_not_found", "access_key_not_found", "policy_not_found",
         "policy_not_attached", "route_not_found", "identity_not_found", "permission_not_found", "block_not_found",
         "hook_token_not_found", "token_not_found",
+        "est_ca_not_found",
     ),
     **_codes(
         Conflict, "conflict", "conflicting_change", "register_code_used", "ca_already_registered",
         "device_already_registered", "device_serial_clash", "secret_exists", "group_exists", "user_exists",
         "policy_exists", "provision_running", "identity_exists", "block_exists", "hook_token_exists",
         "master_key_rotation_running",
+        "device_already_renewed", "est_label_exists", "claim_used",
     ),
     **_codes(
         InvalidState, "invalid_state", "register_code_expired", "ca_has_devices", "ca_inactive", "ca_not_managed",
@@ -213,10 +217,13 @@ ERROR_CODES: dict[str, str] = {
         "device_still_valid", "crl_missing", "group_inactive", "member_inactive", "policy_in_use",
         "access_key_limit", "publish_in_progress", "publish_not_configured", "provision_key_mismatch",
         "provision_stray_key_file", "audit_chain_broken", "token_not_active",
+        "device_inactive", "ca_bootstrap_only", "est_verify_failed",
     ),
     **_codes(
         PermissionDenied, "permission_denied", "access_denied", "authentication_failed", "invalid_access_key",
         "console_csrf_invalid",
+        "est_bootstrap_only", "est_wrong_ca", "est_wrong_client_id", "claim_exhausted", "claim_client_id_prefix",
+        "est_refused",
     ),
     **_codes(
         ConfigError, "config_error", "invalid_config", "store_not_initialized", "store_outdated",
@@ -236,6 +243,7 @@ ERROR_CODES: dict[str, str] = {
         Unauthenticated, "unauthenticated", "signature_missing", "signature_invalid", "signature_expired",
         "nonce_replayed", "hook_token_missing", "hook_token_invalid",
         "console_signin_failed", "console_session_expired",
+        "est_unauthenticated", "est_certificate_invalid", "est_certificate_expired", "claim_invalid", "claim_expired",
     ),
     **_codes(RateLimited, "rate_limited"),
     **_codes(InternalError, "internal_error", "key_corrupt", "key_cannot_sign"),

@@ -21,6 +21,8 @@ if [ "${CI:-}" = "true" ]; then
     command -v chromedriver >/dev/null || [ -x /usr/lib/chromium/chromedriver ] || missing+=(chromium-driver)
     # PKCS#11 custody tests (tests/test_hsm.py) initialise a SoftHSM2 token in a temp dir.
     command -v softhsm2-util >/dev/null || missing+=(softhsm2)
+    command -v curl >/dev/null || missing+=(curl)  # the independent EST client (tests/test_est_tls.py)
+    command -v openssl >/dev/null || missing+=(openssl)
     if [ "${#missing[@]}" -gt 0 ]; then
         SUDO=()
         [ "$(id -u)" = 0 ] || SUDO=(sudo -n)

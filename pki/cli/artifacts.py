@@ -136,9 +136,13 @@ def crl_upload(state: State, ca_sn, crl_file, as_json) -> None:
               help="Where POST /v1/artifacts/publish writes (default: publishing over HTTP is refused).")
 @click.option("--access-log/--no-access-log", default=True, show_default=True,
               help="One JSON line per request on stderr (logger pki.http.access).")
+@click.option("--tls-cert", type=file_arg(), help="Serve https with this certificate (PEM, chain after it).")
+@click.option("--tls-key", type=file_arg(), help="The private key of --tls-cert (PEM).")
+@click.option("--tls-client-ca", type=file_arg(),
+              help="Ask TLS clients for a certificate chaining to these CAs (PEM): EST reenrollment and bootstrap.")
 @click.pass_obj
 def serve_command(state: State, host, port, workers, rate_limit, burst, max_body, trusted_proxies, artifacts_dir,
-                  access_log) -> None:
+                  access_log, tls_cert, tls_key, tls_client_ca) -> None:
     """Serve the /v1 API (signed requests) and the trust bundle, CRLs and OCSP (no authentication).
 
     Always on this machine's store: PKI_SERVER and a profile, the client side's settings, are ignored.
@@ -172,5 +176,14 @@ def serve_command(state: State, host, port, workers, rate_limit, burst, max_body
     os.environ.update(env)  # the worker processes build their app from these
     # proxy_headers=False: uvicorn would otherwise take X-Forwarded-For from any
     # loopback peer as the client address; --trusted-proxy is the one place that decides.
+    if (tls_cert is None) != (tls_key is None) or (tls_client_ca and not tls_cert):
+        raise click.UsageError("--tls-cert and --tls-key go together; --tls-client-ca needs them")
+    tls = {}
+    if tls_cert:
+        from ..http import tls as http_tls
+
+        # The protocol subclass puts the client certificate in scope["extensions"]["tls"] (pki/http/tls.py).
+        tls = dict(ssl_certfile=tls_cert, ssl_keyfile=tls_key, ssl_ca_certs=tls_client_ca,
+                   http=http_tls.protocol_class(), ssl_context_factory=http_tls.ssl_context_factory)
     uvicorn.run("pki.http.asgi:app_from_env", factory=True, host=host, port=port, workers=workers,
-                log_level="info", access_log=False, proxy_headers=False)
+                log_level="info", access_log=False, proxy_headers=False, **tls)

@@ -36,6 +36,7 @@ from ..errors import ConfigError, ServerUnreachable
 from ..ids import parse_duration
 from ..services import artifacts, audit, authorize, cas, codes, crls, devices, managed, policies, users
 from ..services import custody, master_keys
+from ..services import enrollment, renewal
 from ..services.dataplane import blocklist, hook_tokens, identities, permissions
 from ..services import tokens
 from ..services import secrets as secret_service
@@ -169,7 +170,7 @@ OPERATIONS: dict[str, Operation] = {
     # key custody (rotate-master reads key files on the machine whose store it rotates)
     "keys.list": _(lambda ctx: custody.list_keys(ctx), "GET", "/v1/keys"),
     "keys.master.rotate": _(lambda ctx, **kw: master_keys.rotate_master(ctx, **kw), "POST", "/v1/keys/rotate-master"),
-    "ca.show": _(lambda ctx, *, ref: cas.show_ca(ctx, ref), "GET", "/v1/cas/{ref}"),
+    "ca.show": _(lambda ctx, *, ref: renewal.ca_detail(ctx, ref), "GET", "/v1/cas/{ref}"),
     "ca.activate": _(lambda ctx, *, ref: cas.activate_ca(ctx, ref), "POST", "/v1/cas/{ref}/activate"),
     "ca.deactivate": _(lambda ctx, *, ref: cas.deactivate_ca(ctx, ref), "POST", "/v1/cas/{ref}/deactivate"),
     "ca.delete": _(lambda ctx, *, ref, cascade: cas.delete_ca(ctx, ref, cascade=cascade), "DELETE", "/v1/cas/{ref}"),
@@ -189,13 +190,29 @@ OPERATIONS: dict[str, Operation] = {
     "device.list": _(lambda ctx, *, expiring_before=None, **kw: devices.list_devices(
         ctx, expiring_before=_iso(expiring_before), **kw), "GET", "/v1/cas/{ca}/devices"),
     "device.find": _(lambda ctx, **kw: devices.find_devices(ctx, **kw), "GET", "/v1/devices"),
-    "device.show": _(lambda ctx, **kw: devices.show_device(ctx, **kw), "GET", "/v1/cas/{ca}/devices/{sn}"),
+    "device.show": _(lambda ctx, **kw: renewal.device_detail(ctx, **kw), "GET", "/v1/cas/{ca}/devices/{sn}"),
     "device.activate": _(lambda ctx, **kw: devices.activate_device(ctx, **kw), "POST",
                          "/v1/cas/{ca}/devices/{sn}/activate"),
     "device.deactivate": _(lambda ctx, **kw: devices.deactivate_device(ctx, **kw), "POST",
                            "/v1/cas/{ca}/devices/{sn}/deactivate"),
     "device.revoke": _(lambda ctx, **kw: devices.revoke_device(ctx, **kw), "POST", "/v1/cas/{ca}/devices/{sn}/revoke"),
     "device.delete": _(lambda ctx, **kw: devices.delete_device(ctx, **kw), "DELETE", "/v1/cas/{ca}/devices/{sn}"),
+    # renewal and enrollment (pki/services/renewal.py, enrollment.py)
+    "device.renew": _(
+        lambda ctx, *, supersede_after, **kw: renewal.renew_device(
+            ctx, supersede_after=parse_duration(supersede_after, allow_zero=True) if supersede_after else None,
+            **kw), "POST", "/v1/cas/{ca}/devices/{sn}/renew",
+        body=lambda *, csr, generate, days, supersede_after, key_type: _drop_none({
+            "csr_pem": _pem(csr, "CERTIFICATE REQUEST"), "generate": generate, "days": days,
+            "supersede_after": supersede_after, "key_type": key_type})),
+    "ca.update": _(
+        lambda ctx, *, ref, renew_after_expiry, supersede_after, **kw: enrollment.update_ca(
+            ctx, ref, renew_after_expiry=parse_duration(renew_after_expiry, allow_zero=True)
+            if renew_after_expiry else None,
+            supersede_after=parse_duration(supersede_after, allow_zero=True) if supersede_after else None, **kw),
+        "PATCH", "/v1/cas/{ref}"),
+    "claim.create": _(lambda ctx, *, ttl, **kw: enrollment.create_claim(ctx, ttl=parse_duration(ttl), **kw),
+                      "POST", "/v1/claims"),
     # device secrets and enrollment groups
     "secret.register": _(lambda ctx, **kw: secret_service.register_secret(ctx, **kw), "POST", "/v1/secrets"),
     "secret.show": _(lambda ctx, **kw: secret_service.show_secret(ctx, **kw), "GET", "/v1/secrets/{client_id}"),

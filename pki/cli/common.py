@@ -22,7 +22,7 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Machine-read
 
 #: Largest profile file read (it holds three short strings).
 _MAX_PROFILE_BYTES = 64 * 1024
-_PROFILE_KEYS = ("server", "access_key_id", "access_key_secret")
+_PROFILE_KEYS = ("server", "access_key_id", "access_key_secret", "ca_bundle")
 
 
 def default_profile_path(environ=None) -> Path:
@@ -70,6 +70,11 @@ class Remote:
             return None
         env = os.environ if environ is None else environ
         return self.server or self._profile(env).get("server") or None
+
+    def ca_bundle(self, environ=None) -> str | None:
+        """The PEM file an https server must chain to: PKI_CA_BUNDLE, then the profile's ca_bundle."""
+        env = os.environ if environ is None else environ
+        return env.get("PKI_CA_BUNDLE") or self._profile(env).get("ca_bundle") or None
 
     def _profile(self, env) -> dict:
         explicit = self.profile or env.get("PKI_PROFILE")
@@ -134,7 +139,7 @@ class State:
                 from ..client import Client
 
                 server, key_id, secret = found
-                self._client = Client(server, key_id, secret)
+                self._client = Client(server, key_id, secret, ca_bundle=self._remote_config.ca_bundle())
         return self._client
 
     @property

@@ -129,14 +129,19 @@ def device_list(state: State, ca_sn, status, expiring_before, limit, cursor, as_
 @click.option("--ca", "ca_sn", metavar="SN", help="The issuing CA (with a device serial).")
 @click.option("--fingerprint", help="Find by SHA-256 fingerprint instead.")
 @click.option("--client-id", help="Find every certificate of a client id instead.")
+@click.option("--pem", "as_pem", is_flag=True, help="With SN --ca: print the certificate alone, as PEM.")
 @json_option
 @click.pass_obj
-def device_show(state: State, sn, ca_sn, fingerprint, client_id, as_json) -> None:
+def device_show(state: State, sn, ca_sn, fingerprint, client_id, as_pem, as_json) -> None:
     """Show a device certificate by (CA, serial), by fingerprint, or by client id."""
     if sn is not None:
         if ca_sn is None:
             raise click.UsageError("a device serial needs --ca")
-        emit(backend.call(state, "device.show", ca=ca_sn, sn=sn), as_json=as_json, fields=DEVICE_FIELDS)
+        result = backend.call(state, "device.show", ca=ca_sn, sn=sn)
+        if as_pem:
+            click.echo(result["certificate_pem"], nl=False)
+            return
+        emit(result, as_json=as_json, fields=DEVICE_FIELDS + ("replaces", "replaced_by", "supersede_after"))
     elif fingerprint or client_id:
         page = backend.call(state, "device.find", fingerprint=fingerprint, client_id=client_id)
         emit_page(page, as_json=as_json, columns=("ca_sn",) + DEVICE_COLUMNS)

@@ -39,6 +39,9 @@ HINTS: dict[str, str] = {
     # devices
     "device_not_found": "`pki device list --ca {ca_sn}` shows them",
     "provision_stray_key_file": "or run again with a fresh --out",
+    "device_already_renewed": "`pki device show` of it lists replaced_by: renew that one",
+    "device_inactive": "`pki device activate` it first",
+    "ca_bootstrap_only": "`pki ca update {ca_sn} --no-bootstrap-only` if it should issue",
     # CRLs
     "crl_not_available": "`pki crl request --ca {ca_sn}`, `pki crl sign` where the key lives, then `pki crl upload`",
     "crl_missing": "`pki crl request --ca {ca_sn}`, `pki crl sign` where the key lives, then `pki crl upload`",

@@ -23,6 +23,8 @@ from .artifacts import artifacts_group, crl_group, serve_command
 from .access import audit_group, policy_group, user_group
 from .device import device_group
 from .keys import keys_group
+from .est import est_group
+from .lifecycle import ca_show, ca_update, claim_group, device_renew
 from .secret import secret_group
 from .dataplane import blocklist_group, hook_token_group, identity_group, permission_group
 from .tokens import token_group
@@ -179,7 +181,6 @@ def _ca_ref_command(name: str, doc: str):
     return command
 
 
-_ca_ref_command("show", "Show a CA by serial number or SHA-256 fingerprint.")
 _ca_ref_command("activate", "Trust a CA again (it returns to the trust bundle).")
 _ca_ref_command("deactivate", "Stop trusting a CA: every device under it is locked out.")
 
@@ -223,7 +224,12 @@ def ca_create(state: _State, name, key_type, days, parent, path_length, custody,
     emit(result, as_json=as_json, fields=CA_FIELDS)
 
 
+ca_group.add_command(ca_show)
+ca_group.add_command(ca_update)
+device_group.add_command(device_renew)
 cli.add_command(device_group)
+cli.add_command(claim_group)
+cli.add_command(est_group)
 cli.add_command(secret_group)
 cli.add_command(artifacts_group)
 cli.add_command(crl_group)

@@ -38,6 +38,7 @@ from ..services.authn import RateLimit
 from .broker import PREFIX as BROKER_PREFIX, BrokerHooks
 from .jwks import JWKS_PATH, jwks_router
 from .console import console_router
+from .est import est_router
 from .deps import refuse_unsigned
 from .middleware import PkiMiddleware
 from .problems import PROBLEM, error_problem, problem_body
@@ -317,6 +318,7 @@ def create_app(
     app.include_router(_public_router(get_ctx))
     app.include_router(jwks_router(get_ctx))
     app.include_router(console_router())
+    app.include_router(est_router(get_ctx))
     for router, tag in ROUTE_TABLE:
         app.include_router(router, prefix=PREFIX, tags=[tag])
 

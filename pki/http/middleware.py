@@ -99,6 +99,8 @@ class PkiMiddleware:
         try:
             try:
                 state["source_ip"] = self._source_ip(scope)
+                # Whether the peer is a --trusted-proxy: only then is a client certificate header believed (est.py).
+                state["peer_trusted"] = self._trusted(scope["client"][0] if scope.get("client") else None)
             except ValueError:
                 await refuse(400, "invalid_forwarded_for", "X-Forwarded-For holds a value that is not an IP "
                              "address; a trusted proxy must send addresses only")

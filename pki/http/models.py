@@ -125,6 +125,63 @@ class IssuedDevice(DevicePublic):
     private_key_pem: str | None = None
 
 
+class DeviceDetail(DevicePublic):
+    replaces: str | None = None
+    replaced_by: list[str] = []
+    supersede_after: str | None = None
+    certificate_pem: str
+    chain_pem: str
+
+
+class CaDetail(CaPublic):
+    est_label: str | None = None
+    est_default: bool = False
+    bootstrap_only: bool = False
+    renew_after_expiry_s: int | None = None
+    supersede_after_s: int | None = None
+    certificate_pem: str
+    chain_pem: str
+
+
+class DeviceRenew(_In):
+    csr_pem: str | None = Field(None, max_length=PEM_MAX, description="A PKCS#10 request (PEM): rekey to its key.")
+    generate: bool = Field(False, description="Rekey to a key generated here; the answer carries private_key_pem.")
+    days: int | None = Field(None, ge=1, le=36500)
+    supersede_after: str | None = Field(None, max_length=32, description="Grace before the old certificate is "
+                                        "revoked as superseded (0: at once; default: the CA's, else 24h).")
+    key_type: KeyType = "ec-p256"  # type: ignore[valid-type]
+
+
+class RenewedDevice(IssuedDevice):
+    replaces: str
+    old_supersede_after: str
+
+
+class CaUpdate(_In):
+    est_label: str | None = Field(None, max_length=64)
+    clear_est_label: bool = False
+    est_default: bool | None = None
+    bootstrap_only: bool | None = None
+    renew_after_expiry: str | None = Field(None, max_length=32, description="0 turns it off.")
+    supersede_after: str | None = Field(None, max_length=32)
+
+
+class ClaimCreate(_In):
+    ca: str = Field(max_length=128)
+    uses: int = Field(1, ge=1, le=1_000_000)
+    ttl: str = Field("24h", max_length=32)
+    client_id_prefix: str | None = Field(None, max_length=64)
+
+
+class ClaimCreated(BaseModel):
+    claim_id: str
+    password: str
+    ca_sn: str
+    uses: int
+    client_id_prefix: str | None
+    expires_at: str
+
+
 class DeviceRegister(_In):
     certificate_pem: str = Field(max_length=PEM_MAX)
 

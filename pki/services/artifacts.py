@@ -109,7 +109,8 @@ def _collect(ctx: Context, *, now, lifetime) -> tuple[list[_CaArtifact], list[Pu
         cas = artifact_repos.cas_of_instance(session, instance=ctx.instance)
         inactive = {c.fingerprint_sha256: c for c in cas if c.status != Status.ACTIVE}
         for ca in cas:
-            if ca.status != Status.ACTIVE:
+            if ca.status != Status.ACTIVE or ca.bootstrap_only:
+                # A bootstrap-only CA's certificates may enroll over EST and nothing else: never trusted here.
                 continue
             cert = x509.load_der_x509_certificate(ca.cert_der)
             chain = tuple(px509.load_certificates(ca.chain_pem.encode(), what="stored chain")) if ca.chain_pem else ()
@@ -172,7 +173,7 @@ def live_trust_bundle(ctx: Context) -> bytes:
         inactive = {c.fingerprint_sha256 for c in cas if c.status != Status.ACTIVE}
         entries = []
         for ca in cas:
-            if ca.status != Status.ACTIVE:
+            if ca.status != Status.ACTIVE or ca.bootstrap_only:
                 continue
             chain = tuple(px509.load_certificates(ca.chain_pem.encode(), what="stored chain")) if ca.chain_pem else ()
             if any(_fingerprint(c) in inactive for c in chain):

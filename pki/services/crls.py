@@ -20,6 +20,7 @@ from ..x509.crl import HOLD, REASONS, RevokedEntry
 from .cas import resolve_ca
 from . import audit
 from .context import Context
+from .supersede import supersede_due
 from .managed import ca_signer
 
 __all__ = [
@@ -134,6 +135,7 @@ def ensure_managed_crl(
     number only grows.
     """
     state = artifact_repos.get_crl_state(session, ca_id=ca.id, lock=True)
+    supersede_due(ctx, session, ca_id=ca.id, ca_sn=ca.sn, now=now)  # renewals whose grace ended (supersede.py)
     entries, digest = listed_entries(session, ca_id=ca.id)
     if not force and not _needs_resign(state, digest=digest, now=now, lifetime=lifetime if shorten else None):
         return state, False

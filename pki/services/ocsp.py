@@ -93,8 +93,11 @@ def respond(ctx: Context, request_der: bytes) -> bytes:
         device = artifact_repos.device_status(session, ca_id=match.id, sn=format_serial(query.serial))
     status, revoked_at, reason = "unknown", None, None
     if device is not None:
-        dev_status, dev_reason, dev_revoked_at, changed_at = device
-        if dev_status == DeviceStatus.ACTIVE:
+        dev_status, dev_reason, dev_revoked_at, changed_at, supersede_after = device
+        if dev_status != DeviceStatus.REVOKED and supersede_after is not None and supersede_after <= now:
+            # Renewed, its grace over, not yet swept (pki.services.supersede runs at CRL signing): as the CRL will.
+            status, revoked_at, reason = "revoked", supersede_after, x509.ReasonFlags.superseded
+        elif dev_status == DeviceStatus.ACTIVE:
             status = "good"
         elif dev_status == DeviceStatus.REVOKED:
             status, revoked_at = "revoked", dev_revoked_at or changed_at

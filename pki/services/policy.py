@@ -127,6 +127,7 @@ ACTIONS: Mapping[str, Operation] = _ops(
     ("ca.activate", "mq:ActiveCaCertificate", _IA, "update"),
     ("ca.deactivate", "mq:UnregisterCaCertificate", _IA, "update"),  # that table: InactivateCaCertificate
     ("ca.delete", "mq:DeleteCaCertificate", _IA, "delete"),
+    ("ca.update", "mq:UpdateCaCertificate", _IA, "update"),  # ours: EST label, default, bootstrap-only, windows
     # device certificates
     ("device.issue", "mq:IssueDeviceCertificate", _IA, "create"),
     ("device.register", "mq:RegisterDeviceCertificate", _IA, "create"),
@@ -138,6 +139,9 @@ ACTIONS: Mapping[str, Operation] = _ops(
     ("device.deactivate", "mq:UnregisterDeviceCertificate", _IA, "update"),  # that table: InactivateDeviceCertificate
     ("device.revoke", "mq:RevokeDeviceCertificate", _IA, "update"),
     ("device.delete", "mq:DeleteDeviceCertificate", _IA, "delete"),
+    # renewal and enrollment (ours): a renewal issues, so the factory provisioner may not renew
+    ("device.renew", "mq:RenewDeviceCertificate", _IA, "create"),
+    ("claim.create", "mq:CreateEnrollmentClaim", _IA, "create"),
     # device secrets (that table lists no dependents for the credential APIs)
     ("secret.register", "mq:RegisterDeviceCredential", (), "create"),
     ("secret.show", "mq:GetDeviceCredential", (), "get"),
@@ -843,5 +847,11 @@ SYSTEM_POLICIES: Mapping[str, Policy] = {
                  "mq:GetDeviceCertificate", "mq:ListDeviceCertificate", "mq:ListDeviceCertificateByCaSn",
                  "mq:GetCaCertificate", "mq:ListCaCertificate", "mq:GetDeviceCredential", "mq:ListDeviceCredential",
                  "mq:RevokeToken", "mq:QueryToken", INSTANCE_ACCESS)),
+        _system("PkiDeviceRenewer",
+                "Renew or rekey device certificates and hand out enrollment claims, and read what is needed to "
+                "find them.",
+                ("mq:RenewDeviceCertificate", "mq:CreateEnrollmentClaim", "mq:GetDeviceCertificate",
+                 "mq:ListDeviceCertificate", "mq:ListDeviceCertificateByCaSn", "mq:GetCaCertificate",
+                 "mq:ListCaCertificate", INSTANCE_ACCESS)),
     )
 }

@@ -45,13 +45,14 @@ def revocation_rows(session: Session, *, ca_id: int, statuses: Sequence[str]) ->
 
 
 def device_status(session: Session, *, ca_id: int, sn: str):
-    """(status, revocation_reason, revoked_at, status_changed_at) of one device, or None."""
+    """(status, revocation_reason, revoked_at, status_changed_at, supersede_after) of one device, or None."""
     return session.execute(
         select(
             DeviceCertificate.status,
             DeviceCertificate.revocation_reason,
             DeviceCertificate.revoked_at,
             DeviceCertificate.status_changed_at,
+            DeviceCertificate.supersede_after,
         ).where(DeviceCertificate.ca_id == ca_id, DeviceCertificate.sn == sn)
     ).one_or_none()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as _dt
 from enum import StrEnum
 
-from sqlalchemy import Column, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy import Boolean, Column, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint, false
 from sqlmodel import Field, SQLModel
 
 from .types import UTCDateTime
@@ -63,6 +63,7 @@ class CaCertificate(SQLModel, table=True):
         UniqueConstraint("instance", "fingerprint_sha256", name="uq_ca_instance_fingerprint"),
         UniqueConstraint("instance", "spki_sha256", name="uq_ca_instance_spki"),
         Index("ix_ca_instance_status_id", "instance", "status", "id"),
+        UniqueConstraint("instance", "est_label", name="uq_ca_instance_est_label"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -90,6 +91,15 @@ class CaCertificate(SQLModel, table=True):
     created_at: _dt.datetime = Field(sa_type=UTCDateTime, nullable=False)
     updated_at: _dt.datetime = Field(sa_type=UTCDateTime, nullable=False)
     status_changed_at: _dt.datetime = Field(sa_type=UTCDateTime, nullable=False)
+    # Enrollment over EST and renewal (migration 0013): the CA's label under /.well-known/est/<label>/,
+    # whether it is the unlabelled default, whether its certificates may only enroll (never in the trust
+    # bundle), and how long after expiry a certificate may still renew itself (None: not at all).
+    est_label: str | None = Field(default=None, sa_column=Column(String(64), nullable=True))
+    est_default: bool = Field(default=False, sa_column=Column(Boolean, nullable=False, server_default=false()))
+    bootstrap_only: bool = Field(default=False, sa_column=Column(Boolean, nullable=False, server_default=false()))
+    renew_after_expiry_s: int | None = Field(default=None, sa_column=Column(Integer, nullable=True))
+    #: The grace a renewed certificate keeps before it is superseded, when the renewal names none.
+    supersede_after_s: int | None = Field(default=None, sa_column=Column(Integer, nullable=True))
 
 
 class CustodyKey(SQLModel, table=True):
@@ -134,6 +144,8 @@ class DeviceCertificate(SQLModel, table=True):
         Index("ix_device_ca_status_id", "ca_id", "status", "id"),
         Index("ix_device_instance_client_id", "instance", "client_id"),
         Index("ix_device_ca_not_after", "ca_id", "not_after"),
+        Index("ix_device_replaces_id", "replaces_id"),
+        Index("ix_device_ca_supersede_after", "ca_id", "supersede_after"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -153,3 +165,11 @@ class DeviceCertificate(SQLModel, table=True):
     created_at: _dt.datetime = Field(sa_type=UTCDateTime, nullable=False)
     updated_at: _dt.datetime = Field(sa_type=UTCDateTime, nullable=False)
     status_changed_at: _dt.datetime = Field(sa_type=UTCDateTime, nullable=False)
+    # Renewal (migration 0013): the certificate this one replaces, and on a replaced one, when it
+    # becomes REVOKED (superseded); pki.services.renewal applies it.
+    replaces_id: int | None = Field(
+        default=None,
+        sa_column=Column(Integer, ForeignKey("device_certificate.id", ondelete="SET NULL", name="fk_device_replaces_id"),
+                         nullable=True),
+    )
+    supersede_after: _dt.datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)

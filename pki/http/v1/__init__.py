@@ -7,7 +7,7 @@ that need neither are :data:`pki.http.app.PUBLIC_PATHS`, and only those.
 
 from __future__ import annotations
 
-from . import access, artifacts, cas, dataplane, devices, keys, secrets, tokens
+from . import access, artifacts, cas, dataplane, devices, keys, lifecycle, secrets, tokens
 
 __all__ = ["ROUTE_TABLE", "PREFIX"]
 
@@ -23,4 +23,5 @@ ROUTE_TABLE = (
     (artifacts.router, "Artifacts"),
     (access.router, "Users, policies and audit"),
     (keys.router, "Key custody"),
+    (lifecycle.router, "Certificate lifecycle"),
 )

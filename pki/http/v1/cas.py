@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Query
 
-from ...services import cas, codes, crls, managed
+from ...services import cas, codes, crls, managed, renewal
 from ...services.paging import Status
 from .. import models as m
 from ._common import CALLER, CURSOR, LIMIT, Caller, duration, out
@@ -38,9 +38,9 @@ def ca_list(status: Status | None = None, limit: int | None = LIMIT,
     return out(caller.run("ca.list", cas.list_cas, status=status, limit=limit, cursor=cursor))
 
 
-@router.get("/cas/{ca_sn}", response_model=m.CaPublic, summary="Show a CA")
+@router.get("/cas/{ca_sn}", response_model=m.CaDetail, summary="Show a CA, its PEM and enrollment settings")
 def ca_show(ca_sn: str, caller: Caller = CALLER):
-    return out(caller.run("ca.show", cas.show_ca, ca_sn))
+    return out(caller.run("ca.show", renewal.ca_detail, ca_sn))
 
 
 @router.post("/cas/{ca_sn}/activate", response_model=m.CaPublic, summary="Trust a CA again")

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Query
 
 from ...errors import InvalidInput
 from ...ids import parse_time
-from ...services import devices
+from ...services import devices, renewal
 from ...services.paging import DeviceStatus
 from .. import models as m
 from ._common import CALLER, CURSOR, LIMIT, Caller, out
@@ -59,9 +59,10 @@ async def device_find(fingerprint: str | None = Query(None, max_length=128),
                                  client_id=client_id))
 
 
-@router.get("/cas/{ca_sn}/devices/{sn}", response_model=m.DevicePublic, summary="Show a device certificate")
+@router.get("/cas/{ca_sn}/devices/{sn}", response_model=m.DeviceDetail,
+            summary="Show a device certificate, its PEM and its replacements")
 async def device_show(ca_sn: str, sn: str, caller: Caller = CALLER):
-    return out(await caller.call("device.show", devices.show_device, ca=ca_sn, sn=sn))
+    return out(await caller.call("device.show", renewal.device_detail, ca=ca_sn, sn=sn))
 
 
 @router.post("/cas/{ca_sn}/devices/{sn}/activate", response_model=m.DevicePublic,
