@@ -31,7 +31,8 @@ from ..store.enrollment_models import EnrollmentClaim, EnrollmentClaimUse
 from .. import x509 as px509
 from . import audit
 from .context import Context
-from .devices import _issuer_material, _issuer_state, device_profile, device_row_values, sign_device
+from .devices import (_issuer_material, _issuer_state, device_profile, device_row_values, issuer_template,
+                      sign_device)
 from .enrollment import _check_enrolling_ca, certs_only, check_claim, est_ca
 from .group_commit import GroupCommit
 from .managed import ca_signer
@@ -84,8 +85,10 @@ def _issue_in(session, ctx: Context, ca_row: CaCertificate, *, public_key, clien
     signer = ca_signer(ctx, session, state)
     profile = device_profile(ctx, state, days=None, now=now)
     ca_cert, chain = _issuer_material(ctx, state)
-    cert = sign_device(profile, ca_cert, signer, public_key=public_key, client_id=client_id)
-    values = device_row_values(cert, instance=ctx.instance, ca_id=state.id, client_id=client_id,
+    made = sign_device(profile, issuer_template(ctx, state, profile, ca_cert, signer), signer, public_key=public_key,
+                       client_id=client_id)
+    cert = made.certificate()
+    values = device_row_values(made, instance=ctx.instance, ca_id=state.id, client_id=client_id,
                                key_type=px509.public_key_type(public_key), now=now)
     repos.insert_device_values(session, values)
     return cert, values["sn"]

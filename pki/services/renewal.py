@@ -29,7 +29,7 @@ from . import audit
 from .cas import resolve_ca
 from .context import Context
 from .devices import (Issued, _issuer_material, _issuer_state, _resolve_device, device_profile, device_row_values,
-                      sign_device)
+                      issuer_template, sign_device)
 from .managed import ca_signer
 from .schemas import CaPublic, DevicePublic
 from .status_change import change_status
@@ -97,9 +97,10 @@ def replace_certificate(
     profile = device_profile(ctx, state, days=days, now=now)
     ca_cert, chain = _issuer_material(ctx, state)
     old_cert = x509.load_der_x509_certificate(old.cert_der)
-    cert = sign_device(profile, ca_cert, signer, public_key=public_key, client_id=old.client_id,
-                       sans=sans_of(old_cert))
-    values = device_row_values(cert, instance=ctx.instance, ca_id=state.id, client_id=old.client_id,
+    made = sign_device(profile, issuer_template(ctx, state, profile, ca_cert, signer), signer, public_key=public_key,
+                       client_id=old.client_id, sans=sans_of(old_cert))
+    cert = made.certificate()
+    values = device_row_values(made, instance=ctx.instance, ca_id=state.id, client_id=old.client_id,
                                key_type=px509.public_key_type(public_key), now=now)
     values["replaces_id"] = old.id
     repos.insert_device_values(session, values)
