@@ -34,7 +34,7 @@ import click
 
 from ..errors import ConfigError, ServerUnreachable
 from ..ids import parse_duration
-from ..services import artifacts, audit, authorize, cas, codes, crls, devices, managed, policies, users
+from ..services import artifacts, audit, authorize, cas, checks, codes, crls, devices, managed, policies, users
 from ..services.dataplane import blocklist, hook_tokens, identities, permissions
 from ..services import secrets as secret_service
 from ..services.policy import action_catalogue, parse_policy
@@ -276,5 +276,7 @@ OPERATIONS: dict[str, Operation] = {
                      "/v1/audit/batches/{batch}"),
     "audit.verify": _(lambda ctx, *, expect_head: audit.check(ctx, expect_head=expect_head), "GET",
                       "/v1/audit/verify"),
+    # fleet audit checks: read-only; the artifacts directory is the server's own
+    "check.run": _(lambda ctx, **kw: checks.fleet_report(ctx, **kw), "GET", "/v1/checks"),
 }
 del _

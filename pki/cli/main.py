@@ -22,6 +22,7 @@ from .common import CA_FIELDS, Remote, State as _State, file_arg as _file, json_
 from .artifacts import artifacts_group, crl_group, serve_command
 from .access import audit_group, policy_group, user_group
 from .device import device_group
+from .checks import check_group
 from .secret import secret_group
 from .dataplane import blocklist_group, hook_token_group, identity_group, permission_group
 from .hints import render as render_error
@@ -216,6 +217,7 @@ cli.add_command(user_group)
 cli.add_command(policy_group)
 cli.add_command(audit_group)
 cli.add_command(serve_command)
+cli.add_command(check_group)
 for _group in (identity_group, permission_group, blocklist_group, hook_token_group):
     cli.add_command(_group)
 

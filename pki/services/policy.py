@@ -206,6 +206,8 @@ ACTIONS: Mapping[str, Operation] = _ops(
     ("audit.list", "mq:ReadAuditLog", (), "list", "account"),
     ("audit.verify", "mq:ReadAuditLog", (), "get", "account"),
     ("audit.batch", "mq:ReadAuditLog", (), "list", "account"),
+    # fleet audit checks (ours): they read every CA and device of the instance and report, never change
+    ("check.run", "mq:RunFleetChecks", _IA, "get"),
 )
 
 #: Every action name a policy may grant (canonical spelling).

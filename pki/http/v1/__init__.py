@@ -8,6 +8,7 @@ that need neither are :data:`pki.http.app.PUBLIC_PATHS`, and only those.
 from __future__ import annotations
 
 from . import access, artifacts, cas, dataplane, devices, secrets
+from . import checks
 
 __all__ = ["ROUTE_TABLE", "PREFIX"]
 
@@ -21,4 +22,5 @@ ROUTE_TABLE = (
     (dataplane.router, "Broker identities, permissions, blocklist and hook tokens"),
     (artifacts.router, "Artifacts"),
     (access.router, "Users, policies and audit"),
+    (checks.router, "Fleet checks"),
 )
