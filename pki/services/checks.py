@@ -14,7 +14,7 @@ The interface, for every front end (CLI, HTTP, a console):
 One pass over the store: the CAs with their CRL state (a handful of rows), then every device
 certificate once, in client-id order (:func:`pki.store.check_repos.stream_devices`), so the
 per-client checks keep no state beyond the current client id; the only state that grows with the
-fleet is one 8-byte digest per live public key (shared-key check).  Then the audit chain is
+fleet is one 64-bit hash per live public key (shared-key check).  Then the audit chain is
 verified (:func:`pki.services.audit_chain.verify`), which reads the audit log, not the devices.
 Reading only: nothing is written, not even an audit record.
 """
@@ -22,9 +22,8 @@ Reading only: nothing is written, not even an audit record.
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -234,67 +233,78 @@ def _limit_findings(ca, *, now: _dt.datetime) -> list[Finding]:
 # -- devices: one pass, in client-id order --------------------------------------------------------
 
 
-@dataclass
-class _Pass:
-    ca_sn: Mapping[int, str]
-    now: _dt.datetime
-    horizon: _dt.datetime
-    findings: list[Finding] = field(default_factory=list)
-    keys: dict[int, int] = field(default_factory=dict)  # 8-byte digest of a live SPKI -> first device id
-    key_clashes: list[tuple[int, int]] = field(default_factory=list)
-    revoked_only: list[str] = field(default_factory=list)
+def _expiry_finding(row, ca_sn: Mapping[int, str], now: _dt.datetime) -> Finding:
+    left = row.not_after - now
+    when = (f"expired on {isoformat(row.not_after)} and is still ACTIVE" if left.total_seconds() <= 0
+            else f"expires on {isoformat(row.not_after)}, in {left.days} day(s)")
+    return _finding("device_cert_expiring", f"device/{ca_sn.get(row.ca_id, '?')}/{row.sn}",
+                    f"the certificate of {row.client_id!r} {when}",
+                    "renew it before then, or revoke it if the device is retired")
 
-    def device(self, row) -> None:
-        res = f"device/{self.ca_sn.get(row.ca_id, '?')}/{row.sn}"
-        if row.status == DeviceStatus.ACTIVE and row.not_after <= self.horizon:
-            left = row.not_after - self.now
-            when = (f"expired on {isoformat(row.not_after)} and is still ACTIVE" if left.total_seconds() <= 0
-                    else f"expires on {isoformat(row.not_after)}, in {left.days} day(s)")
-            self.findings.append(_finding("device_cert_expiring", res, f"the certificate of {row.client_id!r} "
-                                          f"{when}", "renew it before then, or revoke it if the device is retired"))
-        if row.status == DeviceStatus.REVOKED:
-            return  # a revoked certificate's key and key type no longer matter (a renewal may keep the key)
-        if is_weak_key_type(row.key_type):
-            self.findings.append(_finding("weak_key", res, f"the certificate of {row.client_id!r} has a "
-                                          f"{row.key_type} key, which this PKI no longer accepts",
-                                          "give the device a new key (EC P-256, RSA-2048+ or Ed25519) and a new "
-                                          "certificate, then revoke this one"))
-        spki = spki_der(row.cert_der)
-        if spki is not None:
-            digest = int.from_bytes(hashlib.blake2b(spki, digest_size=8).digest(), "big")
-            first = self.keys.setdefault(digest, row.id)
-            if first != row.id:
-                self.key_clashes.append((first, row.id))
 
-    def client(self, client_id: str, rows: list) -> None:
-        active_cas = sorted({self.ca_sn.get(r.ca_id, "?") for r in rows if r.status == DeviceStatus.ACTIVE})
-        if len(active_cas) > 1:
-            self.findings.append(_finding(
-                "client_id_multiple_cas", f"client-id/{client_id}", f"client id {client_id!r} has ACTIVE "
-                f"certificates under {len(active_cas)} CAs ({', '.join(active_cas)}): two devices may claim one "
-                "identity, and a broker lets both connect", "keep the certificate of the real device and revoke "
-                "the others (or deactivate them while you find out)"))
-        statuses = {r.status for r in rows}
-        if DeviceStatus.REVOKED in statuses and DeviceStatus.ACTIVE not in statuses:
-            self.revoked_only.append(client_id)
+def _weak_finding(row, ca_sn: Mapping[int, str]) -> Finding:
+    return _finding("weak_key", f"device/{ca_sn.get(row.ca_id, '?')}/{row.sn}",
+                    f"the certificate of {row.client_id!r} has a {row.key_type} key, which this PKI no longer "
+                    "accepts", "give the device a new key (EC P-256, RSA-2048+ or Ed25519) and a new certificate, "
+                    "then revoke this one")
+
+
+def _multi_ca_finding(client_id: str, ca_sns: list[str]) -> Finding:
+    return _finding("client_id_multiple_cas", f"client-id/{client_id}", f"client id {client_id!r} has ACTIVE "
+                    f"certificates under {len(ca_sns)} CAs ({', '.join(ca_sns)}): two devices may claim one "
+                    "identity, and a broker lets both connect", "keep the certificate of the real device and "
+                    "revoke the others (or deactivate them while you find out)")
 
 
 def _device_pass(conn, instance: str, ca_sn: Mapping[int, str], *, now: _dt.datetime,
                  device_days: int) -> list[Finding]:
-    state = _Pass(ca_sn=ca_sn, now=now, horizon=now + _dt.timedelta(days=device_days))
-    current, group = None, []
-    for row in check_repos.stream_devices(conn, instance=instance):
-        if row.client_id != current:
-            if group:
-                state.client(current, group)
-            current, group = row.client_id, []
-        group.append(row)
-        state.device(row)
-    if group:
-        state.client(current, group)
-    state.keys.clear()
-    findings = state.findings + _shared_key_findings(conn, state.key_clashes, ca_sn)
-    with_secret = check_repos.active_secret_client_ids(conn, instance=instance, client_ids=state.revoked_only)
+    """Every device once, in client-id order.  The loop is written flat (locals, no call per row but the
+    SubjectPublicKeyInfo walk): at a million devices each microsecond per row is a second."""
+    horizon = now + _dt.timedelta(days=device_days)
+    findings: list[Finding] = []
+    keys: dict[int, int] = {}  # hash() of a live SPKI -> the first device id that has it
+    clashes: list[tuple[int, int]] = []
+    revoked_only: list[str] = []
+    weak_memo: dict[str, bool] = {}
+    active, revoked = DeviceStatus.ACTIVE.value, DeviceStatus.REVOKED.value
+    current = None
+    active_cas: set[int] = set()
+    any_active = any_revoked = False
+    for row in check_repos.stream_devices(conn, instance=instance, horizon=horizon):
+        device_id, ca_id, _sn, client_id, status, key_type, der, _not_after, expiring = row
+        if client_id != current:
+            if len(active_cas) > 1:
+                findings.append(_multi_ca_finding(current, sorted(ca_sn.get(i, "?") for i in active_cas)))
+            if any_revoked and not any_active:
+                revoked_only.append(current)
+            current, any_active, any_revoked = client_id, False, False
+            active_cas.clear()
+        if status == revoked:
+            any_revoked = True
+            continue  # a revoked certificate's key and key type no longer matter (a renewal may keep the key)
+        if status == active:
+            any_active = True
+            active_cas.add(ca_id)
+            if expiring:
+                findings.append(_expiry_finding(row, ca_sn, now))
+        weak = weak_memo.get(key_type)
+        if weak is None:
+            weak = weak_memo[key_type] = is_weak_key_type(key_type)
+        if weak:
+            findings.append(_weak_finding(row, ca_sn))
+        spki = spki_der(der)
+        if spki is not None:
+            # Python's own 64-bit hash of the bytes: a clash is confirmed on the full bytes afterwards.
+            first = keys.setdefault(hash(spki), device_id)
+            if first != device_id:
+                clashes.append((first, device_id))
+    if len(active_cas) > 1:
+        findings.append(_multi_ca_finding(current, sorted(ca_sn.get(i, "?") for i in active_cas)))
+    if any_revoked and not any_active:
+        revoked_only.append(current)
+    keys.clear()
+    findings += _shared_key_findings(conn, clashes, ca_sn)
+    with_secret = check_repos.active_secret_client_ids(conn, instance=instance, client_ids=revoked_only)
     for client_id in sorted(with_secret):
         findings.append(_finding(
             "revoked_device_active_secret", f"client-id/{client_id}", f"every certificate of {client_id!r} is "

@@ -8,9 +8,10 @@ one client id arrives together and the checks keep no per-client state.
 
 from __future__ import annotations
 
+import datetime as _dt
 from collections.abc import Iterable, Iterator, Sequence
 
-from sqlalchemy import select
+from sqlalchemy import and_, case, select
 from sqlalchemy.engine import Connection
 
 from .artifact_models import CrlState
@@ -20,8 +21,7 @@ from .secret_models import DeviceSecret
 __all__ = ["cas_with_crl", "stream_devices", "active_secret_client_ids", "DEVICE_COLUMNS"]
 
 _D = DeviceCertificate.__table__.c
-DEVICE_COLUMNS = (_D.id, _D.ca_id, _D.sn, _D.client_id, _D.status, _D.source, _D.key_type, _D.not_after,
-                  _D.cert_der)
+DEVICE_COLUMNS = (_D.id, _D.ca_id, _D.sn, _D.client_id, _D.status, _D.key_type, _D.not_after, _D.cert_der)
 
 
 def cas_with_crl(conn: Connection, *, instance: str) -> Sequence[tuple[CaCertificate, CrlState | None]]:
@@ -42,10 +42,17 @@ def cas_with_crl(conn: Connection, *, instance: str) -> Sequence[tuple[CaCertifi
     return out
 
 
-def stream_devices(conn: Connection, *, instance: str, chunk: int = 5000) -> Iterator:
-    """Every device certificate of the instance as a row of :data:`DEVICE_COLUMNS`, by client id then id."""
+def stream_devices(conn: Connection, *, instance: str, horizon: _dt.datetime, chunk: int = 5000) -> Iterator:
+    """Every device certificate of the instance as ``(id, ca_id, sn, client_id, status, key_type, cert_der,
+    not_after, expiring)``, where ``expiring`` (ACTIVE
+    and not after ``horizon``) is compared in SQL, so no row's timestamps are converted: ``not_after`` is
+    only read for the expiring rows (None for the others).  By client id, then id."""
+    expiring = and_(_D.status == "ACTIVE", _D.not_after <= horizon)
+    columns = [c for c in DEVICE_COLUMNS if c is not _D.not_after]
     result = conn.execution_options(yield_per=chunk).execute(
-        select(*DEVICE_COLUMNS).where(_D.instance == instance).order_by(_D.client_id, _D.id))
+        select(*columns, case((expiring, _D.not_after), else_=None).label("not_after"),
+               case((expiring, 1), else_=0).label("expiring"))
+        .where(_D.instance == instance).order_by(_D.client_id, _D.id))
     try:
         yield from result
     finally:

@@ -14,35 +14,40 @@ from __future__ import annotations
 __all__ = ["spki_der"]
 
 
-def _header(der: bytes, pos: int) -> tuple[int, int, int]:
-    """(tag, start of contents, end of the element) of the DER element at ``pos``."""
-    tag = der[pos]
-    first = der[pos + 1]
-    if first < 0x80:
-        return tag, pos + 2, pos + 2 + first
-    n = first & 0x7F
-    start = pos + 2 + n
-    if n == 0 or n > 4 or start > len(der):
-        raise ValueError("bad DER length")
-    return tag, start, start + int.from_bytes(der[pos + 2:start], "big")
-
-
 def spki_der(cert_der: bytes) -> bytes | None:
-    """The SubjectPublicKeyInfo element (tag and length included) of a certificate, or None if malformed."""
+    """The SubjectPublicKeyInfo element (tag and length included) of a certificate, or None if malformed.
+
+    Written out flat, without a helper per element: it runs once per device of the fleet.
+    """
+    d = cert_der
     try:
-        tag, cert_body, cert_end = _header(cert_der, 0)
-        if tag != 0x30:
-            return None
-        tag, pos, tbs_end = _header(cert_der, cert_body)
-        if tag != 0x30 or tbs_end > cert_end:
-            return None
-        if cert_der[pos] == 0xA0:  # [0] EXPLICIT version
-            pos = _header(cert_der, pos)[2]
+        pos = 0
+        for _ in range(2):  # into Certificate, then into tbsCertificate: both SEQUENCEs
+            if d[pos] != 0x30:
+                return None
+            first = d[pos + 1]
+            pos += 2 + (first & 0x7F if first & 0x80 else 0)
+        if d[pos] == 0xA0:  # [0] EXPLICIT version
+            first = d[pos + 1]
+            n = first & 0x7F if first & 0x80 else 0
+            pos += 2 + n + (int.from_bytes(d[pos + 2:pos + 2 + n], "big") if n else first)
         for _ in range(5):  # serialNumber, signature, issuer, validity, subject
-            pos = _header(cert_der, pos)[2]
-        tag, _start, end = _header(cert_der, pos)
-        if tag != 0x30 or end > tbs_end:
+            first = d[pos + 1]
+            if first < 0x80:
+                pos += 2 + first
+            else:
+                n = first & 0x7F
+                pos += 2 + n + int.from_bytes(d[pos + 2:pos + 2 + n], "big")
+        if d[pos] != 0x30:
             return None
-        return bytes(cert_der[pos:end])
-    except (IndexError, ValueError):
+        first = d[pos + 1]
+        if first < 0x80:
+            end = pos + 2 + first
+        else:
+            n = first & 0x7F
+            end = pos + 2 + n + int.from_bytes(d[pos + 2:pos + 2 + n], "big")
+        if end > len(d):
+            return None
+        return d[pos:end]
+    except IndexError:
         return None
