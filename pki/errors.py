@@ -225,7 +225,7 @@ ERROR_CODES: dict[str, str] = {
     ),
     **_codes(
         Unauthenticated, "unauthenticated", "signature_missing", "signature_invalid", "signature_expired",
-        "nonce_replayed", "hook_token_missing", "hook_token_invalid",
+        "nonce_replayed", "hook_token_missing", "hook_token_invalid", "metrics_token_invalid",
     ),
     **_codes(RateLimited, "rate_limited"),
     **_codes(InternalError, "internal_error", "key_corrupt", "key_cannot_sign"),

@@ -7,8 +7,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Under CI=true the broker tests must run, never skip (tests/support/__init__.py
-# skip_or_fail): install Debian's brokers when they are missing. A failed install
+# Under CI=true the broker and browser tests must run, never skip (tests/support/__init__.py
+# skip_or_fail): install Debian's brokers and chromium when they are missing. A failed install
 # fails the run. Nothing is done when they are present.
 if [ "${CI:-}" = "true" ]; then
     missing=()
@@ -16,6 +16,9 @@ if [ "${CI:-}" = "true" ]; then
         || missing+=(rabbitmq-server)
     [ -x /usr/sbin/mosquitto ] || command -v mosquitto >/dev/null || missing+=(mosquitto)
     command -v mosquitto_pub >/dev/null || missing+=(mosquitto-clients)
+    # /docs in headless Chromium (tests/test_docs_browser.py, tests/support/browser.py)
+    [ -x /usr/bin/chromium ] || missing+=(chromium)
+    [ -x /usr/bin/chromedriver ] || missing+=(chromium-driver)
     if [ "${#missing[@]}" -gt 0 ]; then
         SUDO=()
         [ "$(id -u)" = 0 ] || SUDO=(sudo -n)
