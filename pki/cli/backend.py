@@ -34,7 +34,7 @@ import click
 
 from ..errors import ConfigError, ServerUnreachable
 from ..ids import parse_duration
-from ..services import artifacts, audit, authorize, cas, checks, codes, crls, devices, managed, policies, users
+from ..services import artifacts, audit, authorize, ca_requests, cas, checks, codes, crls, devices, managed, policies, users
 from ..services.dataplane import blocklist, hook_tokens, identities, permissions
 from ..services import secrets as secret_service
 from ..services.policy import action_catalogue, parse_policy
@@ -163,6 +163,11 @@ OPERATIONS: dict[str, Operation] = {
             "certificate_pem": _pem(certificate, "CERTIFICATE"), "verification_pem": _pem(verification, "CERTIFICATE"),
             "name": name, "inactive": inactive, "chain_pem": _pem(chain, "CERTIFICATE")})),
     "ca.create": _(lambda ctx, **kw: managed.create_ca(ctx, **kw), "POST", "/v1/cas"),
+    "ca.request": _(lambda ctx, **kw: ca_requests.request_ca(ctx, **kw), "POST", "/v1/cas/requests"),
+    "ca.install": _(
+        lambda ctx, **kw: ca_requests.install_signed(ctx, **kw), "POST", "/v1/cas/install-signed",
+        body=lambda *, ref, certificate, chain: _drop_none({
+            "ref": ref, "certificate_pem": _pem(certificate, "CERTIFICATE"), "chain_pem": _pem(chain, "CERTIFICATE")})),
     "ca.list": _(lambda ctx, **kw: cas.list_cas(ctx, **kw), "GET", "/v1/cas"),
     "ca.show": _(lambda ctx, *, ref: cas.show_ca(ctx, ref), "GET", "/v1/cas/{ref}"),
     "ca.activate": _(lambda ctx, *, ref: cas.activate_ca(ctx, ref), "POST", "/v1/cas/{ref}/activate"),

@@ -23,6 +23,7 @@ from .artifacts import artifacts_group, crl_group, serve_command
 from .access import audit_group, policy_group, user_group
 from .device import device_group
 from .checks import check_group
+from .ca_requests import install_signed_command, request_only
 from .secret import secret_group
 from .dataplane import blocklist_group, hook_token_group, identity_group, permission_group
 from .hints import render as render_error
@@ -194,21 +195,37 @@ def ca_delete(state: _State, ref: str, cascade: bool, as_json: bool) -> None:
 
 
 @ca_group.command("create")
-@click.option("--name", required=True, help="The CA's CN and display name.")
+@click.option("--name", help="The CA's display name and, without --subject, its CN (default: the subject's CN).")
+@click.option("--subject", metavar="DN",
+              help='The full subject as openssl writes it, most significant first: "C=DE,O=Acme,CN=Line 3".')
 @click.option("--key-type", type=click.Choice(list(KEY_TYPES)), default="ec-p256", show_default=True)
-@click.option("--days", type=int, default=DEFAULT_CA_DAYS, show_default=True, help="Validity in days.")
+@click.option("--days", type=int, help=f"Validity in days (default {DEFAULT_CA_DAYS}; for an intermediate, "
+              "never past its parent's end).")
 @click.option("--parent", metavar="SN", help="Create an intermediate under this managed CA.")
 @click.option("--path-length", type=int, help="basicConstraints pathLen (default: none for a root, 0 below one).")
+@click.option("--csr-only", is_flag=True, help="Make the key and a CSR for an outside root to sign; the CA is "
+              "PENDING until `pki ca install-signed`.")
+@click.option("--out", type=click.Path(dir_okay=False, writable=True), help="With --csr-only: write the CSR here.")
 @json_option
 @click.pass_obj
-def ca_create(state: _State, name, key_type, days, parent, path_length, as_json) -> None:
+def ca_create(state: _State, name, subject, key_type, days, parent, path_length, csr_only, out, as_json) -> None:
     """Create a managed CA; its private key stays in this PKI's key custody."""
+    if name is None and subject is None:
+        raise click.UsageError("give --name or --subject")
+    if csr_only:
+        request_only(state, name=name, subject=subject, key_type=key_type, days=days, parent=parent,
+                     path_length=path_length, out=out, as_json=as_json)
+        return
+    if out is not None:
+        raise click.UsageError("--out goes with --csr-only")
     result = backend.call(
-        state, "ca.create", name=name, key_type=key_type, days=days, parent=parent, path_length=path_length
+        state, "ca.create", name=name, key_type=key_type, days=days, parent=parent, path_length=path_length,
+        subject=subject,
     )
     emit(result, as_json=as_json, fields=CA_FIELDS)
 
 
+ca_group.add_command(install_signed_command)
 cli.add_command(device_group)
 cli.add_command(secret_group)
 cli.add_command(artifacts_group)

@@ -12,12 +12,13 @@ from ..ids import validate_name
 from ..keys import KEY_TYPES, new_key_id
 from ..store import CaCertificate, CustodyKey, Status, repos
 from .. import x509 as px509
+from ..x509.subjects import parse_subject
 from .cas import confusable_names, resolve_ca
 from . import audit
 from .context import Context
 from .schemas import CaPublic
 
-__all__ = ["create_ca", "ca_signer", "DEFAULT_CA_DAYS", "MAX_CA_DAYS"]
+__all__ = ["create_ca", "ca_signer", "ca_subject", "check_key_type", "DEFAULT_CA_DAYS", "MAX_CA_DAYS"]
 
 DEFAULT_CA_DAYS = 3650
 MAX_CA_DAYS = 36500
@@ -40,36 +41,61 @@ def ca_signer(ctx: Context, session, ca: CaCertificate):
     return ctx.signer(key_id=key.key_id, sealed=key.sealed)
 
 
-def create_ca(
-    ctx: Context,
-    *,
-    name: str,
-    key_type: str = "ec-p256",
-    days: int = DEFAULT_CA_DAYS,
-    parent: str | None = None,
-    path_length: int | None = None,
-) -> CaPublic:
-    """A managed root, or an intermediate under a managed parent."""
+def ca_subject(*, name: str | None, subject: str | None) -> tuple[str, x509.Name]:
+    """(display name, subject) from a name (the subject is then CN=name), a full subject (the name is
+    then its CN), or both."""
+    if subject is not None:
+        parsed = parse_subject(subject)
+        if name is None:
+            name = str(parsed.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value)
+    elif name is None:
+        raise InvalidInput("give the CA a name or a subject", code="invalid_name", field="name")
     validate_name(name, what="name")
     if len(name.encode("utf-8")) > MAX_CN_OCTETS:
         raise InvalidInput(
             f"name is {len(name.encode('utf-8'))} octets in UTF-8; a CA's CN takes at most {MAX_CN_OCTETS} "
             "(RFC 5280 ub-common-name)", code="invalid_name",
         )
+    if subject is None:
+        parsed = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    return name, parsed
+
+
+def check_key_type(key_type: str) -> None:
     if key_type not in KEY_TYPES:
         raise InvalidInput(f"key type {key_type!r} is not one of {', '.join(KEY_TYPES)}", code="unsupported_key_type")
-    if not 1 <= days <= MAX_CA_DAYS:
+
+
+def create_ca(
+    ctx: Context,
+    *,
+    name: str | None = None,
+    key_type: str = "ec-p256",
+    days: int | None = None,
+    parent: str | None = None,
+    path_length: int | None = None,
+    subject: str | None = None,
+) -> CaPublic:
+    """A managed root, or an intermediate under a managed parent.
+
+    ``subject``: the full DN as openssl writes it (``C=DE,O=Acme,CN=Line 3``); default ``CN=name``.
+    ``days``: default :data:`DEFAULT_CA_DAYS`; for an intermediate, no later than its parent's end
+    (the smaller of the two), so the default never outlives the parent.
+    """
+    name, subject_name = ca_subject(name=name, subject=subject)
+    check_key_type(key_type)
+    if days is not None and (isinstance(days, bool) or not 1 <= days <= MAX_CA_DAYS):
         raise InvalidInput(f"days must be between 1 and {MAX_CA_DAYS}", code="invalid_validity", field="days")
     if path_length is not None and not 0 <= path_length <= 8:
         raise InvalidInput("the path length must be between 0 and 8", code="invalid_path_length",
                            field="path_length")
     now = ctx.clock.now()
     not_before = now - px509.build.BACKDATE
-    not_after = now + _dt.timedelta(days=days)
+    not_after = now + _dt.timedelta(days=DEFAULT_CA_DAYS if days is None else days)
     key_id = new_key_id()
     signer, sealed = ctx.keystore.new_key(key_type, key_id=key_id)
     serial = px509.random_serial()
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    subject = subject_name
 
     with ctx.store.transaction() as session:
         parent_row = None
@@ -91,6 +117,8 @@ def create_ca(
                     f"the path length must be below the parent's ({parent_len})", code="invalid_path_length",
                     field="path_length",
                 )
+            if days is None:
+                not_after = min(not_after, parent_row.not_after)  # the default: never past the parent
             if not_after > parent_row.not_after:
                 raise InvalidInput(
                     f"a CA valid for {days} days would outlive its parent (until {parent_row.not_after:%Y-%m-%d}); "

@@ -127,6 +127,9 @@ ACTIONS: Mapping[str, Operation] = _ops(
     ("ca.activate", "mq:ActiveCaCertificate", _IA, "update"),
     ("ca.deactivate", "mq:UnregisterCaCertificate", _IA, "update"),  # that table: InactivateCaCertificate
     ("ca.delete", "mq:DeleteCaCertificate", _IA, "delete"),
+    # a managed CA signed by an outside root: its key and CSR, then its certificate (ours)
+    ("ca.request", "mq:CreateCaCertificate", _IA, "create"),
+    ("ca.install", "mq:CreateCaCertificate", _IA, "create"),
     # device certificates
     ("device.issue", "mq:IssueDeviceCertificate", _IA, "create"),
     ("device.register", "mq:RegisterDeviceCertificate", _IA, "create"),

@@ -2,6 +2,7 @@
 
 # Imported to register their tables.
 from . import access_models, artifact_models, dataplane_models, http_models, provision_models, secret_models  # noqa: F401
+from . import ca_request_models  # noqa: F401
 from .engine import Store, head_revision, normalise_url, sqlite_url
 from .models import CaCertificate, CustodyKey, DeviceCertificate, RegisterCode, DeviceStatus, Status
 

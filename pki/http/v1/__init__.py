@@ -8,7 +8,7 @@ that need neither are :data:`pki.http.app.PUBLIC_PATHS`, and only those.
 from __future__ import annotations
 
 from . import access, artifacts, cas, dataplane, devices, secrets
-from . import checks
+from . import ca_requests, checks
 
 __all__ = ["ROUTE_TABLE", "PREFIX"]
 
@@ -16,6 +16,7 @@ PREFIX = "/v1"
 
 #: (router, OpenAPI tag): every /v1 endpoint family.
 ROUTE_TABLE = (
+    (ca_requests.router, "CAs"),  # before cas: /cas/requests is not /cas/{ca_sn}
     (cas.router, "CAs"),
     (devices.router, "Device certificates"),
     (secrets.router, "Device secrets"),
