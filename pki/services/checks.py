@@ -191,22 +191,23 @@ def _crl_findings(ca, crl, *, now: _dt.datetime, artifacts_dir) -> list[Finding]
 
 def _published_crl_problem(ca, directory: Path, *, now: _dt.datetime) -> str | None:
     """Why the current generation under ``directory`` holds no valid CRL for ``ca``, or None."""
-    path = directory / "current" / "crl" / f"{ca.sn}.pem"
+    shown = f"current/crl/{ca.sn}.pem"  # relative: the server's own paths are not the caller's business
+    path = directory / shown
     try:
         crl = x509.load_pem_x509_crl(path.read_bytes())
     except FileNotFoundError:
-        return f"the published generation has no CRL for it ({path})"
+        return f"the published generation has no CRL for it ({shown})"
     except (OSError, ValueError) as exc:
-        return f"its published CRL {path} cannot be read ({type(exc).__name__})"
+        return f"its published CRL {shown} cannot be read ({type(exc).__name__})"
     cert = x509.load_der_x509_certificate(ca.cert_der)
     if crl.issuer != cert.subject or not crl.is_signature_valid(cert.public_key()):
-        return f"its published CRL {path} is not signed by this CA"
+        return f"its published CRL {shown} is not signed by this CA"
     next_update = crl.next_update_utc
     if next_update is None or next_update <= now:
-        return f"its published CRL {path} is past its nextUpdate"
+        return f"its published CRL {shown} is past its nextUpdate"
     half = crl.last_update_utc + (next_update - crl.last_update_utc) / 2
     if now >= half:
-        return f"its published CRL {path} is past half its lifetime (next update {isoformat(next_update)})"
+        return f"its published CRL {shown} is past half its lifetime (next update {isoformat(next_update)})"
     return None
 
 
