@@ -155,7 +155,7 @@ ERROR_CODES: dict[str, str] = {
         "empty_input", "invalid_pem", "wrong_pem_label", "invalid_der", "trailing_data", "multiple_certificates",
         "input_too_large", "too_many_items", "invalid_certificate", "invalid_csr", "csr_bad_signature",
         "invalid_private_key", "key_not_encrypted", "key_password", "invalid_crl", "ocsp_malformed_request",
-        "invalid_extension",
+        "invalid_extension", "invalid_subject",
         "request_too_large", "invalid_request", "method_not_allowed", "invalid_forwarded_for",
         # certificate checks (pki/x509/checks.py)
         "not_a_ca", "ca_missing_key_cert_sign", "weak_key", "weak_signature_algorithm", "bad_self_signature",
@@ -201,7 +201,7 @@ ERROR_CODES: dict[str, str] = {
         NotFound, "not_found", "ca_not_found", "device_not_found", "issuer_not_registered", "crl_not_available",
         "secret_not_found", "group_not_found", "user_not_found", "access_key_not_found", "policy_not_found",
         "policy_not_attached", "route_not_found", "identity_not_found", "permission_not_found", "block_not_found",
-        "hook_token_not_found", "token_not_found",
+        "hook_token_not_found", "token_not_found", "ca_request_not_found",
         "est_ca_not_found",
     ),
     **_codes(
@@ -241,7 +241,7 @@ ERROR_CODES: dict[str, str] = {
     ),
     **_codes(
         Unauthenticated, "unauthenticated", "signature_missing", "signature_invalid", "signature_expired",
-        "nonce_replayed", "hook_token_missing", "hook_token_invalid",
+        "nonce_replayed", "hook_token_missing", "hook_token_invalid", "metrics_token_invalid",
         "console_signin_failed", "console_session_expired",
         "est_unauthenticated", "est_certificate_invalid", "est_certificate_expired", "claim_invalid", "claim_expired",
     ),

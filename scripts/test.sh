@@ -7,8 +7,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Under CI=true the broker and HSM tests must run, never skip (tests/support/__init__.py
-# skip_or_fail): install Debian's brokers and SoftHSM2 when they are missing. A failed install
+# Under CI=true the broker, HSM and browser tests must run, never skip (tests/support/__init__.py
+# skip_or_fail): install Debian's brokers, SoftHSM2 and chromium when they are missing. A failed install
 # fails the run. Nothing is done when they are present.
 if [ "${CI:-}" = "true" ]; then
     missing=()

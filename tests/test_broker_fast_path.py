@@ -119,3 +119,19 @@ def test_revision_reader_sees_other_connections_commits(ctx):
         other.engine.dispose()
     after = reader.read((ctx.instance, "elsewhere"))
     assert after == {ctx.instance: before[ctx.instance], "elsewhere": 2}
+
+
+def test_hook_decisions_are_counted_on_metrics_without_client_ids(hooks_client):
+    def count(text: str, **labels) -> float:
+        for line in text.splitlines():
+            if line.startswith("pki_broker_hook_decisions_total{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
+                return float(line.rsplit(" ", 1)[1])
+        return 0.0
+
+    before = hooks_client.get("/metrics").text
+    _authz(hooks_client)
+    _authz(hooks_client, topic="up/other")
+    after = hooks_client.get("/metrics").text
+    assert count(after, hook="emqx.authz", result="allow") == count(before, hook="emqx.authz", result="allow") + 1
+    assert count(after, hook="emqx.authz", result="deny") == count(before, hook="emqx.authz", result="deny") + 1
+    assert "c-1" not in after and "up/other" not in after

@@ -140,9 +140,12 @@ def crl_upload(state: State, ca_sn, crl_file, as_json) -> None:
 @click.option("--tls-key", type=file_arg(), help="The private key of --tls-cert (PEM).")
 @click.option("--tls-client-ca", type=file_arg(),
               help="Ask TLS clients for a certificate chaining to these CAs (PEM): EST reenrollment and bootstrap.")
+@click.option("--metrics-token", envvar="PKI_METRICS_TOKEN", metavar="TOKEN",
+              help="Make /metrics require `Authorization: Bearer TOKEN` [PKI_METRICS_TOKEN, preferred: a flag "
+                   "shows in ps]. Default: /metrics is open, as most exporters are.")
 @click.pass_obj
 def serve_command(state: State, host, port, workers, rate_limit, burst, max_body, trusted_proxies, artifacts_dir,
-                  access_log, tls_cert, tls_key, tls_client_ca) -> None:
+                  access_log, tls_cert, tls_key, tls_client_ca, metrics_token) -> None:
     """Serve the /v1 API (signed requests) and the trust bundle, CRLs and OCSP (no authentication).
 
     Always on this machine's store: PKI_SERVER and a profile, the client side's settings, are ignored.
@@ -173,6 +176,13 @@ def serve_command(state: State, host, port, workers, rate_limit, burst, max_body
         env["PKI_HTTP_TRUSTED_PROXIES"] = ",".join(trusted_proxies)
     if artifacts_dir:
         env["PKI_HTTP_ARTIFACTS_DIR"] = str(Path(artifacts_dir).absolute())
+    if metrics_token:
+        env["PKI_HTTP_METRICS_TOKEN"] = metrics_token
+    if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # prometheus_client's multiprocess mode: each worker writes its counters there, /metrics adds them up.
+        import tempfile
+
+        env["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="pki-metrics-")
     os.environ.update(env)  # the worker processes build their app from these
     # proxy_headers=False: uvicorn would otherwise take X-Forwarded-For from any
     # loopback peer as the client address; --trusted-proxy is the one place that decides.

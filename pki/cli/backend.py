@@ -34,7 +34,7 @@ import click
 
 from ..errors import ConfigError, ServerUnreachable
 from ..ids import parse_duration
-from ..services import artifacts, audit, authorize, cas, codes, crls, devices, managed, policies, users
+from ..services import artifacts, audit, authorize, ca_requests, cas, checks, codes, crls, devices, managed, policies, users
 from ..services import custody, master_keys
 from ..services import enrollment, renewal
 from ..services.dataplane import blocklist, hook_tokens, identities, permissions
@@ -166,6 +166,11 @@ OPERATIONS: dict[str, Operation] = {
             "certificate_pem": _pem(certificate, "CERTIFICATE"), "verification_pem": _pem(verification, "CERTIFICATE"),
             "name": name, "inactive": inactive, "chain_pem": _pem(chain, "CERTIFICATE")})),
     "ca.create": _(lambda ctx, **kw: managed.create_ca(ctx, **kw), "POST", "/v1/cas"),
+    "ca.request": _(lambda ctx, **kw: ca_requests.request_ca(ctx, **kw), "POST", "/v1/cas/requests"),
+    "ca.install": _(
+        lambda ctx, **kw: ca_requests.install_signed(ctx, **kw), "POST", "/v1/cas/install-signed",
+        body=lambda *, ref, certificate, chain: _drop_none({
+            "ref": ref, "certificate_pem": _pem(certificate, "CERTIFICATE"), "chain_pem": _pem(chain, "CERTIFICATE")})),
     "ca.list": _(lambda ctx, **kw: cas.list_cas(ctx, **kw), "GET", "/v1/cas"),
     # key custody (rotate-master reads key files on the machine whose store it rotates)
     "keys.list": _(lambda ctx: custody.list_keys(ctx), "GET", "/v1/keys"),
@@ -305,5 +310,7 @@ OPERATIONS: dict[str, Operation] = {
                      "/v1/audit/batches/{batch}"),
     "audit.verify": _(lambda ctx, *, expect_head: audit.check(ctx, expect_head=expect_head), "GET",
                       "/v1/audit/verify"),
+    # fleet audit checks: read-only; the artifacts directory is the server's own
+    "check.run": _(lambda ctx, **kw: checks.fleet_report(ctx, **kw), "GET", "/v1/checks"),
 }
 del _

@@ -29,6 +29,7 @@ HINTS: dict[str, str] = {
     "pkcs11_key_missing": "`pki keys list` shows which CAs use it",
     # CAs and register codes
     "ca_not_found": "`pki ca list` shows them",
+    "ca_request_not_found": "`pki ca create --csr-only` makes a request; install the certificate signed from its CSR",
     "ca_already_registered": "`pki ca show {sn}` shows it",
     "ca_inactive": "`pki ca activate {ca_sn}` activates it",
     "ca_not_managed": "`pki ca create` makes a managed CA",

@@ -25,6 +25,8 @@ from .device import device_group
 from .keys import keys_group
 from .est import est_group
 from .lifecycle import ca_show, ca_update, claim_group, device_renew
+from .checks import check_group
+from .ca_requests import install_signed_command, request_only
 from .secret import secret_group
 from .dataplane import blocklist_group, hook_token_group, identity_group, permission_group
 from .tokens import token_group
@@ -196,9 +198,12 @@ def ca_delete(state: _State, ref: str, cascade: bool, as_json: bool) -> None:
 
 
 @ca_group.command("create")
-@click.option("--name", required=True, help="The CA's CN and display name.")
+@click.option("--name", help="The CA's display name and, without --subject, its CN (default: the subject's CN).")
+@click.option("--subject", metavar="DN",
+              help='The full subject as openssl writes it, most significant first: "C=DE,O=Acme,CN=Line 3".')
 @click.option("--key-type", type=click.Choice(list(KEY_TYPES)), default="ec-p256", show_default=True)
-@click.option("--days", type=int, default=DEFAULT_CA_DAYS, show_default=True, help="Validity in days.")
+@click.option("--days", type=int, help=f"Validity in days (default {DEFAULT_CA_DAYS}; for an intermediate, "
+              "never past its parent's end).")
 @click.option("--parent", metavar="SN", help="Create an intermediate under this managed CA.")
 @click.option("--path-length", type=int, help="basicConstraints pathLen (default: none for a root, 0 below one).")
 @click.option("--custody", type=click.Choice(["software", "pkcs11"]), default="software", show_default=True,
@@ -207,19 +212,32 @@ def ca_delete(state: _State, ref: str, cascade: bool, as_json: bool) -> None:
 @click.option("--token-label", metavar="L", help="pkcs11: the token's label.")
 @click.option("--pin-env", metavar="VAR", help="pkcs11: read the PIN from this variable [default PKI_PKCS11_PIN].")
 @click.option("--pin-file", metavar="FILE", help="pkcs11: read the PIN from this file (mode 0600); the PIN itself is never a flag.")
+@click.option("--csr-only", is_flag=True, help="Make the key and a CSR for an outside root to sign; the CA is "
+              "PENDING until `pki ca install-signed`.")
+@click.option("--out", type=click.Path(dir_okay=False, writable=True), help="With --csr-only: write the CSR here.")
 @json_option
 @click.pass_obj
-def ca_create(state: _State, name, key_type, days, parent, path_length, custody, pkcs11_module, token_label,
-              pin_env, pin_file, as_json) -> None:
+def ca_create(state: _State, name, subject, key_type, days, parent, path_length, custody, pkcs11_module, token_label,
+              pin_env, pin_file, csr_only, out, as_json) -> None:
     """Create a managed CA; its private key stays in this PKI's key custody."""
+    if name is None and subject is None:
+        raise click.UsageError("give --name or --subject")
     extra = {}
     if custody != "software" or pkcs11_module or token_label or pin_env or pin_file:
+        if csr_only:
+            raise click.UsageError("--csr-only keeps the key in software custody; leave out --custody pkcs11")
         backend.require_local(state, "ca create --custody pkcs11", "the token and its PIN are on this machine")
         extra = dict(custody=custody, pkcs11_module=pkcs11_module, token_label=token_label, pin_env=pin_env,
                      pin_file=pin_file)
+    if csr_only:
+        request_only(state, name=name, subject=subject, key_type=key_type, days=days, parent=parent,
+                     path_length=path_length, out=out, as_json=as_json)
+        return
+    if out is not None:
+        raise click.UsageError("--out goes with --csr-only")
     result = backend.call(
         state, "ca.create", name=name, key_type=key_type, days=days, parent=parent, path_length=path_length,
-        **extra,
+        subject=subject, **extra,
     )
     emit(result, as_json=as_json, fields=CA_FIELDS)
 
@@ -227,6 +245,7 @@ def ca_create(state: _State, name, key_type, days, parent, path_length, custody,
 ca_group.add_command(ca_show)
 ca_group.add_command(ca_update)
 device_group.add_command(device_renew)
+ca_group.add_command(install_signed_command)
 cli.add_command(device_group)
 cli.add_command(claim_group)
 cli.add_command(est_group)
@@ -239,6 +258,7 @@ cli.add_command(audit_group)
 cli.add_command(serve_command)
 cli.add_command(token_group)
 cli.add_command(keys_group)
+cli.add_command(check_group)
 for _group in (identity_group, permission_group, blocklist_group, hook_token_group):
     cli.add_command(_group)
 

@@ -26,7 +26,7 @@ from pathlib import Path
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..errors import PkiError, io_error
@@ -39,6 +39,7 @@ from .broker import PREFIX as BROKER_PREFIX, BrokerHooks
 from .jwks import JWKS_PATH, jwks_router
 from .console import console_router
 from .est import est_router
+from . import service
 from .deps import refuse_unsigned
 from .middleware import PkiMiddleware
 from .problems import PROBLEM, error_problem, problem_body
@@ -219,7 +220,8 @@ used twice (401 `nonce_replayed`). Errors are RFC 7807 problem documents with a 
 Not over HTTP: `pki device provision` (it writes key files where it runs: use it there, or issue one
 device per request), and the offline helpers `pki ca verification-cert` and `pki crl sign`
 (they need a CA private key that must never reach the server).
-Unauthenticated: {", ".join(PUBLIC_PATHS)}.
+Unauthenticated: {", ".join(PUBLIC_PATHS + service.SERVICE_PATHS)} (`/metrics` needs a bearer token when
+the server was started with one).
 """
 
 
@@ -232,6 +234,12 @@ def _openapi(app: FastAPI) -> dict:
     ref = {"$ref": "#/components/schemas/Problem"}
     for path, item in schema.get("paths", {}).items():
         if not path.startswith(PREFIX + "/"):
+            # FastAPI's 422 names the HTTPValidationError schema dropped below (ReDoc refuses the whole
+            # document over such a dangling reference); a bad request is a 400 problem here too.
+            for op in item.values():
+                if op.get("responses", {}).pop("422", None) is not None:
+                    op["responses"].setdefault("400", {"description": _PROBLEM_STATUSES[400],
+                                                       "content": {PROBLEM: {"schema": ref}}})
             continue
         for op in item.values():
             responses = op.setdefault("responses", {})
@@ -240,17 +248,9 @@ def _openapi(app: FastAPI) -> dict:
                 responses.setdefault(str(status), {"description": text, "content": {PROBLEM: {"schema": ref}}})
     for name in ("HTTPValidationError", "ValidationError"):
         components.pop(name, None)
+    service.declare_security(schema, PREFIX)
     app.openapi_schema = schema
     return schema
-
-
-_DOCS = """<!doctype html><html><head><meta charset="utf-8"><title>Device PKI API</title>
-<link rel="stylesheet" href="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui.css"></head>
-<body><div id="ui"></div>
-<noscript>The API description is at <a href="/openapi.json">/openapi.json</a>.</noscript>
-<script src="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui-bundle.js"></script>
-<script>SwaggerUIBundle({url: "/openapi.json", dom_id: "#ui"});</script>
-<p>The machine-readable description: <a href="/openapi.json">/openapi.json</a>.</p></body></html>"""
 
 
 def served(app: FastAPI):
@@ -280,12 +280,14 @@ def create_app(
     max_body: int = MAX_BODY_BYTES,
     trusted_proxies: tuple[str, ...] = (),
     artifacts_dir: str | Path | None = None,
+    metrics_token: str | None = None,
 ) -> FastAPI:
     """The app; ``ctx_factory`` makes the one Context it serves from, on first use.
 
     ``rate_limit``: token bucket per access key (None: no limit).
     ``trusted_proxies``: CIDRs whose ``X-Forwarded-For`` is believed.
     ``artifacts_dir``: where ``POST /v1/artifacts/publish`` writes (None: refused).
+    ``metrics_token``: the bearer token ``/metrics`` requires (None: open, as most exporters are).
     """
     holder: dict[str, Context] = {}
     lock = threading.Lock()
@@ -326,14 +328,11 @@ def create_app(
     def openapi_json() -> JSONResponse:
         return JSONResponse(_openapi(app))
 
-    @app.get("/docs", include_in_schema=False)
-    def docs() -> HTMLResponse:
-        return HTMLResponse(_DOCS)
-
     app.openapi = lambda: _openapi(app)
     # Inside PkiMiddleware (added after it: Starlette puts the last added outermost), so that the hooks
     # keep the request id, the body cap, the source IP and the access log.
     app.add_middleware(BrokerHooks, get_ctx=get_ctx)
+    service.install(app, get_ctx, metrics_token=metrics_token)
     app.add_middleware(PkiMiddleware, max_body=max_body, trusted_proxies=trusted_proxies)
     app.state.broker_hooks = PkiMiddleware(BrokerHooks(app, get_ctx=get_ctx), max_body=max_body,
                                            trusted_proxies=trusted_proxies)

@@ -50,4 +50,5 @@ def app_from_env():
         max_body=int(env.get("PKI_HTTP_MAX_BODY", MAX_BODY_BYTES)),
         trusted_proxies=proxies,
         artifacts_dir=env.get("PKI_HTTP_ARTIFACTS_DIR") or None,
+        metrics_token=env.get("PKI_HTTP_METRICS_TOKEN") or None,
     ))

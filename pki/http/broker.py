@@ -38,6 +38,7 @@ from ..errors import InvalidInput, PkiError, Unauthenticated, io_error
 from ..services.context import Context
 from ..services.dataplane import hook_tokens, hooks
 from ..services.dataplane.common import one_reading
+from .metrics import record_hook_decision
 from .problems import error_problem, problem_bytes
 
 __all__ = ["PREFIX", "ROUTES", "BrokerHooks"]
@@ -182,12 +183,20 @@ _EMQX_AUTHN = {(result, superuser): _json({"result": result, "is_superuser": sup
 _EMQX_AUTHZ = {result: _json({"result": result}) for result in ("allow", "deny")}
 
 
+def _counted(hook: str, decide, *args, **kwargs):
+    """A decision of :mod:`pki.services.dataplane.hooks`, counted on /metrics by hook, result and reason (the
+    reason goes nowhere else a broker can read)."""
+    answer = decide(*args, **kwargs)
+    record_hook_decision(hook, answer.result, answer.reason)
+    return answer
+
+
 # -- EMQX 5 ------------------------------------------------------------------------------------------
 
 def emqx_authn(ctx: Context, f: dict) -> Answer:
     username, password, clientid = _require(f, "username", "password", "clientid")
-    answer = hooks.authenticate(ctx, username, password, clientid, _optional_text(f, "peerhost"),
-                                cert_cn=_optional_text(f, "cert_common_name"))
+    answer = _counted("emqx.authn", hooks.authenticate, ctx, username, password, clientid,
+                      _optional_text(f, "peerhost"), cert_cn=_optional_text(f, "cert_common_name"))
     if answer.acl is not None:  # a token's: EMQX 5.8+ enforces it per connection, and disconnects at expiry
         return _json({"result": answer.result, "is_superuser": answer.superuser, "acl": answer.acl,
                       "expire_at": answer.expire_at})
@@ -197,7 +206,8 @@ def emqx_authn(ctx: Context, f: dict) -> Answer:
 def emqx_authz(ctx: Context, f: dict) -> Answer:
     username, clientid, action, topic = _require(f, "username", "clientid", "action", "topic")
     qos, retain = _qos(f.get("qos")), _retain(f.get("retain"))
-    answer = hooks.authorize(ctx, username, clientid, _optional_text(f, "peerhost"), action, topic, qos, retain)
+    answer = _counted("emqx.authz", hooks.authorize, ctx, username, clientid, _optional_text(f, "peerhost"), action,
+                      topic, qos, retain)
     return _EMQX_AUTHZ[answer.result]
 
 
@@ -209,12 +219,16 @@ def _go_auth(allowed: bool) -> Answer:
 
 def go_auth_user(ctx: Context, f: dict) -> Answer:
     username, password, clientid = _require(f, "username", "password", "clientid")
-    return _go_auth(hooks.authenticate(ctx, username, password, clientid, None).result == "allow")
+    return _go_auth(_counted("go_auth.user", hooks.authenticate, ctx, username, password, clientid, None).result
+                    == "allow")
 
 
 def go_auth_superuser(ctx: Context, f: dict) -> Answer:
     (username,) = _require(f, "username")
-    return _go_auth(hooks.is_superuser(ctx, username))
+    superuser = hooks.is_superuser(ctx, username)
+    record_hook_decision("go_auth.superuser", "allow" if superuser else "deny", "superuser" if superuser else
+                         "not_superuser")
+    return _go_auth(superuser)
 
 
 def go_auth_acl(ctx: Context, f: dict) -> Answer:
@@ -223,7 +237,8 @@ def go_auth_acl(ctx: Context, f: dict) -> Answer:
     acc = int(acc) if isinstance(acc, str) and acc.isdigit() and len(acc) == 1 else acc
     if type(acc) is not int or acc not in GO_AUTH_ACC:
         raise _bad("acc must be 1 (read), 2 (write), 3 (read and write) or 4 (subscribe)")
-    return _go_auth(all(hooks.authorize(ctx, username, clientid, None, action, topic).result == "allow"
+    return _go_auth(all(_counted("go_auth.acl", hooks.authorize, ctx, username, clientid, None, action, topic).result
+                        == "allow"
                         for action in GO_AUTH_ACC[acc]))
 
 
@@ -235,13 +250,15 @@ def _rabbit(allowed: bool) -> Answer:
 
 def rabbitmq_user(ctx: Context, f: dict) -> Answer:
     username, password = _require(f, "username", "password")
-    answer = hooks.authenticate(ctx, username, password, _optional_text(f, "client_id"), None)
+    answer = _counted("rabbitmq.user", hooks.authenticate, ctx, username, password,
+                      _optional_text(f, "client_id"), None)
     return _rabbit(answer.result == "allow")
 
 
 def rabbitmq_vhost(ctx: Context, f: dict) -> Answer:
     username, _vhost = _require(f, "username", "vhost")
-    answer = hooks.admit(ctx, username, _optional_text(f, "client_id"), _optional_text(f, "ip"))
+    answer = _counted("rabbitmq.vhost", hooks.admit, ctx, username, _optional_text(f, "client_id"),
+                      _optional_text(f, "ip"))
     return _rabbit(answer.result == "allow")
 
 
@@ -249,7 +266,8 @@ def rabbitmq_resource(ctx: Context, f: dict) -> Answer:
     # The queues and the amq.topic exchange rabbitmq_mqtt declares for a client: what it may do with
     # them is decided per topic (topic_path), so only the blocklist applies here.
     username, *_ = _require(f, "username", "vhost", "resource", "name", "permission")
-    return _rabbit(hooks.admit(ctx, username, _optional_text(f, "client_id"), None).result == "allow")
+    return _rabbit(_counted("rabbitmq.resource", hooks.admit, ctx, username, _optional_text(f, "client_id"), None)
+                   .result == "allow")
 
 
 def rabbitmq_topic(ctx: Context, f: dict) -> Answer:
@@ -258,7 +276,8 @@ def rabbitmq_topic(ctx: Context, f: dict) -> Answer:
     if action is None:
         return _rabbit(False)
     client_id = _optional_text(f, "variable_map.client_id") or _optional_text(f, "client_id")
-    answer = hooks.authorize(ctx, username, client_id, None, action, _routing_key_topic(key))
+    answer = _counted("rabbitmq.topic", hooks.authorize, ctx, username, client_id, None, action,
+                      _routing_key_topic(key))
     return _rabbit(answer.result == "allow")
 
 

@@ -79,9 +79,12 @@ class CaRegister(_In):
 
 
 class CaCreate(_In):
-    name: str = Field(max_length=128)
+    name: str | None = Field(None, max_length=128, description="Display name and, without subject, the CN.")
+    subject: str | None = Field(None, max_length=1024,
+                                description="Full subject as openssl writes it: C=DE,O=Acme,CN=Line 3.")
     key_type: KeyType = "ec-p256"  # type: ignore[valid-type]
-    days: int = Field(3650, ge=1, le=36500)
+    days: int | None = Field(None, ge=1, le=36500,
+                             description="Default 3650; for an intermediate, never past its parent's end.")
     parent: str | None = Field(None, max_length=128, description="Serial of a managed parent CA.")
     path_length: int | None = Field(None, ge=0, le=16)
 

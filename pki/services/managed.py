@@ -13,13 +13,14 @@ from ..keys import KEY_TYPES, new_key_id
 from ..keys.custody import KeyHandle
 from ..store import CaCertificate, Status, repos
 from .. import x509 as px509
+from ..x509.subjects import parse_subject
 from .cas import confusable_names, resolve_ca
 from . import audit
 from .context import Context
 from .custody import custody_from_options, handle_of, row_of
 from .schemas import CaPublic
 
-__all__ = ["create_ca", "ca_signer", "DEFAULT_CA_DAYS", "MAX_CA_DAYS"]
+__all__ = ["create_ca", "ca_signer", "ca_subject", "check_key_type", "DEFAULT_CA_DAYS", "MAX_CA_DAYS"]
 
 DEFAULT_CA_DAYS = 3650
 MAX_CA_DAYS = 36500
@@ -46,14 +47,40 @@ def ca_key_handle(session, ca: CaCertificate) -> KeyHandle:
     return handle_of(repos.get_custody_key(session, key_id=ca.key_id))
 
 
+def ca_subject(*, name: str | None, subject: str | None) -> tuple[str, x509.Name]:
+    """(display name, subject) from a name (the subject is then CN=name), a full subject (the name is
+    then its CN), or both."""
+    if subject is not None:
+        parsed = parse_subject(subject)
+        if name is None:
+            name = str(parsed.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value)
+    elif name is None:
+        raise InvalidInput("give the CA a name or a subject", code="invalid_name", field="name")
+    validate_name(name, what="name")
+    if len(name.encode("utf-8")) > MAX_CN_OCTETS:
+        raise InvalidInput(
+            f"name is {len(name.encode('utf-8'))} octets in UTF-8; a CA's CN takes at most {MAX_CN_OCTETS} "
+            "(RFC 5280 ub-common-name)", code="invalid_name",
+        )
+    if subject is None:
+        parsed = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    return name, parsed
+
+
+def check_key_type(key_type: str) -> None:
+    if key_type not in KEY_TYPES:
+        raise InvalidInput(f"key type {key_type!r} is not one of {', '.join(KEY_TYPES)}", code="unsupported_key_type")
+
+
 def create_ca(
     ctx: Context,
     *,
-    name: str,
+    name: str | None = None,
     key_type: str = "ec-p256",
-    days: int = DEFAULT_CA_DAYS,
+    days: int | None = None,
     parent: str | None = None,
     path_length: int | None = None,
+    subject: str | None = None,
     custody: str = "software",
     pkcs11_module: str | None = None,
     token_label: str | None = None,
@@ -62,43 +89,40 @@ def create_ca(
 ) -> CaPublic:
     """A managed root, or an intermediate under a managed parent.
 
+    ``subject``: the full DN as openssl writes it (``C=DE,O=Acme,CN=Line 3``); default ``CN=name``.
+    ``days``: default :data:`DEFAULT_CA_DAYS`; for an intermediate, no later than its parent's end
+    (the smaller of the two), so the default never outlives the parent.
     ``custody="pkcs11"`` makes the key on the token (``pkcs11_module``, ``token_label``, the PIN
     from the environment variable ``pin_env`` or the 0600 file ``pin_file``); the store then keeps
     only the key's URI.
     """
-    validate_name(name, what="name")
-    if len(name.encode("utf-8")) > MAX_CN_OCTETS:
-        raise InvalidInput(
-            f"name is {len(name.encode('utf-8'))} octets in UTF-8; a CA's CN takes at most {MAX_CN_OCTETS} "
-            "(RFC 5280 ub-common-name)", code="invalid_name",
-        )
-    if key_type not in KEY_TYPES:
-        raise InvalidInput(f"key type {key_type!r} is not one of {', '.join(KEY_TYPES)}", code="unsupported_key_type")
-    if not 1 <= days <= MAX_CA_DAYS:
+    name, subject_name = ca_subject(name=name, subject=subject)
+    check_key_type(key_type)
+    if days is not None and (isinstance(days, bool) or not 1 <= days <= MAX_CA_DAYS):
         raise InvalidInput(f"days must be between 1 and {MAX_CA_DAYS}", code="invalid_validity", field="days")
     if path_length is not None and not 0 <= path_length <= 8:
         raise InvalidInput("the path length must be between 0 and 8", code="invalid_path_length",
                            field="path_length")
     now = ctx.clock.now()
     not_before = now - px509.build.BACKDATE
-    not_after = now + _dt.timedelta(days=days)
+    not_after = now + _dt.timedelta(days=DEFAULT_CA_DAYS if days is None else days)
     holder = custody_from_options(ctx, custody=custody, pkcs11_module=pkcs11_module, token_label=token_label,
                                   pin_env=pin_env, pin_file=pin_file)
     key_id = new_key_id()
     signer, handle = holder.new_key(key_type, key_id=key_id)
     try:
-        return _create_ca(ctx, name=name, key_type=key_type, days=days, parent=parent, path_length=path_length,
-                          now=now, not_before=not_before, not_after=not_after, signer=signer, handle=handle)
+        return _create_ca(ctx, name=name, subject=subject_name, key_type=key_type, days=days, parent=parent,
+                          path_length=path_length, now=now, not_before=not_before, not_after=not_after, signer=signer,
+                          handle=handle)
     except BaseException:
         holder.destroy(handle)  # nothing in the store names it: leave nothing on the token either
         raise
 
 
-def _create_ca(ctx: Context, *, name, key_type, days, parent, path_length, now, not_before, not_after, signer,
-               handle) -> CaPublic:
+def _create_ca(ctx: Context, *, name, subject: x509.Name, key_type, days, parent, path_length, now, not_before,
+               not_after, signer, handle) -> CaPublic:
     key_id = handle.key_id
     serial = px509.random_serial()
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
 
     with ctx.store.transaction() as session:
         parent_row = None
@@ -120,6 +144,8 @@ def _create_ca(ctx: Context, *, name, key_type, days, parent, path_length, now, 
                     f"the path length must be below the parent's ({parent_len})", code="invalid_path_length",
                     field="path_length",
                 )
+            if days is None:
+                not_after = min(not_after, parent_row.not_after)  # the default: never past the parent
             if not_after > parent_row.not_after:
                 raise InvalidInput(
                     f"a CA valid for {days} days would outlive its parent (until {parent_row.not_after:%Y-%m-%d}); "

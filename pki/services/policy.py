@@ -128,6 +128,9 @@ ACTIONS: Mapping[str, Operation] = _ops(
     ("ca.deactivate", "mq:UnregisterCaCertificate", _IA, "update"),  # that table: InactivateCaCertificate
     ("ca.delete", "mq:DeleteCaCertificate", _IA, "delete"),
     ("ca.update", "mq:UpdateCaCertificate", _IA, "update"),  # ours: EST label, default, bootstrap-only, windows
+    # a managed CA signed by an outside root: its key and CSR, then its certificate (ours)
+    ("ca.request", "mq:CreateCaCertificate", _IA, "create"),
+    ("ca.install", "mq:CreateCaCertificate", _IA, "create"),
     # device certificates
     ("device.issue", "mq:IssueDeviceCertificate", _IA, "create"),
     ("device.register", "mq:RegisterDeviceCertificate", _IA, "create"),
@@ -222,6 +225,8 @@ ACTIONS: Mapping[str, Operation] = _ops(
     # key custody (pki/services/custody.py, master_keys.py): the store's keys, across instances
     ("keys.list", "mq:ListCustodyKeys", (), "list", "account"),
     ("keys.master.rotate", "mq:RotateMasterKey", (), "update", "account"),
+    # fleet audit checks (ours): they read every CA and device of the instance and report, never change
+    ("check.run", "mq:RunFleetChecks", _IA, "get"),
 )
 
 #: Every action name a policy may grant (canonical spelling).

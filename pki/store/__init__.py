@@ -6,6 +6,7 @@ from . import token_models  # noqa: F401
 from . import console_models  # noqa: F401
 from . import key_models  # noqa: F401
 from . import enrollment_models  # noqa: F401
+from . import ca_request_models  # noqa: F401
 from .engine import Store, head_revision, normalise_url, sqlite_url
 from .models import CaCertificate, CustodyKey, DeviceCertificate, RegisterCode, DeviceStatus, Status, TokenKeyStatus, TokenStatus
 

@@ -7,7 +7,7 @@ that need neither are :data:`pki.http.app.PUBLIC_PATHS`, and only those.
 
 from __future__ import annotations
 
-from . import access, artifacts, cas, dataplane, devices, keys, lifecycle, secrets, tokens
+from . import access, artifacts, ca_requests, cas, checks, dataplane, devices, keys, lifecycle, secrets, tokens
 
 __all__ = ["ROUTE_TABLE", "PREFIX"]
 
@@ -15,6 +15,7 @@ PREFIX = "/v1"
 
 #: (router, OpenAPI tag): every /v1 endpoint family.
 ROUTE_TABLE = (
+    (ca_requests.router, "CAs"),  # before cas: /cas/requests is not /cas/{ca_sn}
     (cas.router, "CAs"),
     (devices.router, "Device certificates"),
     (secrets.router, "Device secrets"),
@@ -24,4 +25,5 @@ ROUTE_TABLE = (
     (access.router, "Users, policies and audit"),
     (keys.router, "Key custody"),
     (lifecycle.router, "Certificate lifecycle"),
+    (checks.router, "Fleet checks"),
 )

@@ -29,7 +29,7 @@ def ca_register(body: m.CaRegister, caller: Caller = CALLER):
 @router.post("/cas", status_code=201, response_model=m.CaPublic, summary="Create a managed CA")
 def ca_create(body: m.CaCreate, caller: Caller = CALLER):
     return out(caller.run("ca.create", managed.create_ca, name=body.name, key_type=body.key_type, days=body.days,
-                          parent=body.parent, path_length=body.path_length), 201)
+                          parent=body.parent, path_length=body.path_length, subject=body.subject), 201)
 
 
 @router.get("/cas", response_model=m.CaPage, summary="List CAs")
