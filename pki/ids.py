@@ -34,8 +34,10 @@ _HEX = re.compile(r"^[0-9a-f]+$")
 
 
 def format_serial(serial: int) -> str:
-    """Serials are shown as lowercase hex without separators or padding."""
-    return format(serial, "x")
+    """Lowercase hex without separators, an even number of digits (a leading zero kept): the octets
+    of the DER INTEGER, as openssl prints a serial, so grepping for openssl's form finds it."""
+    text = format(serial, "x")
+    return "0" + text if len(text) % 2 else text
 
 
 def parse_serial(text: str) -> str:

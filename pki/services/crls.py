@@ -307,7 +307,7 @@ def upload_crl(ctx: Context, *, ca: str, crl: bytes) -> CrlInfo:
         state = artifact_repos.get_crl_state(session, ca_id=row.id, lock=True)
         if state is not None and number <= int(state.crl_number, 16):
             raise InvalidInput(
-                f"CRL number {number:x} is not above the stored CRL's ({state.crl_number}): an old CRL must not "
+                f"CRL number {format_serial(number)} is not above the stored CRL's ({state.crl_number}): an old CRL must not "
                 "replace a newer one. Sign a new CRL from a fresh CRL request",
                 code="crl_number_not_increasing",
             )

@@ -11,7 +11,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from ..errors import Conflict, InvalidInput, InvalidState, NotFound
-from ..ids import looks_like_fingerprint, parse_fingerprint, parse_serial, validate_client_id
+from ..ids import format_serial, looks_like_fingerprint, parse_fingerprint, parse_serial, validate_client_id
 from ..keys import KEY_TYPES, generate_private_key
 from ..store import CaCertificate, DeviceCertificate, DeviceStatus, Status, repos
 from .. import x509 as px509
@@ -161,7 +161,7 @@ def device_row_values(
 ) -> dict:
     der = cert.public_bytes(px509.DER)
     return dict(
-        instance=instance, ca_id=ca_id, sn=format(cert.serial_number, "x"), client_id=client_id,
+        instance=instance, ca_id=ca_id, sn=format_serial(cert.serial_number), client_id=client_id,
         status=DeviceStatus.ACTIVE, source=source, fingerprint_sha256=px509.fingerprint_sha256_der(der),
         key_type=key_type,
         not_before=cert.not_valid_before_utc, not_after=cert.not_valid_after_utc, cert_der=der,

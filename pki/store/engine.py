@@ -12,14 +12,11 @@ import contextlib
 import functools
 import logging
 import os
+import re
 import stat
 from collections.abc import Iterator
 from pathlib import Path
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, event, exc as sa_exc
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlmodel import Session
@@ -34,12 +31,30 @@ log = logging.getLogger("pki.store")
 _MIGRATIONS = Path(__file__).with_name("migrations")
 
 
+_REVISION_LINE = re.compile(r'^(down_revision|revision)\s*(?::[^=]*)?=\s*(?:"([^"]*)"|\'([^\']*)\'|None)', re.M)
+
+
 @functools.cache
 def head_revision() -> str:
-    """The newest migration shipped with this version of the code."""
-    config = Config()
-    config.set_main_option("script_location", str(_MIGRATIONS))
-    return ScriptDirectory.from_config(config).get_current_head()
+    """The newest migration shipped with this version of the code.
+
+    Read from the migration files' ``revision``/``down_revision`` lines, not from an Alembic
+    environment: importing Alembic costs most of a CLI command's start-up, and every command checks
+    the schema.  tests/test_store.py checks this against Alembic's own answer.
+    """
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for path in (_MIGRATIONS / "versions").glob("*.py"):
+        found = {m.group(1): m.group(2) or m.group(3) for m in _REVISION_LINE.finditer(path.read_text("utf-8"))}
+        if found.get("revision"):
+            revisions.add(found["revision"])
+            if found.get("down_revision"):
+                parents.add(found["down_revision"])
+    heads = revisions - parents
+    if len(heads) != 1:
+        raise ConfigError(f"the shipped migrations have {len(heads)} heads ({', '.join(sorted(heads))}), not one",
+                          code="invalid_config")
+    return heads.pop()
 
 
 def sqlite_url(path: Path) -> str:
@@ -229,25 +244,52 @@ class Store:
 
     # -- schema -----------------------------------------------------------------
 
-    def _alembic_config(self, connection) -> Config:
+    def _alembic_config(self, connection):
+        from alembic.config import Config  # only to upgrade: Alembic costs start-up time
+
         config = Config()
         config.set_main_option("script_location", str(_MIGRATIONS))
         config.attributes["connection"] = connection
         return config
 
+    def _unreachable(self, exc: sa_exc.DBAPIError) -> StoreError:
+        return StoreError(
+            f"cannot open the database at {make_url(self.url).render_as_string()}: {exc.orig}",
+            code="store_unavailable",
+        )
+
     def current_revision(self) -> str | None:
+        """The schema's revision in one query (None before the first upgrade).
+
+        Alembic's MigrationContext would give the same after importing Alembic and inspecting the
+        table; its ``alembic_version`` table has one row on an unbranched history like ours.
+        """
         try:
-            with self.engine.connect() as conn:
-                return MigrationContext.configure(conn).get_current_revision()
+            conn = self._readonly_engine.connect()
         except sa_exc.OperationalError as exc:
-            raise StoreError(
-                f"cannot open the database at {make_url(self.url).render_as_string()}: {exc.orig}",
-                code="store_unavailable",
-            ) from exc
+            raise self._unreachable(exc) from exc
+        with conn:
+            try:
+                rows = conn.exec_driver_sql("SELECT version_num FROM alembic_version").all()
+            except (sa_exc.OperationalError, sa_exc.ProgrammingError) as exc:
+                # SQLite "no such table", PostgreSQL undefined_table (42P01): no schema yet.
+                if "no such table" in str(exc.orig) or getattr(exc.orig, "sqlstate", None) == "42P01":
+                    return None
+                raise self._unreachable(exc) from exc
+        if len(rows) > 1:
+            raise ConfigError("the store's schema has several revisions (a branched history); upgrade it",
+                              code="store_outdated")
+        return rows[0][0] if rows else None
 
     def upgrade(self) -> str:
         """Create or upgrade the schema to the newest migration; returns the revision."""
-        with self.engine.begin() as conn:
+        from alembic import command
+
+        try:
+            conn = self.engine.connect()
+        except sa_exc.OperationalError as exc:  # an unreachable server, a file that cannot be opened
+            raise self._unreachable(exc) from exc
+        with conn, conn.begin():
             command.upgrade(self._alembic_config(conn), "head")
         return self.current_revision() or ""
 

@@ -1,0 +1,165 @@
+"""`pki init`, `pki code ...` and `pki ca ...`: the store, register codes and CA certificates."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+
+from ..services import offline
+from ..services.managed import DEFAULT_CA_DAYS
+from ..services.paging import Status
+from ..services.setup import initialise
+from ..x509 import MAX_BUNDLE_ITEMS, MAX_ITEM_BYTES
+from . import backend
+from .choices import KEY_TYPES
+from .common import CA_FIELDS, State as _State, file_arg as _file, json_option, read_input as _read
+from .render import emit, emit_page
+
+__all__ = ["init_cmd", "code_group", "ca_group"]
+
+CA_COLUMNS = ("sn", "name", "status", "source", "key_type", "not_after")
+
+
+@click.command("init")
+@json_option
+@click.pass_obj
+def init_cmd(state: _State, as_json: bool) -> None:
+    """Create (or upgrade) the data directory, the schema and the master key (local only)."""
+    backend.require_local(state, "init", "it prepares a store on this machine; a server's store is prepared "
+                          "where `pki serve` runs")
+    emit(initialise(state.settings), as_json=as_json)
+
+
+# -- register codes -------------------------------------------------------------------
+
+
+@click.group("code")
+def code_group() -> None:
+    """Register codes: single-use challenges for proving possession of a CA key."""
+
+
+@code_group.command("new")
+@click.option("--ttl", default="1h", show_default=True, help="How long the code stays valid (30m, 1h, 2d).")
+@json_option
+@click.pass_obj
+def code_new(state: _State, ttl: str, as_json: bool) -> None:
+    """Hand out a register code for the instance.
+
+    Put it as the CN of a verification certificate signed by the CA's key, then
+    run `pki ca register`.
+    """
+    emit(backend.call(state, "code.new", ttl=ttl), as_json=as_json)
+
+
+# -- CAs --------------------------------------------------------------------------------
+
+
+@click.group("ca")
+def ca_group() -> None:
+    """Register, create and manage CA certificates."""
+
+
+@ca_group.command("verification-cert")
+@click.option("--ca-cert", required=True, type=_file(), help="The CA certificate (PEM or DER).")
+@click.option("--ca-key", required=True, type=_file(), help="The CA private key (PEM or DER).")
+@click.option("--code", required=True, help="The register code from `pki code new`.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False, writable=True),
+              help="Where to write the verification certificate (PEM).")
+@click.option("--key-password-env", metavar="VAR",
+              help="Name of an environment variable holding the CA key's password, if it is encrypted.")
+def ca_verification_cert(ca_cert, ca_key, code, out, key_password_env) -> None:
+    """Offline: make the verification certificate where the CA key lives.
+
+    Needs no store; the CA key never leaves this machine.
+    """
+    password = None
+    if key_password_env:
+        if key_password_env not in os.environ:
+            raise click.UsageError(f"environment variable {key_password_env} is not set")
+        password = os.environ[key_password_env].encode()
+    pem = offline.make_verification_certificate(
+        ca_certificate=_read(ca_cert, limit=MAX_ITEM_BYTES),
+        ca_private_key=_read(ca_key, limit=MAX_ITEM_BYTES),
+        code=code,
+        key_password=password,
+    )
+    Path(out).write_bytes(pem)
+    click.echo(f"wrote {out}", err=True)
+
+
+@ca_group.command("register")
+@click.option("--cert", "cert_path", required=True, type=_file(), help="The CA certificate (PEM or DER).")
+@click.option("--verification", required=True, type=_file(),
+              help="Verification certificate: CN = register code, signed by the CA.")
+@click.option("--name", help="Display name (default: the CA's CN).")
+@click.option("--inactive", is_flag=True, help="Register as INACTIVE (not trusted until activated).")
+@click.option("--chain", type=_file(), help="For an intermediate CA: its issuers up to the root (PEM).")
+@json_option
+@click.pass_obj
+def ca_register(state: _State, cert_path, verification, name, inactive, chain, as_json) -> None:
+    """Register a CA you own, proving you hold its private key."""
+    result = backend.call(
+        state, "ca.register",
+        certificate=_read(cert_path, limit=MAX_ITEM_BYTES),
+        verification=_read(verification, limit=MAX_ITEM_BYTES),
+        name=name,
+        inactive=inactive,
+        chain=_read(chain, limit=MAX_ITEM_BYTES * MAX_BUNDLE_ITEMS) if chain else None,
+    )
+    emit(result, as_json=as_json, fields=CA_FIELDS)
+
+
+@ca_group.command("list")
+@click.option("--status", type=click.Choice([s.value for s in Status], case_sensitive=False))
+@click.option("--limit", type=int, default=None, help="Page size (1-1000, default 100).")
+@click.option("--cursor", help="next_cursor of the previous page.")
+@json_option
+@click.pass_obj
+def ca_list(state: _State, status, limit, cursor, as_json) -> None:
+    """List CAs of the instance, a page at a time."""
+    page = backend.call(state, "ca.list", status=status, limit=limit, cursor=cursor)
+    emit_page(page, as_json=as_json, columns=CA_COLUMNS)
+
+
+def _ca_ref_command(name: str, doc: str):
+    @ca_group.command(name, help=doc)
+    @click.argument("ref", metavar="SN")
+    @json_option
+    @click.pass_obj
+    def command(state: _State, ref: str, as_json: bool) -> None:
+        emit(backend.call(state, f"ca.{name}", ref=ref), as_json=as_json, fields=CA_FIELDS)
+
+    return command
+
+
+_ca_ref_command("show", "Show a CA by serial number or SHA-256 fingerprint.")
+_ca_ref_command("activate", "Trust a CA again (it returns to the trust bundle).")
+_ca_ref_command("deactivate", "Stop trusting a CA: every device under it is locked out.")
+
+
+@ca_group.command("delete")
+@click.argument("ref", metavar="SN")
+@click.option("--cascade", is_flag=True, help="Also delete its device certificates, in the same transaction.")
+@json_option
+@click.pass_obj
+def ca_delete(state: _State, ref: str, cascade: bool, as_json: bool) -> None:
+    """Delete a CA (refused while it has device certificates, unless --cascade)."""
+    emit(backend.call(state, "ca.delete", ref=ref, cascade=cascade), as_json=as_json)
+
+
+@ca_group.command("create")
+@click.option("--name", required=True, help="The CA's CN and display name.")
+@click.option("--key-type", type=click.Choice(list(KEY_TYPES)), default="ec-p256", show_default=True)
+@click.option("--days", type=int, default=DEFAULT_CA_DAYS, show_default=True, help="Validity in days.")
+@click.option("--parent", metavar="SN", help="Create an intermediate under this managed CA.")
+@click.option("--path-length", type=int, help="basicConstraints pathLen (default: none for a root, 0 below one).")
+@json_option
+@click.pass_obj
+def ca_create(state: _State, name, key_type, days, parent, path_length, as_json) -> None:
+    """Create a managed CA; its private key stays in this PKI's key custody."""
+    result = backend.call(
+        state, "ca.create", name=name, key_type=key_type, days=days, parent=parent, path_length=path_length
+    )
+    emit(result, as_json=as_json, fields=CA_FIELDS)

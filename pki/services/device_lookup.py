@@ -1,0 +1,138 @@
+"""Naming one device certificate, listing many: the resolver every addressed device operation shares.
+
+A device certificate is named by ``(CA serial, serial)``, by its SHA-256 fingerprint (unique in an
+instance), or by its client id.  A client id names one certificate only when it is unambiguous:
+:func:`choose` takes its ACTIVE certificate, else its one INACTIVE, else its one REVOKED; several at
+the same rank (two ACTIVE certificates under two CAs, a renewal's overlap) is an error listing them.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+from ..clock import isoformat
+from ..errors import InvalidInput, NotFound
+from ..ids import encode_cursor, looks_like_fingerprint, parse_fingerprint, parse_serial
+from ..store import DeviceStatus, device_repos
+from .cas import resolve_ca
+from .context import Context
+from .paging import after_position, page_limit, parse_status
+from .schemas import Page
+
+__all__ = ["choose", "resolve", "list_instance_devices", "iter_devices", "device_json", "EXPORT_PAGE"]
+
+#: Rows per read transaction of an export: short transactions, flat memory, one indexed query each.
+EXPORT_PAGE = 5000
+
+_RANK = (DeviceStatus.ACTIVE, DeviceStatus.INACTIVE, DeviceStatus.REVOKED)
+
+
+def _get(row: Any, key: str) -> Any:
+    return row[key] if isinstance(row, Mapping) else getattr(row, key)
+
+
+def choose(rows: Sequence[Any], *, client_id: str, instance: str) -> Any:
+    """The one certificate a client id names among ``rows`` (Core rows or JSON dicts of its certificates).
+
+    Pure, so a remote client resolves the server's answer exactly as the local store does.
+    """
+    for status in _RANK:
+        ranked = [r for r in rows if _get(r, "status") == status]
+        if len(ranked) == 1:
+            return ranked[0]
+        if len(ranked) > 1:
+            listed = "; ".join(f"CA {_get(r, 'ca_sn')} serial {_get(r, 'sn')}" for r in ranked)
+            raise InvalidInput(
+                f"client id {client_id!r} has {len(ranked)} {status} certificates ({listed}); name one by its "
+                "CA and serial, or by its fingerprint",
+                code="ambiguous_client_id", field="client_id",
+                candidates=[{"ca_sn": _get(r, "ca_sn"), "sn": _get(r, "sn"), "status": status} for r in ranked],
+            )
+    raise NotFound(f"instance {instance!r} has no device certificate for client id {client_id!r}",
+                   code="device_not_found")
+
+
+def resolve(ctx: Context, *, ca: str | None = None, sn: str | None = None, client_id: str | None = None,
+            fingerprint: str | None = None) -> dict[str, str]:
+    """``{"ca_sn", "sn"}`` of the one device certificate named (see the module docstring)."""
+    given = [n for n, v in (("sn", sn), ("client_id", client_id), ("fingerprint", fingerprint)) if v is not None]
+    if len(given) != 1:
+        raise InvalidInput("name a device certificate by one of: serial and CA, client id, fingerprint",
+                           code="invalid_request")
+    if sn is not None:
+        if ca is None:
+            raise InvalidInput("a device serial needs its CA", code="invalid_request", field="ca")
+        return {"ca_sn": ca, "sn": sn}
+    ca_sn = None
+    if ca is not None and not looks_like_fingerprint(ca):
+        ca_sn = parse_serial(ca)
+    with ctx.store.core_transaction(readonly=True) as conn:
+        if fingerprint is not None:
+            rows = device_repos.device_candidates(conn, instance=ctx.instance,
+                                                  fingerprints=[parse_fingerprint(fingerprint)], ca_sn=ca_sn)
+            if not rows:
+                raise NotFound(f"instance {ctx.instance!r} has no device certificate with fingerprint "
+                               f"{fingerprint!r}", code="device_not_found")
+            row = rows[0]
+        else:
+            if ca is not None and ca_sn is None:
+                with ctx.store.transaction(readonly=True) as session:
+                    ca_sn = resolve_ca(session, instance=ctx.instance, ref=ca).sn
+            rows = device_repos.device_candidates(conn, instance=ctx.instance, client_ids=[client_id], ca_sn=ca_sn)
+            row = choose(rows, client_id=client_id, instance=ctx.instance)
+    return {"ca_sn": row.ca_sn, "sn": row.sn}
+
+
+def device_json(row: Any) -> dict[str, Any]:
+    """A device row (id + public columns) as the JSON shape of :class:`pki.services.schemas.DevicePublic`."""
+    out = {}
+    for column in device_repos.PUBLIC_COLUMNS:
+        value = getattr(row, column)
+        out[column] = isoformat(value) if isinstance(value, _dt.datetime) else value
+    return out
+
+
+def _filters(ctx: Context, ca: str | None, status: str | None):
+    wanted = parse_status(status, DeviceStatus)
+    if ca is None:
+        return None, wanted
+    with ctx.store.transaction(readonly=True) as session:
+        return resolve_ca(session, instance=ctx.instance, ref=ca).id, wanted
+
+
+def list_instance_devices(ctx: Context, *, ca: str | None = None, status: str | None = None,
+                          expiring_before: _dt.datetime | None = None, limit: int | None = None,
+                          cursor: str | None = None) -> Page:
+    """A page of the instance's device certificates (or one CA's), in id order."""
+    ca_id, wanted = _filters(ctx, ca, status)
+    size = page_limit(limit)
+    after = after_position(cursor)
+    with ctx.store.core_transaction(readonly=True) as conn:
+        rows = device_repos.instance_page(conn, instance=ctx.instance, ca_id=ca_id, status=wanted,
+                                          expiring_before=expiring_before, after_id=after, limit=size + 1)
+    more = len(rows) > size
+    rows = rows[:size]
+    return Page(items=[device_json(r) for r in rows],
+                next_cursor=encode_cursor({"id": rows[-1].id}) if more else None)
+
+
+def iter_devices(ctx: Context, *, ca: str | None = None, status: str | None = None,
+                 expiring_before: _dt.datetime | None = None) -> Iterator[dict[str, Any]]:
+    """Every matching device certificate as JSON, page after page (:data:`EXPORT_PAGE` rows per read).
+
+    Each page is its own short read transaction, so an export of a million rows holds no snapshot
+    (nor, on SQLite, the WAL) for its whole run, and memory stays at one page.
+    """
+    ca_id, wanted = _filters(ctx, ca, status)
+    after = None
+    while True:
+        with ctx.store.core_transaction(readonly=True) as conn:
+            rows = device_repos.instance_page(conn, instance=ctx.instance, ca_id=ca_id, status=wanted,
+                                              expiring_before=expiring_before, after_id=after, limit=EXPORT_PAGE)
+        for row in rows:
+            yield device_json(row)
+        if len(rows) < EXPORT_PAGE:
+            return
+        after = rows[-1].id
