@@ -15,6 +15,7 @@ from ..x509 import MAX_BUNDLE_ITEMS, MAX_ITEM_BYTES
 from . import backend
 from .choices import KEY_TYPES
 from .common import CA_FIELDS, State as _State, file_arg as _file, json_option, read_input as _read
+from .output import output_option
 from .render import emit, emit_page
 
 __all__ = ["init_cmd", "code_group", "ca_group"]
@@ -115,7 +116,7 @@ def ca_register(state: _State, cert_path, verification, name, inactive, chain, a
 @click.option("--status", type=click.Choice([s.value for s in Status], case_sensitive=False))
 @click.option("--limit", type=int, default=None, help="Page size (1-1000, default 100).")
 @click.option("--cursor", help="next_cursor of the previous page.")
-@json_option
+@output_option
 @click.pass_obj
 def ca_list(state: _State, status, limit, cursor, as_json) -> None:
     """List CAs of the instance, a page at a time."""

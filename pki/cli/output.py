@@ -68,7 +68,7 @@ def emit_items(items: Iterable[dict], fmt: str, *, columns: Sequence[str],
 
     ``columns`` are the table's; ``fields`` the CSV header (default: the first item's keys).
     """
-    out = out if out is not None else click.get_text_stream("stdout")
+    out = out if out is not None else sys.stdout
     items = iter(items)
     if fmt == "json":
         return _json(items, out, next_cursor)
