@@ -61,6 +61,7 @@ _S = "pki.services."
 blocklist, hook_tokens, identities, permissions = (
     _LazyModule(_S + "dataplane." + n) for n in ("blocklist", "hook_tokens", "identities", "permissions"))
 secret_service = _LazyModule(_S + "secrets")
+quick = _LazyModule(_S + "quick")
 _policy = _LazyModule(_S + "policy")
 
 
@@ -73,6 +74,9 @@ class Operation:
     body: Callable[..., dict] | None = None
     #: False for what needs no store locally (the action catalogue).
     store: bool = True
+    #: A local answer without the store layer (``quick(settings, **kwargs)``, pki/services/quick.py), or
+    #: None when it cannot give one; then :attr:`local` runs.
+    quick: Callable[..., Any] | None = None
 
 
 def is_remote(state) -> bool:
@@ -91,6 +95,10 @@ def call(state, operation: str, **kwargs: Any) -> Any:
     op = OPERATIONS[operation]
     client = state.remote()
     if client is None:
+        if op.quick is not None:
+            answer = op.quick(state.settings, **kwargs)
+            if answer is not None:
+                return answer
         result = op.local(state.context() if op.store else None, **kwargs)
         return result.as_json() if hasattr(result, "as_json") else result
     if op.method is None:
@@ -262,7 +270,8 @@ OPERATIONS: dict[str, Operation] = {
     "device.list": _(lambda ctx, *, expiring_before=None, **kw: device_lookup.list_instance_devices(
         ctx, expiring_before=_iso(expiring_before), **kw), "GET", "/v1/cas/{ca}/devices"),
     "device.find": _(lambda ctx, **kw: devices.find_devices(ctx, **kw), "GET", "/v1/devices"),
-    "device.show": _(lambda ctx, **kw: devices.show_device(ctx, **kw), "GET", "/v1/cas/{ca}/devices/{sn}"),
+    "device.show": _(lambda ctx, **kw: devices.show_device(ctx, **kw), "GET", "/v1/cas/{ca}/devices/{sn}",
+                     quick=lambda settings, **kw: quick.show_device(settings, **kw)),
     "device.activate": _(lambda ctx, **kw: devices.activate_device(ctx, **kw), "POST",
                          "/v1/cas/{ca}/devices/{sn}/activate"),
     "device.deactivate": _(lambda ctx, **kw: devices.deactivate_device(ctx, **kw), "POST",

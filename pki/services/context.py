@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from ..clock import Clock, SystemClock
 from ..config import Settings
-from ..keys import Signer, SoftwareKeystore, load_master_key
 from ..store import Store
+
+if TYPE_CHECKING:
+    from ..keys import Signer, SoftwareKeystore
 
 __all__ = ["Context", "open_context"]
 
@@ -29,6 +32,8 @@ class Context:
     def keystore(self) -> SoftwareKeystore:
         """Loaded on first use: commands that sign nothing never read the master key."""
         if self._keystore is None:
+            from ..keys import SoftwareKeystore, load_master_key  # cryptography: only for what signs
+
             self._keystore = SoftwareKeystore(load_master_key(self.settings.master_key_file))
         return self._keystore
 

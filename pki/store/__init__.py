@@ -1,9 +1,13 @@
-"""Tables, engine, repositories and migrations.  Never imports x509 or keys."""
+"""Tables, engine, repositories and migrations.  Never imports x509 or keys.
 
-# Imported to register their tables.
-from . import access_models, artifact_models, dataplane_models, http_models, provision_models, secret_models  # noqa: F401
-from .engine import Store, head_revision, normalise_url, sqlite_url
-from .models import CaCertificate, CustodyKey, DeviceCertificate, RegisterCode, DeviceStatus, Status
+The names below load on first use (PEP 562), together with every table module (so that
+SQLModel.metadata holds all tables whenever a Store exists): :mod:`.quick` and :mod:`.revision`
+are then importable without SQLAlchemy, which a CLI command's start-up needs (pki/cli/main.py).
+"""
+
+from __future__ import annotations
+
+import importlib
 
 __all__ = [
     "head_revision",
@@ -17,3 +21,17 @@ __all__ = [
     "DeviceCertificate",
     "RegisterCode",
 ]
+
+_HOME = {"head_revision": "revision", "Store": "engine", "normalise_url": "engine", "sqlite_url": "engine"}
+_TABLE_MODULES = ("models", "access_models", "artifact_models", "dataplane_models", "http_models",
+                  "provision_models", "secret_models")
+
+
+def __getattr__(name: str):
+    if name not in __all__:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    for module in _TABLE_MODULES:  # registers every table
+        importlib.import_module(f"{__name__}.{module}")
+    value = getattr(importlib.import_module(f"{__name__}.{_HOME.get(name, 'models')}"), name)
+    globals()[name] = value
+    return value

@@ -9,10 +9,8 @@ lock (SQLite's "database is locked" on a deferred transaction).
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 import os
-import re
 import stat
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,39 +20,13 @@ from sqlalchemy.engine import Connection, Engine, make_url
 from sqlmodel import Session
 
 from ..errors import ConfigError, Conflict, InvalidState, PkiError, StoreError
+from .revision import MIGRATIONS as _MIGRATIONS, head_revision
 
 __all__ = ["Store", "head_revision", "normalise_url", "sqlite_url"]
 
 
 log = logging.getLogger("pki.store")
 
-_MIGRATIONS = Path(__file__).with_name("migrations")
-
-
-_REVISION_LINE = re.compile(r'^(down_revision|revision)\s*(?::[^=]*)?=\s*(?:"([^"]*)"|\'([^\']*)\'|None)', re.M)
-
-
-@functools.cache
-def head_revision() -> str:
-    """The newest migration shipped with this version of the code.
-
-    Read from the migration files' ``revision``/``down_revision`` lines, not from an Alembic
-    environment: importing Alembic costs most of a CLI command's start-up, and every command checks
-    the schema.  tests/test_store.py checks this against Alembic's own answer.
-    """
-    revisions: set[str] = set()
-    parents: set[str] = set()
-    for path in (_MIGRATIONS / "versions").glob("*.py"):
-        found = {m.group(1): m.group(2) or m.group(3) for m in _REVISION_LINE.finditer(path.read_text("utf-8"))}
-        if found.get("revision"):
-            revisions.add(found["revision"])
-            if found.get("down_revision"):
-                parents.add(found["down_revision"])
-    heads = revisions - parents
-    if len(heads) != 1:
-        raise ConfigError(f"the shipped migrations have {len(heads)} heads ({', '.join(sorted(heads))}), not one",
-                          code="invalid_config")
-    return heads.pop()
 
 
 def sqlite_url(path: Path) -> str:

@@ -1,0 +1,71 @@
+"""One device certificate's public columns from a SQLite store, with the standard library's sqlite3 only.
+
+`pki device show` is a single indexed read; importing SQLAlchemy and SQLModel costs it ten times
+more than the read (BENCHMARKS.md, scripts/bench_cli.py).  This reads the same row with one query
+after checking the schema revision with another, on a read-only connection.  Anything unusual (not
+SQLite, another schema revision, no such row, any sqlite3 error) answers None, and the caller takes
+the full path, which also says what is missing.  tests/test_cli_fleet.py checks that both paths give
+the same answer.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import sqlite3
+from pathlib import Path
+from urllib.parse import quote
+
+from .revision import head_revision
+
+__all__ = ["sqlite_path", "device_public"]
+
+#: The columns of pki.store.device_repos.PUBLIC_COLUMNS, in that order; the times are SQLAlchemy's
+#: SQLite DATETIME text (UTC, no zone: pki.store.types.UTCDateTime).
+_QUERY = (
+    "SELECT d.sn, c.sn, d.client_id, d.status, d.source, d.fingerprint_sha256, d.key_type, d.not_before, "
+    "d.not_after, d.revocation_reason, d.revoked_at, d.created_at, d.updated_at, d.status_changed_at "
+    "FROM device_certificate d JOIN ca_certificate c ON c.id = d.ca_id "
+    "WHERE c.instance = ? AND c.sn = ? AND d.sn = ?"
+)
+_COLUMNS = ("sn", "ca_sn", "client_id", "status", "source", "fingerprint_sha256", "key_type", "not_before",
+            "not_after", "revocation_reason", "revoked_at", "created_at", "updated_at", "status_changed_at")
+_TIMES = frozenset({"not_before", "not_after", "revoked_at", "created_at", "updated_at", "status_changed_at"})
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file of a ``sqlite:///PATH`` URL (None for anything else, or an in-memory database)."""
+    for prefix in ("sqlite:///", "sqlite+pysqlite:///"):
+        if url.startswith(prefix):
+            rest = url[len(prefix):]
+            if not rest or rest.startswith(":memory:") or "?" in rest:
+                return None
+            return Path(rest)
+    return None
+
+
+def _utc(text: str | None) -> _dt.datetime | None:
+    if text is None:
+        return None
+    return _dt.datetime.fromisoformat(text).replace(tzinfo=_dt.timezone.utc)
+
+
+def device_public(path: Path, *, instance: str, ca_sn: str, sn: str) -> dict | None:
+    """The row as a dict of Python values (times UTC-aware), or None (see the module docstring)."""
+    if not path.is_file():
+        return None
+    try:
+        conn = sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True, timeout=30)
+    except sqlite3.Error:
+        return None
+    try:
+        revision = conn.execute("SELECT version_num FROM alembic_version").fetchall()
+        if revision != [(head_revision(),)]:
+            return None
+        row = conn.execute(_QUERY, (instance, ca_sn, sn)).fetchone()
+    except (sqlite3.Error, ValueError):
+        return None
+    finally:
+        conn.close()
+    if row is None:
+        return None
+    return {c: _utc(v) if c in _TIMES else v for c, v in zip(_COLUMNS, row)}
