@@ -243,3 +243,67 @@ def test_head_revision_matches_alembic():
     config = Config()
     config.set_main_option("script_location", str(_MIGRATIONS))
     assert head_revision() == ScriptDirectory.from_config(config).get_current_head()
+
+
+def test_provision_warns_of_keys_elsewhere_reports_progress_and_ctrl_c_hint(pki, settings, ctx, tmp_path, caplog,
+                                                                          capsys, monkeypatch):
+    root = pki("ca", "create", "--name", "Factory", "--json")
+    pki("device", "issue", "--ca", root["sn"], "--generate", "--client-id", "m-2", "--out", str(tmp_path / "first"))
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("m-1\nm-2\nm-3\n")
+    with caplog.at_level("WARNING", logger="pki.provision"):
+        code = main(["--home", str(settings.home), "--database-url", settings.database_url, "device", "provision",
+                     "--ca", root["sn"], "--manifest", str(manifest), "--out", str(tmp_path / "out"), "--workers",
+                     "1", "--json"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert json.loads(out)["without_key"] == ["m-2"]
+    assert any("m-2" in r.getMessage() and "key_file null" in r.getMessage() for r in caplog.records)
+    # not a terminal: log lines, not a redrawn bar
+    assert "provision: 3/3 rows (100%)" in err and "\r" not in err
+
+    import pki.services.provision as provisioning
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(provisioning, "provision", interrupted)
+    code = main(["--home", str(settings.home), "--database-url", settings.database_url, "device", "provision",
+                 "--ca", root["sn"], "--manifest", str(manifest), "--out", str(tmp_path / "out2")])
+    err = capsys.readouterr().err
+    assert code == 130 and "Run the same command again to finish" in err
+
+
+def test_even_serial_migration_pads_old_rows(tmp_path):
+    from sqlalchemy import text
+
+    from pki.store import Store
+
+    store = Store(f"sqlite:///{tmp_path / 'old.db'}")
+    from alembic import command
+
+    with store.engine.begin() as conn:
+        command.upgrade(store._alembic_config(conn), "0011")
+    with store.engine.begin() as conn:
+        conn.execute(text(
+            "INSERT INTO ca_certificate (instance, sn, name, status, source, subject, issuer, not_before, not_after,"
+            " fingerprint_sha256, spki_sha256, key_type, cert_der, created_at, updated_at, status_changed_at)"
+            " VALUES ('default', 'abc', 'old', 'ACTIVE', 'registered', 'CN=x', 'CN=x', :t, :t, 'f', 's', 'ec-p256',"
+            " :der, :t, :t, :t)"), {"t": "2026-01-01 00:00:00", "der": b"\x30\x00"})
+    store.upgrade()
+    with store.engine.connect() as conn:
+        assert conn.execute(text("SELECT sn FROM ca_certificate")).scalar_one() == "0abc"
+    store.dispose()
+
+
+def test_quick_show_gives_the_full_answer(pki, fleet, settings, ctx):
+    from pki.services import devices, quick
+
+    root, _, issued = fleet
+    device = issued[(root["sn"], "a1")]
+    fast = quick.show_device(settings, ca=root["sn"], sn=device["sn"])
+    if not settings.database_url.startswith("sqlite"):
+        assert fast is None
+        return
+    assert fast == devices.show_device(ctx, ca=root["sn"], sn=device["sn"]).as_json()
+    assert quick.show_device(settings, ca=root["sn"], sn="01") is None  # missing: the full path says why

@@ -207,23 +207,31 @@ def device_revoke(state: State, ref, from_file, reason, batch_size, as_json) -> 
 
 
 class _Progress:
-    """A progress line with rate and ETA on stderr, redrawn at most a few times a second."""
+    """Progress on stderr: a redrawn bar on a terminal, else a log line every few seconds (a CI job, a pipe)."""
 
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled
+    #: Seconds between log lines when stderr is not a terminal.
+    LINE_EVERY = 5.0
+
+    def __init__(self, mode: str | None) -> None:
+        self.mode = mode  # "bar", "lines" or None
         self.start = time.monotonic()
         self.last = 0.0
 
     def __call__(self, done: int, total: int) -> None:
-        if not self.enabled:
+        if self.mode is None:
             return
         now = time.monotonic()
-        if now - self.last < 0.25 and done < total:
+        every = 0.25 if self.mode == "bar" else self.LINE_EVERY
+        if now - self.last < every and done < total:
             return
         self.last = now
         elapsed = max(now - self.start, 1e-6)
         rate = done / elapsed
         eta = (total - done) / rate if rate > 0 else 0
+        if self.mode == "lines":
+            percent = 100 * done // total if total else 100
+            click.echo(f"provision: {done}/{total} rows ({percent}%), {rate:,.0f}/s, ETA {eta:,.0f}s", err=True)
+            return
         width = 30
         filled = int(width * done / total) if total else width
         click.echo(
@@ -244,7 +252,8 @@ class _Progress:
 @click.option("--days", type=int, help="Validity in days (default 365).")
 @click.option("--batch-size", type=click.IntRange(1, 10_000), default=500, show_default=True,
               help="Devices per store transaction.")
-@click.option("--progress/--no-progress", default=None, help="Progress bar (default: when stderr is a terminal).")
+@click.option("--progress/--no-progress", default=None,
+              help="Progress on stderr [default: on; a bar on a terminal, else a line every few seconds].")
 @json_option
 @click.pass_obj
 def device_provision(state: State, ca_sn, manifest, out, fmt, p12_password_env, workers, key_type, days,
@@ -261,13 +270,18 @@ def device_provision(state: State, ca_sn, manifest, out, fmt, p12_password_env, 
     password = _password(p12_password_env)
     from ..services.provision import provision
 
-    show = sys.stderr.isatty() if progress is None else progress
-    result = provision(
-        state.context(), ca=ca_sn, manifest=Path(manifest), out=Path(out), workers=workers, fmt=fmt,
-        p12_password=password, key_type=key_type, days=days, batch_size=batch_size, on_progress=_Progress(show),
-    )
+    mode = None if progress is False else "bar" if sys.stderr.isatty() else "lines"
+    try:
+        result = provision(
+            state.context(), ca=ca_sn, manifest=Path(manifest), out=Path(out), workers=workers, fmt=fmt,
+            p12_password=password, key_type=key_type, days=days, batch_size=batch_size, on_progress=_Progress(mode),
+        )
+    except KeyboardInterrupt:
+        click.echo(f"\ninterrupted: what is in {out}/index.jsonl is done. Run the same command again to finish; "
+                   "it issues no device twice", err=True)
+        raise click.exceptions.Exit(130) from None
     emit(
         {"total": result.total, "issued": result.issued, "skipped_existing": result.skipped_existing,
-         "out": str(result.out), "index": str(result.index)},
+         "out": str(result.out), "index": str(result.index), "without_key": list(result.without_key)},
         as_json=as_json,
     )
