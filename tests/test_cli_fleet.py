@@ -307,3 +307,11 @@ def test_quick_show_gives_the_full_answer(pki, fleet, settings, ctx):
         return
     assert fast == devices.show_device(ctx, ca=root["sn"], sn=device["sn"]).as_json()
     assert quick.show_device(settings, ca=root["sn"], sn="01") is None  # missing: the full path says why
+
+
+def test_csv_export_holds_what_the_json_holds(pki, fleet, ctx):
+    pki("device", "revoke", "--client-id", "a2", "--reason", "superseded")
+    rows = list(csv.DictReader(io.StringIO(pki("device", "list", "--all", "--output", "csv"), newline="")))
+    items = [json.loads(x) for x in pki("device", "list", "--all", "--output", "jsonl").splitlines()]
+    assert rows == [{k: "" if v is None else v for k, v in item.items()} for item in items]
+    assert any(r["revoked_at"] and r["revocation_reason"] == "superseded" for r in rows)

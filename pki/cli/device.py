@@ -15,7 +15,7 @@ from . import backend
 from .choices import DEVICE_STATUSES, KEY_TYPES, REVOCATION_REASONS
 from .common import State, file_arg, json_option, read_input
 from .device_ref import device_ref_options, resolve
-from .output import emit_items, output_option
+from .output import emit_csv_rows, emit_items, output_option
 from .render import emit, emit_page
 
 __all__ = ["device_group"]
@@ -133,6 +133,11 @@ def device_list(state: State, ca_sn, status, expiring_before, limit, cursor, eve
     if every:
         if limit is not None or cursor is not None:
             raise click.UsageError("--all streams every page: it takes no --limit or --cursor")
+        if as_json == "csv":
+            pages = backend.iter_device_rows(state, ca=ca_sn, status=status, expiring_before=before,
+                                             columns=EXPORT_FIELDS)
+            emit_csv_rows(EXPORT_FIELDS, pages)
+            return
         items = backend.iter_devices(state, ca=ca_sn, status=status, expiring_before=before)
         emit_items(items, as_json, columns=("ca_sn",) + DEVICE_COLUMNS, fields=EXPORT_FIELDS)
         return

@@ -19,7 +19,7 @@ import click
 
 from .render import printable, shown
 
-__all__ = ["FORMATS", "output_option", "emit_items", "csv_cell"]
+__all__ = ["FORMATS", "output_option", "emit_items", "emit_csv_rows", "csv_cell"]
 
 FORMATS = ("table", "json", "jsonl", "csv")
 
@@ -132,4 +132,16 @@ def _table(items: Iterator[dict], out, columns: Sequence[str], next_cursor: str 
     out.flush()
     if next_cursor:
         click.echo(f"(more: --cursor {next_cursor})", err=sys.stdout.isatty())
+    return count
+
+
+def emit_csv_rows(header: Sequence[str], pages: Iterable[list], out=None) -> int:
+    """CSV of pages of value lists (str or None, which the csv module writes as an empty field)."""
+    out = out if out is not None else sys.stdout
+    writer = csv.writer(out)
+    writer.writerow(header)
+    count = 0
+    for page in pages:
+        writer.writerows(page)
+        count += len(page)
     return count

@@ -21,7 +21,11 @@ from .context import Context
 from .paging import after_position, page_limit, parse_status
 from .schemas import Page
 
-__all__ = ["choose", "resolve", "list_instance_devices", "iter_devices", "device_json", "EXPORT_PAGE"]
+__all__ = ["choose", "resolve", "list_instance_devices", "iter_devices", "iter_device_rows", "device_json",
+           "EXPORT_PAGE", "EXPORT_COLUMNS"]
+
+#: The columns of :func:`iter_device_rows`, the JSON shape's keys in order.
+EXPORT_COLUMNS = device_repos.PUBLIC_COLUMNS
 
 #: Rows per read transaction of an export: short transactions, flat memory, one indexed query each.
 EXPORT_PAGE = 5000
@@ -133,6 +137,39 @@ def iter_devices(ctx: Context, *, ca: str | None = None, status: str | None = No
                                               expiring_before=expiring_before, after_id=after, limit=EXPORT_PAGE)
         for row in rows:
             yield device_json(row)
+        if len(rows) < EXPORT_PAGE:
+            return
+        after = rows[-1].id
+
+
+def _iso_text(text: str | None) -> str | None:
+    # SQLite's "YYYY-MM-DD HH:MM:SS[.ffffff]" (UTC) as pki.clock.isoformat writes it: whole seconds, Z.
+    return None if text is None else f"{text[:10]}T{text[11:19]}Z"
+
+
+def iter_device_rows(ctx: Context, *, ca: str | None = None, status: str | None = None,
+                     expiring_before: _dt.datetime | None = None) -> Iterator[list[tuple]]:
+    """:func:`iter_devices` as pages of tuples in :data:`EXPORT_COLUMNS` order (None for null): the export's
+    fast path, the same values as the JSON shape."""
+    ca_id, wanted = _filters(ctx, ca, status)
+    sqlite = ctx.store.dialect == "sqlite"
+    times = [i for i, c in enumerate(EXPORT_COLUMNS) if c in device_repos.TIME_COLUMNS]
+    after = None
+    while True:
+        with ctx.store.core_transaction(readonly=True) as conn:
+            rows = device_repos.instance_page(conn, instance=ctx.instance, ca_id=ca_id, status=wanted,
+                                              expiring_before=expiring_before, after_id=after, limit=EXPORT_PAGE,
+                                              text_times=sqlite)
+        if sqlite:
+            page = []
+            for row in rows:
+                values = list(row[1:])
+                for i in times:
+                    values[i] = _iso_text(values[i])
+                page.append(values)
+        else:
+            page = [tuple(device_json(row).values()) for row in rows]
+        yield page
         if len(rows) < EXPORT_PAGE:
             return
         after = rows[-1].id
