@@ -40,6 +40,12 @@ def format_serial(serial: int) -> str:
     return "0" + text if len(text) % 2 else text
 
 
+def format_crl_number(number: int) -> str:
+    """A CRL number as lowercase hex without padding, as stored since migration 0004 (not a serial:
+    no leading zero is added)."""
+    return format(number, "x")
+
+
 def parse_serial(text: str) -> str:
     """Accept any case and optional colons; return the canonical form."""
     cleaned = _HEX_SEP.sub("", text.strip()).lower()

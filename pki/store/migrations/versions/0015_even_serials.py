@@ -5,7 +5,7 @@ Revises: 0011
 
 pki.ids.format_serial now keeps the leading zero of a serial whose hex has an odd number of digits
 (one in eight random 159-bit serials); the rows written before keep their lookups working once padded
-the same way.  provision_batch_device keeps its serials as recorded: the audit log's batch digests
+the same way.  CRL numbers are not serials and keep their form.  provision_batch_device keeps its serials as recorded: the audit log's batch digests
 cover them (pki/services/audit_chain.py).
 """
 
@@ -16,7 +16,7 @@ down_revision = "0011"
 branch_labels = None
 depends_on = None
 
-_COLUMNS = (("ca_certificate", "sn"), ("device_certificate", "sn"), ("crl_state", "crl_number"))
+_COLUMNS = (("ca_certificate", "sn"), ("device_certificate", "sn"))
 
 
 def upgrade() -> None:
