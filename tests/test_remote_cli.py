@@ -485,3 +485,28 @@ def test_a_413_without_a_problem_body_is_invalid_input_too():
     assert ApiError(413, {}).family == "invalid_input"
     assert ApiError(413, {"code": "request_too_large"}).family == "invalid_input"
     assert ApiError(502, {"code": "no_such_code"}).family == "internal"
+
+
+def test_fleet_operations_remote_answer_like_local(ctx, remote, local, tmp_path):
+    import csv
+    import io
+
+    ca = ok_json(remote, "ca", "create", "--name", "Fleet Root")["sn"]
+    other = ok_json(remote, "ca", "create", "--name", "Fleet Two")["sn"]
+    for c, name in ((ca, "f-1"), (ca, "f-2"), (other, "f-3"), (ca, "twin"), (other, "twin")):
+        ok_json(remote, "device", "issue", "--ca", c, "--generate", "--client-id", name)
+    everything = ok_json(remote, "device", "list")
+    assert everything == ok_json(local, "device", "list") and len(everything["items"]) == 5
+    code, out, err = remote("device", "list", "--all", "--output", "csv")
+    assert code == 0, err
+    rows = list(csv.DictReader(io.StringIO(out, newline="")))
+    assert [r["sn"] for r in rows] == [i["sn"] for i in everything["items"]]
+    code, _, err = remote("device", "revoke", "--client-id", "twin")
+    assert code == EXIT_CODES["invalid_input"] and "error[ambiguous_client_id]" in err
+    assert ok_json(remote, "device", "revoke", "--client-id", "f-1")["status"] == "REVOKED"
+    listing = tmp_path / "revoke.txt"
+    listing.write_text("f-2\nf-1\nnobody\n")
+    code, out, err = remote("device", "revoke", "--from", str(listing), "--json")
+    report = json.loads(out)
+    assert code == 5 and (report["revoked"], report["already_revoked"]) == (1, 1)
+    assert [(f["line"], f["code"]) for f in report["failed"]] == [(3, "device_not_found")]

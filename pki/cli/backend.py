@@ -145,8 +145,12 @@ def iter_devices(state, *, ca=None, status=None, expiring_before=None) -> Iterat
         return
     cursor = None
     while True:
-        page = call(state, "device.list", ca=ca, status=status, expiring_before=expiring_before, limit=1000,
-                    cursor=cursor)
+        if ca is not None:
+            page = call(state, "device.list", ca=ca, status=status, expiring_before=expiring_before, limit=1000,
+                        cursor=cursor)
+        else:
+            page = call(state, "device.find", status=status, expiring_before=expiring_before, limit=1000,
+                        cursor=cursor)
         yield from page["items"]
         cursor = page.get("next_cursor")
         if not cursor:
@@ -284,7 +288,11 @@ OPERATIONS: dict[str, Operation] = {
                          body=lambda *, certificate: {"certificate_pem": _pem(certificate, "CERTIFICATE")}),
     "device.list": _(lambda ctx, *, expiring_before=None, **kw: device_lookup.list_instance_devices(
         ctx, expiring_before=_iso(expiring_before), **kw), "GET", "/v1/cas/{ca}/devices"),
-    "device.find": _(lambda ctx, **kw: devices.find_devices(ctx, **kw), "GET", "/v1/devices"),
+    # By fingerprint or client id; with neither, a page of the whole instance (GET /v1/devices lists it).
+    "device.find": _(lambda ctx, *, fingerprint=None, client_id=None, expiring_before=None, **kw:
+                     devices.find_devices(ctx, fingerprint=fingerprint, client_id=client_id) if fingerprint or client_id
+                     else device_lookup.list_instance_devices(ctx, expiring_before=_iso(expiring_before), **kw),
+                     "GET", "/v1/devices"),
     "device.show": _(lambda ctx, **kw: devices.show_device(ctx, **kw), "GET", "/v1/cas/{ca}/devices/{sn}",
                      quick=lambda settings, **kw: quick.show_device(settings, **kw)),
     "device.activate": _(lambda ctx, **kw: devices.activate_device(ctx, **kw), "POST",

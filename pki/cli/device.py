@@ -9,7 +9,6 @@ from pathlib import Path
 
 import click
 
-from ..errors import ConfigError
 from ..ids import parse_time
 from . import backend
 from .choices import DEVICE_STATUSES, KEY_TYPES, REVOCATION_REASONS
@@ -128,8 +127,6 @@ def device_list(state: State, ca_sn, status, expiring_before, limit, cursor, eve
     """List device certificates of the instance (or of one CA), a page at a time or --all."""
     before = (parse_time(expiring_before, what="--expiring-before", naive_is_utc=True).isoformat()
               if expiring_before is not None else None)
-    if ca_sn is None and backend.is_remote(state):
-        raise ConfigError("against a server, `pki device list` needs --ca SN", code="local_only")
     if every:
         if limit is not None or cursor is not None:
             raise click.UsageError("--all streams every page: it takes no --limit or --cursor")
@@ -141,8 +138,11 @@ def device_list(state: State, ca_sn, status, expiring_before, limit, cursor, eve
         items = backend.iter_devices(state, ca=ca_sn, status=status, expiring_before=before)
         emit_items(items, as_json, columns=("ca_sn",) + DEVICE_COLUMNS, fields=EXPORT_FIELDS)
         return
-    page = backend.call(state, "device.list", ca=ca_sn, status=status, expiring_before=before, limit=limit,
-                        cursor=cursor)
+    if ca_sn is None:  # the whole instance
+        page = backend.call(state, "device.find", status=status, expiring_before=before, limit=limit, cursor=cursor)
+    else:
+        page = backend.call(state, "device.list", ca=ca_sn, status=status, expiring_before=before, limit=limit,
+                            cursor=cursor)
     emit_page(page, as_json=as_json, columns=("ca_sn",) + DEVICE_COLUMNS, fields=EXPORT_FIELDS)
 
 
