@@ -151,6 +151,18 @@ _DURATION = re.compile(r"^\s*([0-9]{1,9})\s*([smhd])\s*$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
+def format_duration(value: _dt.timedelta) -> str:
+    """``8d``, ``1h30m``, ``45s``: the form :func:`parse_duration` reads, never Python's ``8 days, 0:00:00``."""
+    total = int(value.total_seconds())
+    sign, total = ("-", -total) if total < 0 else ("", total)
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if total >= size or (unit == "s" and not parts):
+            parts.append(f"{total // size}{unit}")
+            total %= size
+    return sign + "".join(parts)
+
+
 def parse_duration(text: str, *, allow_zero: bool = False) -> _dt.timedelta:
     """``90s``, ``15m``, ``1h``, ``7d`` -> timedelta.
 

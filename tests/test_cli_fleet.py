@@ -315,3 +315,10 @@ def test_csv_export_holds_what_the_json_holds(pki, fleet, ctx):
     items = [json.loads(x) for x in pki("device", "list", "--all", "--output", "jsonl").splitlines()]
     assert rows == [{k: "" if v is None else v for k, v in item.items()} for item in items]
     assert any(r["revoked_at"] and r["revocation_reason"] == "superseded" for r in rows)
+
+
+def test_a_refused_ttl_says_it_in_the_form_it_takes(pki, ctx):
+    before = snapshot(ctx)
+    code, _, err = pki("code", "new", "--ttl", "30d", ok=False)
+    assert code == EXIT_CODES["invalid_input"] and "got 30d" in err and "days, " not in err
+    assert snapshot(ctx) == before

@@ -8,6 +8,8 @@ from typing import Any
 
 import click
 
+from ..ids import format_duration
+
 __all__ = ["emit", "emit_page", "EXIT_CODES", "error_line", "printable", "shown", "openssl_dn", "duration_text"]
 
 #: The one table from error family to exit code (2 is click's usage error).
@@ -50,15 +52,8 @@ def printable(text: str, *, keep_newlines: bool = False) -> str:
 
 
 def duration_text(value: _dt.timedelta) -> str:
-    """``8d``, ``1h30m``, ``45s``: the form --ttl and --grace take, never Python's ``8 days, 0:00:00``."""
-    total = int(value.total_seconds())
-    sign, total = ("-", -total) if total < 0 else ("", total)
-    parts = []
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        if total >= size or (unit == "s" and not parts):
-            parts.append(f"{total // size}{unit}")
-            total %= size
-    return sign + "".join(parts)
+    """``8d``, ``1h30m``: the form --ttl and --grace take (pki.ids.format_duration)."""
+    return format_duration(value)
 
 
 def _split_rdns(dn: str) -> list[str]:
