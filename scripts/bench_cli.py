@@ -72,7 +72,9 @@ def _time(argv: list[str], env: dict, runs: int, *, each=None) -> list[float]:
     for i in range(runs):
         args = each(i) if each else argv
         start = time.perf_counter()
-        subprocess.run(args, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        done = subprocess.run(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        if done.returncode:
+            raise SystemExit(f"{' '.join(args)}: exit {done.returncode}: {done.stderr}")
         times.append(time.perf_counter() - start)
     return times
 

@@ -185,7 +185,7 @@ def test_human_output_has_no_python_repr():
     import datetime as dt
 
     assert duration_text(dt.timedelta(days=8)) == "8d" and duration_text(dt.timedelta(seconds=5400)) == "1h30m"
-    assert shown(["a", "b"]) == "a; b" and shown(dt.timedelta(0)) == "0s" and shown(True) == "yes"
+    assert shown(["a", "b"]) == "a; b" and shown(dt.timedelta(0)) == "0s" and shown(True) == "true"
     assert openssl_dn("CN=Line 3,O=Acme\\, Inc.,C=DE") == "C=DE, O=Acme\\, Inc., CN=Line 3"
     assert shown("CN=x,O=y", "subject") == "O=y, CN=x"
 

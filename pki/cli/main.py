@@ -11,9 +11,6 @@ import click
 
 from .. import __version__
 from ..errors import InternalError, PkiError, io_error
-from .common import Remote, State as _State
-from .hints import render as render_error
-from .render import EXIT_CODES, error_line
 
 __all__ = ["cli", "main"]
 
@@ -99,7 +96,9 @@ def cli(ctx: click.Context, home, database_url, master_key_file, instance, serve
     Every command runs on the local store, or against a server (remote mode,
     requests signed) when PKI_SERVER or a profile names one.
     """
-    state = _State(dict(home=home, database_url=database_url, master_key_file=master_key_file,
+    from .common import Remote, State  # pki.config imports hashlib/hmac (OpenSSL): not for --version
+
+    state = State(dict(home=home, database_url=database_url, master_key_file=master_key_file,
                         instance=instance),
                    Remote(server=server, access_key_id=access_key_id, profile=profile, local=local))
     ctx.obj = state
@@ -126,6 +125,9 @@ def main(argv: list[str] | None = None) -> int:
     except PkiError as exc:
         if debug:
             traceback.print_exc()
+        from .hints import render as render_error  # the error path only: start-up time
+        from .render import EXIT_CODES
+
         click.echo(render_error(exc), err=True)
         return EXIT_CODES.get(exc.family, 1)
     except click.exceptions.Abort:
@@ -139,12 +141,17 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         if debug:
             traceback.print_exc()
+        from .hints import render as render_error
+        from .render import EXIT_CODES
+
         err = io_error(exc)
         click.echo(render_error(err), err=True)
         return EXIT_CODES[err.family]
     except Exception as exc:  # noqa: BLE001 - the last line of defence
         if debug:
             traceback.print_exc()
+        from .render import EXIT_CODES, error_line
+
         err = InternalError(f"unexpected {type(exc).__name__}; rerun with --debug and report it")
         click.echo(error_line(err.code, err.message), err=True)
         return EXIT_CODES["internal"]

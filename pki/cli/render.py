@@ -8,8 +8,6 @@ from typing import Any
 
 import click
 
-from ..ids import format_duration
-
 __all__ = ["emit", "emit_page", "EXIT_CODES", "error_line", "printable", "shown", "openssl_dn", "duration_text"]
 
 #: The one table from error family to exit code (2 is click's usage error).
@@ -53,6 +51,8 @@ def printable(text: str, *, keep_newlines: bool = False) -> str:
 
 def duration_text(value: _dt.timedelta) -> str:
     """``8d``, ``1h30m``: the form --ttl and --grace take (pki.ids.format_duration)."""
+    from ..ids import format_duration  # pki.ids loads hashlib/hmac: not for every command's start-up
+
     return format_duration(value)
 
 
@@ -91,11 +91,11 @@ DN_FIELDS = frozenset({"subject", "issuer"})
 
 
 def shown(value: Any, key: str | None = None) -> str:
-    """A value as people read it: never a Python repr (lists, mappings, timedeltas, booleans)."""
+    """A value as people read it: never a Python repr (lists, mappings, timedeltas; booleans as JSON writes them)."""
     if value is None:
         return ""
     if isinstance(value, bool):
-        return "yes" if value else "no"
+        return "true" if value else "false"
     if isinstance(value, (list, tuple)):
         return "; ".join(shown(v) for v in value)
     if isinstance(value, dict):
