@@ -180,15 +180,17 @@ def _revoke_batch(ctx: Context, parsed, *, reason: str, result: BulkRevokeResult
             chosen.append(row)
             wanted[row.id] = row
         changed = device_repos.revoke_ids(conn, ids=sorted(wanted), reason=reason, now=now)
+        records = []
         for row in chosen:
             if row.id in changed:
                 changed.discard(row.id)  # a duplicate line counts once as revoked, then as already revoked
                 result.revoked += 1
-                audit.record_change(conn, ctx, "device.revoke", subject=f"{row.ca_sn}/{row.sn}",
-                                    status=DeviceStatus.REVOKED, reason=reason)
+                records.append((f"{row.ca_sn}/{row.sn}", {"status": DeviceStatus.REVOKED, "reason": reason}))
                 touched.add(row.ca_sn)
             else:
                 result.already_revoked += 1
+        # Last, as record_change asks: the same records as single revocations write, in one insert.
+        audit.record_changes(conn, ctx, "device.revoke", records)
 
 
 def _resign(ctx: Context, ca_sns: set, *, lifetime: _dt.timedelta) -> list[str]:

@@ -267,6 +267,13 @@ def append_audit(conn: _Conn, *, values: dict) -> None:
     conn.execute(_MOVE_HEAD, {"new_seq": values["seq"], "new_hash": values["hash"]})
 
 
+def append_audits(conn: _Conn, *, records: list[dict]) -> None:
+    """Insert chained records (one executemany) and move the head to the last (same transaction as the lock)."""
+    if records:
+        conn.execute(_INSERT_RECORD, records)
+        conn.execute(_MOVE_HEAD, {"new_seq": records[-1]["seq"], "new_hash": records[-1]["hash"]})
+
+
 def audit_head(conn: _Conn) -> tuple[int, str] | None:
     """The head's (seq, hash), or None if its row is missing."""
     row = conn.execute(select(_HEAD.c.seq, _HEAD.c.hash).where(_HEAD.c.id == 1)).one_or_none()
