@@ -67,15 +67,26 @@ def _insert(ctx, ca_sn: str, count: int, *, prefix: str) -> list[tuple[str, str]
     return made
 
 
-def _time(argv: list[str], env: dict, runs: int, *, each=None) -> list[float]:
+#: CPU seconds (user + system) of each run, by label: on a loaded machine the steadier figure.
+CPU: dict[str, list[float]] = {}
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _time(argv: list[str], env: dict, runs: int, *, each=None, label: str = "") -> list[float]:
     times = []
     for i in range(runs):
         args = each(i) if each else argv
+        cpu = _children_cpu()
         start = time.perf_counter()
         done = subprocess.run(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         if done.returncode:
             raise SystemExit(f"{' '.join(args)}: exit {done.returncode}: {done.stderr}")
         times.append(time.perf_counter() - start)
+        CPU.setdefault(label, []).append(_children_cpu() - cpu)
     return times
 
 
@@ -135,32 +146,43 @@ def main() -> int:
         targets = _insert(ctx, ca.sn, 1 + args.runs + args.revoke, prefix="dev")
         show_sn = targets[0][1]
         runs = args.runs
-        results = {"python -c pass": _time([sys.executable, "-c", "pass"], env, runs)}
-        results["pki --version"] = _time([PKI, "--version"], env, runs)
-        results["pki --help"] = _time([PKI, "--help"], env, runs)
-        results["pki device show SN --ca CA"] = _time([PKI, "device", "show", show_sn, "--ca", ca.sn], env, runs)
-        results["pki device revoke SN --ca CA"] = _time(
-            [], env, runs, each=lambda i: [PKI, "device", "revoke", targets[1 + i][1], "--ca", ca.sn])
+        commands = {
+            "python -c pass": lambda i: [sys.executable, "-c", "pass"],
+            "pki --version": lambda i: [PKI, "--version"],
+            "pki --help": lambda i: [PKI, "--help"],
+            "pki device show SN --ca CA": lambda i: [PKI, "device", "show", show_sn, "--ca", ca.sn],
+            "pki device revoke SN --ca CA": lambda i: [PKI, "device", "revoke", targets[1 + i][1], "--ca", ca.sn],
+        }
+        results = {label: [] for label in commands}
+        for i in range(runs):  # interleaved: a burst of load on the machine hits every command alike
+            for label, argv in commands.items():
+                results[label] += _time([], env, 1, each=lambda _: argv(i), label=label)
         base = statistics.median(results["python -c pass"])
-        print(f"\nstart-up, {runs} runs each, median (min), ratio of medians to `python -c pass`:")
+        base_cpu = statistics.median(CPU["python -c pass"])
+        print(f"\nstart-up, {runs} runs each (interleaved): wall median (min) and CPU median (user + system), "
+              "ratios of medians to `python -c pass`:")
         for label, times in results.items():
-            med = statistics.median(times)
-            print(f"  {label:32s} {med * 1000:7.1f} ms ({min(times) * 1000:6.1f})  {med / base:5.1f}x")
+            med, cpu = statistics.median(times), statistics.median(CPU[label])
+            print(f"  {label:30s} wall {med * 1000:7.1f} ms ({min(times) * 1000:6.1f}) {med / base:5.1f}x   "
+                  f"CPU {cpu * 1000:7.1f} ms {cpu / base_cpu:5.1f}x")
 
         # -- bulk revoke -------------------------------------------------------------------------
         listing = Path(tmp) / "revoke.txt"
         listing.write_text("".join(f"dev-{i}\n" for i in range(1 + runs, 1 + runs + args.revoke)))
+        cpu = _children_cpu()
         start = time.perf_counter()
         done = subprocess.run([PKI, "device", "revoke", "--from", str(listing), "--json"], env=env,
                               capture_output=True, text=True)
         elapsed = time.perf_counter() - start
+        cpu = _children_cpu() - cpu
         import json
 
         report = json.loads(done.stdout)
         crl_base = _crl_baseline(args.revoke)
         print(f"\nbulk revoke of {args.revoke:,} devices by client id (`pki device revoke --from FILE`, exit "
               f"{done.returncode}): {elapsed:.2f} s incl. start-up and the CRL re-sign "
-              f"(revoked {report['revoked']:,}, failed {len(report['failed'])}, crls_signed {report['crls_signed']})")
+              f"(revoked {report['revoked']:,}, failed {len(report['failed'])}, crls_signed {report['crls_signed']}); "
+              f"CPU {cpu:.2f} s")
         print(f"  baseline: bare cryptography build + sign of a {args.revoke:,}-entry CRL: {crl_base:.2f} s "
               f"-> {elapsed / crl_base:.1f}x; {args.revoke / elapsed:,.0f} revocations/s")
 

@@ -322,3 +322,45 @@ def test_a_refused_ttl_says_it_in_the_form_it_takes(pki, ctx):
     code, _, err = pki("code", "new", "--ttl", "30d", ok=False)
     assert code == EXIT_CODES["invalid_input"] and "got 30d" in err and "days, " not in err
     assert snapshot(ctx) == before
+
+
+def test_bulk_and_single_revocations_race_to_one_record_each(ctx):
+    import threading
+
+    from pki.errors import InvalidState
+    from pki.services import bulk_revoke, devices, managed
+
+    ca = managed.create_ca(ctx, name="Race Root")
+    made = [devices.issue_device(ctx, ca=ca.sn, generate=True, client_id=f"race-{i}").device for i in range(24)]
+    errors = []
+
+    def bulk():
+        try:
+            bulk_revoke.revoke_lines(ctx, [d.client_id for d in made], reason="keyCompromise", batch_size=5)
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    def singles():
+        for d in reversed(made):
+            try:
+                devices.revoke_device(ctx, ca=ca.sn, sn=d.sn, reason="superseded")
+            except InvalidState as exc:
+                assert exc.code == "device_revoked"
+            except Exception as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
+
+    threads = [threading.Thread(target=bulk), threading.Thread(target=singles)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    records = [r for r in audit.list_records(ctx, limit=1000).items if r.details.get("operation") == "device.revoke"]
+    subjects = [r.details["subject"] for r in records]
+    assert sorted(subjects) == sorted(f"{ca.sn}/{d.sn}" for d in made)  # each revoked once, recorded once
+    for d in made:
+        shown_ = devices.show_device(ctx, ca=ca.sn, sn=d.sn)
+        assert shown_.status == "REVOKED"
+        assert {r.details["reason"] for r in records if r.details["subject"] == f"{ca.sn}/{d.sn}"} == \
+            {shown_.revocation_reason}
+    assert audit.check(ctx).ok
