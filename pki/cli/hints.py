@@ -35,6 +35,7 @@ HINTS: dict[str, str] = {
     "invalid_register_code": "`pki code new` prints one",
     # devices
     "device_not_found": "`pki device list --ca {ca_sn}` shows them",
+    "ambiguous_client_id": "`pki device show SN --ca CA` or `--fingerprint F` names one, `--ca CA` narrows the client id",
     "provision_stray_key_file": "or run again with a fresh --out",
     # CRLs
     "crl_not_available": "`pki crl request --ca {ca_sn}`, `pki crl sign` where the key lives, then `pki crl upload`",
