@@ -14,7 +14,7 @@ from typing import Any
 
 from ..clock import isoformat
 from ..errors import InvalidInput, NotFound
-from ..ids import encode_cursor, looks_like_fingerprint, parse_fingerprint, parse_serial
+from ..ids import decode_cursor, encode_cursor, looks_like_fingerprint, parse_fingerprint, parse_serial
 from ..store import DeviceStatus, device_repos
 from .cas import resolve_ca
 from .context import Context
@@ -106,40 +106,68 @@ def _filters(ctx: Context, ca: str | None, status: str | None):
         return resolve_ca(session, instance=ctx.instance, ref=ca).id, wanted
 
 
+def _walk(ctx: Context, *, ca_id: int | None, wanted, expiring_before, start: tuple[int | None, int | None],
+          limit: int, text_times: bool = False) -> Iterator[tuple[int, Any]]:
+    """``(ca row id, device row)`` in (CA, device) id order from ``start`` (exclusive of its device), up
+    to ``limit`` rows per read transaction, CA by CA (see pki.store.device_repos.ca_page)."""
+    first_ca, after = start
+    with ctx.store.core_transaction(readonly=True) as conn:
+        cas = [ca_id] if ca_id is not None else device_repos.ca_ids(conn, instance=ctx.instance, after_id=first_ca)
+    for current in cas:
+        position = after if current == first_ca else None
+        while True:
+            with ctx.store.core_transaction(readonly=True) as conn:
+                rows = device_repos.ca_page(conn, ca_id=current, status=wanted, expiring_before=expiring_before,
+                                            after_id=position, limit=limit, text_times=text_times)
+            for row in rows:
+                yield current, row
+            if len(rows) < limit:
+                break
+            position = rows[-1].id
+
+
 def list_instance_devices(ctx: Context, *, ca: str | None = None, status: str | None = None,
                           expiring_before: _dt.datetime | None = None, limit: int | None = None,
                           cursor: str | None = None) -> Page:
-    """A page of the instance's device certificates (or one CA's), in id order."""
+    """A page of one CA's device certificates (id order), or of the instance's (CA by CA, then id order)."""
     ca_id, wanted = _filters(ctx, ca, status)
     size = page_limit(limit)
-    after = after_position(cursor)
-    with ctx.store.core_transaction(readonly=True) as conn:
-        rows = device_repos.instance_page(conn, instance=ctx.instance, ca_id=ca_id, status=wanted,
-                                          expiring_before=expiring_before, after_id=after, limit=size + 1)
+    if ca_id is not None:
+        start = (ca_id, after_position(cursor))
+    elif cursor:
+        position = decode_cursor(cursor, keys=("ca", "id"))
+        if not all(isinstance(v, int) for v in position.values()):
+            raise InvalidInput("the cursor is not one this server handed out", code="invalid_cursor")
+        start = (position["ca"], position["id"])
+    else:
+        start = (None, None)
+    rows = []
+    for item in _walk(ctx, ca_id=ca_id, wanted=wanted, expiring_before=expiring_before, start=start, limit=size + 1):
+        rows.append(item)
+        if len(rows) > size:
+            break
     more = len(rows) > size
     rows = rows[:size]
-    return Page(items=[device_json(r) for r in rows],
-                next_cursor=encode_cursor({"id": rows[-1].id}) if more else None)
+    if not more:
+        next_cursor = None
+    elif ca_id is not None:
+        next_cursor = encode_cursor({"id": rows[-1][1].id})
+    else:
+        next_cursor = encode_cursor({"ca": rows[-1][0], "id": rows[-1][1].id})
+    return Page(items=[device_json(r) for _, r in rows], next_cursor=next_cursor)
 
 
 def iter_devices(ctx: Context, *, ca: str | None = None, status: str | None = None,
                  expiring_before: _dt.datetime | None = None) -> Iterator[dict[str, Any]]:
-    """Every matching device certificate as JSON, page after page (:data:`EXPORT_PAGE` rows per read).
+    """Every matching device certificate as JSON, in the order of :func:`list_instance_devices`.
 
-    Each page is its own short read transaction, so an export of a million rows holds no snapshot
-    (nor, on SQLite, the WAL) for its whole run, and memory stays at one page.
+    Each page (:data:`EXPORT_PAGE` rows) is its own short read transaction, so an export of a million
+    rows holds no snapshot (nor, on SQLite, the WAL) for its whole run, and memory stays at one page.
     """
     ca_id, wanted = _filters(ctx, ca, status)
-    after = None
-    while True:
-        with ctx.store.core_transaction(readonly=True) as conn:
-            rows = device_repos.instance_page(conn, instance=ctx.instance, ca_id=ca_id, status=wanted,
-                                              expiring_before=expiring_before, after_id=after, limit=EXPORT_PAGE)
-        for row in rows:
-            yield device_json(row)
-        if len(rows) < EXPORT_PAGE:
-            return
-        after = rows[-1].id
+    for _, row in _walk(ctx, ca_id=ca_id, wanted=wanted, expiring_before=expiring_before, start=(None, None),
+                        limit=EXPORT_PAGE):
+        yield device_json(row)
 
 
 def _iso_text(text: str | None) -> str | None:
@@ -149,27 +177,22 @@ def _iso_text(text: str | None) -> str | None:
 
 def iter_device_rows(ctx: Context, *, ca: str | None = None, status: str | None = None,
                      expiring_before: _dt.datetime | None = None) -> Iterator[list[tuple]]:
-    """:func:`iter_devices` as pages of tuples in :data:`EXPORT_COLUMNS` order (None for null): the export's
-    fast path, the same values as the JSON shape."""
+    """:func:`iter_devices` as pages of value lists in :data:`EXPORT_COLUMNS` order (None for null): the
+    export's fast path, the same values as the JSON shape."""
     ca_id, wanted = _filters(ctx, ca, status)
     sqlite = ctx.store.dialect == "sqlite"
     times = [i for i, c in enumerate(EXPORT_COLUMNS) if c in device_repos.TIME_COLUMNS]
-    after = None
-    while True:
-        with ctx.store.core_transaction(readonly=True) as conn:
-            rows = device_repos.instance_page(conn, instance=ctx.instance, ca_id=ca_id, status=wanted,
-                                              expiring_before=expiring_before, after_id=after, limit=EXPORT_PAGE,
-                                              text_times=sqlite)
+    page: list = []
+    for _, row in _walk(ctx, ca_id=ca_id, wanted=wanted, expiring_before=expiring_before, start=(None, None),
+                        limit=EXPORT_PAGE, text_times=sqlite):
         if sqlite:
-            page = []
-            for row in rows:
-                values = list(row[1:])
-                for i in times:
-                    values[i] = _iso_text(values[i])
-                page.append(values)
+            values = list(row[1:])
+            for i in times:
+                values[i] = _iso_text(values[i])
         else:
-            page = [tuple(device_json(row).values()) for row in rows]
-        yield page
-        if len(rows) < EXPORT_PAGE:
-            return
-        after = rows[-1].id
+            values = list(device_json(row).values())
+        page.append(values)
+        if len(page) >= EXPORT_PAGE:
+            yield page
+            page = []
+    yield page

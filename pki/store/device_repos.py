@@ -14,7 +14,7 @@ from sqlalchemy.engine import Connection
 
 from .models import CaCertificate, DeviceCertificate, DeviceStatus
 
-__all__ = ["PUBLIC_COLUMNS", "device_candidates", "instance_page", "revoke_ids"]
+__all__ = ["PUBLIC_COLUMNS", "TIME_COLUMNS", "device_candidates", "devices_by_serials", "ca_ids", "ca_page", "revoke_ids"]
 
 _CA, _DEVICE = CaCertificate.__table__.c, DeviceCertificate.__table__.c
 
@@ -56,16 +56,25 @@ def devices_by_serials(conn: Connection, *, instance: str, ca_sn: str, sns: Sequ
     return conn.execute(query).all()
 
 
-def instance_page(conn: Connection, *, instance: str, ca_id: int | None = None, status: str | None = None,
-                  expiring_before: _dt.datetime | None = None, after_id: int | None = None, limit: int,
-                  text_times: bool = False):
-    """A keyset page in id order over the instance (or one CA): the primary key serves it at any depth.
+def ca_ids(conn: Connection, *, instance: str, after_id: int | None = None) -> list[int]:
+    """The instance's CA row ids in order (from ``after_id`` on, inclusive)."""
+    query = select(_CA.id).where(_CA.instance == instance)
+    if after_id is not None:
+        query = query.where(_CA.id >= after_id)
+    return [row[0] for row in conn.execute(query.order_by(_CA.id))]
 
-    ``text_times`` (SQLite only): the time columns as stored, ``YYYY-MM-DD HH:MM:SS[.ffffff]`` UTC.
+
+def ca_page(conn: Connection, *, ca_id: int, status: str | None = None,
+            expiring_before: _dt.datetime | None = None, after_id: int | None = None, limit: int,
+            text_times: bool = False):
+    """A keyset page of one CA's devices in id order: the index (ca_id, id) serves it at any depth.
+
+    An instance is walked CA by CA: a page over ``device.instance`` ordered by id would have SQLite
+    read the (instance, client_id) index and sort the whole instance for every page (EXPLAIN QUERY
+    PLAN: USE TEMP B-TREE FOR ORDER BY).  ``text_times`` (SQLite only): the time columns as stored,
+    ``YYYY-MM-DD HH:MM:SS[.ffffff]`` UTC.
     """
-    query = (_SELECT_TEXT_TIMES if text_times else _SELECT).where(_DEVICE.instance == instance)
-    if ca_id is not None:
-        query = query.where(_DEVICE.ca_id == ca_id)
+    query = (_SELECT_TEXT_TIMES if text_times else _SELECT).where(_DEVICE.ca_id == ca_id)
     if status is not None:
         query = query.where(_DEVICE.status == status)
     if expiring_before is not None:
