@@ -106,10 +106,17 @@ def _filters(ctx: Context, ca: str | None, status: str | None):
         return resolve_ca(session, instance=ctx.instance, ref=ca).id, wanted
 
 
-def _walk(ctx: Context, *, ca_id: int | None, wanted, expiring_before, start: tuple[int | None, int | None],
-          limit: int, text_times: bool = False) -> Iterator[tuple[int, Any]]:
-    """``(ca row id, device row)`` in (CA, device) id order from ``start`` (exclusive of its device), up
-    to ``limit`` rows per read transaction, CA by CA (see pki.store.device_repos.ca_page)."""
+def _walk(ctx: Context, **kw) -> Iterator[tuple[int, Any]]:
+    """``(ca row id, device row)`` in (CA, device) id order: :func:`_walk_pages` row by row."""
+    for current, rows in _walk_pages(ctx, **kw):
+        for row in rows:
+            yield current, row
+
+
+def _walk_pages(ctx: Context, *, ca_id: int | None, wanted, expiring_before, start: tuple[int | None, int | None],
+                limit: int, text_times: bool = False) -> Iterator[tuple[int, Any]]:
+    """``(ca row id, rows)`` pages in (CA, device) id order from ``start`` (exclusive of its device), up to
+    ``limit`` rows per read transaction, CA by CA (see pki.store.device_repos.ca_page)."""
     first_ca, after = start
     with ctx.store.core_transaction(readonly=True) as conn:
         cas = [ca_id] if ca_id is not None else device_repos.ca_ids(conn, instance=ctx.instance, after_id=first_ca)
@@ -119,8 +126,8 @@ def _walk(ctx: Context, *, ca_id: int | None, wanted, expiring_before, start: tu
             with ctx.store.core_transaction(readonly=True) as conn:
                 rows = device_repos.ca_page(conn, ca_id=current, status=wanted, expiring_before=expiring_before,
                                             after_id=position, limit=limit, text_times=text_times)
-            for row in rows:
-                yield current, row
+            if rows:
+                yield current, rows
             if len(rows) < limit:
                 break
             position = rows[-1].id
@@ -182,17 +189,15 @@ def iter_device_rows(ctx: Context, *, ca: str | None = None, status: str | None 
     ca_id, wanted = _filters(ctx, ca, status)
     sqlite = ctx.store.dialect == "sqlite"
     times = [i for i, c in enumerate(EXPORT_COLUMNS) if c in device_repos.TIME_COLUMNS]
-    page: list = []
-    for _, row in _walk(ctx, ca_id=ca_id, wanted=wanted, expiring_before=expiring_before, start=(None, None),
-                        limit=EXPORT_PAGE, text_times=sqlite):
-        if sqlite:
+    for _, rows in _walk_pages(ctx, ca_id=ca_id, wanted=wanted, expiring_before=expiring_before,
+                               start=(None, None), limit=EXPORT_PAGE, text_times=sqlite):
+        if not sqlite:
+            yield [list(device_json(row).values()) for row in rows]
+            continue
+        page = []
+        for row in rows:
             values = list(row[1:])
             for i in times:
                 values[i] = _iso_text(values[i])
-        else:
-            values = list(device_json(row).values())
-        page.append(values)
-        if len(page) >= EXPORT_PAGE:
-            yield page
-            page = []
-    yield page
+            page.append(values)
+        yield page
