@@ -364,3 +364,16 @@ def test_bulk_and_single_revocations_race_to_one_record_each(ctx):
         assert {r.details["reason"] for r in records if r.details["subject"] == f"{ca.sn}/{d.sn}"} == \
             {shown_.revocation_reason}
     assert audit.check(ctx).ok
+
+
+@pytest.mark.parametrize("filters", [("--status", "REVOKED"), ("--status", "ACTIVE"),
+                                     ("--expiring-before", "2100-01-01"), ("--expiring-before", "2000-01-01")])
+def test_csv_export_filters_match_json(pki, fleet, filters):
+    root, line, _ = fleet
+    pki("device", "revoke", "--client-id", "b1")
+    for scope in ((), ("--ca", line["sn"])):
+        rows = list(csv.DictReader(io.StringIO(pki("device", "list", "--all", "--output", "csv", *filters, *scope),
+                                               newline="")))
+        items = [json.loads(x) for x in pki("device", "list", "--all", "--output", "jsonl", *filters,
+                                            *scope).splitlines()]
+        assert rows == [{k: "" if v is None else v for k, v in item.items()} for item in items]

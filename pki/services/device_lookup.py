@@ -15,7 +15,7 @@ from typing import Any
 from ..clock import isoformat
 from ..errors import InvalidInput, NotFound
 from ..ids import decode_cursor, encode_cursor, looks_like_fingerprint, parse_fingerprint, parse_serial
-from ..store import DeviceStatus, device_repos
+from ..store import DeviceStatus, device_repos, quick
 from .cas import resolve_ca
 from .context import Context
 from .paging import after_position, page_limit, parse_status
@@ -188,6 +188,14 @@ def iter_device_rows(ctx: Context, *, ca: str | None = None, status: str | None 
     export's fast path, the same values as the JSON shape."""
     ca_id, wanted = _filters(ctx, ca, status)
     sqlite = ctx.store.dialect == "sqlite"
+    path = quick.sqlite_path(ctx.settings.database_url) if sqlite else None
+    if path is not None:
+        # The standard library's sqlite3, not SQLAlchemy's row handling: half the time of a big export.
+        pages = quick.device_export_pages(path, instance=ctx.instance, ca_id=ca_id, status=wanted,
+                                          expiring_before=expiring_before, page=EXPORT_PAGE)
+        if pages is not None:
+            yield from pages
+            return
     times = [i for i, c in enumerate(EXPORT_COLUMNS) if c in device_repos.TIME_COLUMNS]
     for _, rows in _walk_pages(ctx, ca_id=ca_id, wanted=wanted, expiring_before=expiring_before,
                                start=(None, None), limit=EXPORT_PAGE, text_times=sqlite):

@@ -69,3 +69,70 @@ def device_public(path: Path, *, instance: str, ca_sn: str, sn: str) -> dict | N
     if row is None:
         return None
     return {c: _utc(v) if c in _TIMES else v for c, v in zip(_COLUMNS, row)}
+
+
+_EXPORT = (
+    "SELECT d.id, d.sn, c.sn, d.client_id, d.status, d.source, d.fingerprint_sha256, d.key_type, d.not_before, "
+    "d.not_after, d.revocation_reason, d.revoked_at, d.created_at, d.updated_at, d.status_changed_at "
+    "FROM device_certificate d JOIN ca_certificate c ON c.id = d.ca_id WHERE d.ca_id = ? AND d.id > ?"
+)
+_TIME_INDEXES = tuple(i for i, c in enumerate(_COLUMNS) if c in _TIMES)
+
+
+def _stored(value: _dt.datetime) -> str:
+    # How SQLAlchemy's SQLite DATETIME writes a UTCDateTime (naive UTC, microseconds): compared as text.
+    return value.astimezone(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def device_export_pages(path: Path, *, instance: str, ca_id: int | None = None, status: str | None = None,
+                        expiring_before: _dt.datetime | None = None, page: int = 5000):
+    """Pages of device rows as JSON values in PUBLIC_COLUMNS order (times ``YYYY-MM-DDTHH:MM:SSZ``), CA by CA
+    in (CA id, device id) order, as pki.services.device_lookup.iter_device_rows gives them; None when this
+    cannot answer (see the module docstring).  Each page is one statement, its own read snapshot."""
+    if not path.is_file():
+        return None
+    try:
+        conn = sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True, timeout=30)
+        if conn.execute("SELECT version_num FROM alembic_version").fetchall() != [(head_revision(),)]:
+            conn.close()
+            return None
+        if ca_id is None:
+            cas = [r[0] for r in conn.execute("SELECT id FROM ca_certificate WHERE instance = ? ORDER BY id",
+                                              (instance,))]
+        else:
+            cas = [ca_id]
+    except sqlite3.Error:
+        return None
+    query, extra = _EXPORT, []
+    if status is not None:
+        query += " AND d.status = ?"
+        extra.append(status)
+    if expiring_before is not None:
+        query += " AND d.not_after < ?"
+        extra.append(_stored(expiring_before))
+    query += " ORDER BY d.id LIMIT ?"
+    return _pages(conn, cas, query, extra, page)
+
+
+def _pages(conn, cas, query, extra, size):
+    times = _TIME_INDEXES
+    try:
+        for ca in cas:
+            after = -1
+            while True:
+                rows = conn.execute(query, (ca, after, *extra, size)).fetchall()
+                out = []
+                for row in rows:
+                    values = list(row[1:])
+                    for i in times:
+                        text = values[i]
+                        if text is not None:
+                            values[i] = f"{text[:10]}T{text[11:19]}Z"
+                    out.append(values)
+                if out:
+                    yield out
+                if len(rows) < size:
+                    break
+                after = rows[-1][0]
+    finally:
+        conn.close()
