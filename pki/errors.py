@@ -186,6 +186,8 @@ ERROR_CODES: dict[str, str] = {
         "invalid_topic_filter", "invalid_topic", "invalid_permission", "invalid_priority", "invalid_cidr",
         "invalid_qos", "invalid_mqtt_action", "invalid_mosquitto_username", "invalid_mosquitto_password",
         "invalid_iterations", "invalid_salt",
+        # naming one device certificate by client id (pki/services/device_lookup.py)
+        "ambiguous_client_id",
         # the broker data plane's management (pki/services/dataplane)
         "invalid_username", "invalid_block",
         # key custody and master-key rotation (pki/keys, pki/services/custody.py, master_keys.py)

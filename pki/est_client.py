@@ -38,6 +38,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from .durable import fsync_dir, write_new
 from .errors import InvalidInput, InvalidState, PermissionDenied, ServerUnreachable, StoreError
+from .ids import format_serial
 
 __all__ = ["EstClient", "Pair", "recover", "verify_issued", "PAUSE_ENV"]
 
@@ -219,7 +220,7 @@ def install(pair: Pair, cert: x509.Certificate, *, new_key=None, cas: list[x509.
         os.replace(new_key_path, pair.key)
     os.replace(new_cert, pair.cert)
     fsync_dir(pair.directory)
-    return {"certificate": str(pair.cert), "key": str(pair.key), "sn": format(cert.serial_number, "x"),
+    return {"certificate": str(pair.cert), "key": str(pair.key), "sn": format_serial(cert.serial_number),
             "not_after": cert.not_valid_after_utc.isoformat().replace("+00:00", "Z"),
             "fingerprint_sha256": cert.fingerprint(hashes.SHA256()).hex(), "rekeyed": new_key is not None}
 

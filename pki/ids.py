@@ -34,8 +34,16 @@ _HEX = re.compile(r"^[0-9a-f]+$")
 
 
 def format_serial(serial: int) -> str:
-    """Serials are shown as lowercase hex without separators or padding."""
-    return format(serial, "x")
+    """Lowercase hex without separators, an even number of digits (a leading zero kept): the octets
+    of the DER INTEGER, as openssl prints a serial, so grepping for openssl's form finds it."""
+    text = format(serial, "x")
+    return "0" + text if len(text) % 2 else text
+
+
+def format_crl_number(number: int) -> str:
+    """A CRL number as lowercase hex without padding, as stored since migration 0004 (not a serial:
+    no leading zero is added)."""
+    return format(number, "x")
 
 
 def parse_serial(text: str) -> str:
@@ -141,6 +149,18 @@ def validate_name(value: str, *, what: str = "name") -> str:
 
 _DURATION = re.compile(r"^\s*([0-9]{1,9})\s*([smhd])\s*$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def format_duration(value: _dt.timedelta) -> str:
+    """``8d``, ``1h30m``, ``45s``: the form :func:`parse_duration` reads, never Python's ``8 days, 0:00:00``."""
+    total = int(value.total_seconds())
+    sign, total = ("-", -total) if total < 0 else ("", total)
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if total >= size or (unit == "s" and not parts):
+            parts.append(f"{total // size}{unit}")
+            total %= size
+    return sign + "".join(parts)
 
 
 def parse_duration(text: str, *, allow_zero: bool = False) -> _dt.timedelta:

@@ -17,6 +17,7 @@ from tests.support import openssl as openssl_tools
 from tests.support import snapshot
 from tests.support.certs import make_root, pem, verification_pem
 from tests.support.lint import assert_crl_lint_clean
+from pki.ids import format_serial
 from pki.errors import ConfigError, InvalidState, PkiError
 from pki.services import artifacts, cas, codes, crls, devices, managed
 from pki.x509 import subject_hash
@@ -47,7 +48,7 @@ def test_publish_layout_manifest_and_hashes(ctx, tmp_path, openssl):
     assert os.readlink(current) == "generations/1" and result.generation == 1
     files = _files(current)
     bundle = x509.load_pem_x509_certificates(files["ca-bundle.pem"])
-    sns = [format(c.serial_number, "x") for c in bundle]
+    sns = [format_serial(c.serial_number) for c in bundle]
     assert sns == [root.sn, sub.sn]  # id order, the root once although it is also sub's chain; no INACTIVE CA
     manifest = json.loads(files["manifest.json"])
     assert manifest["generation"] == 1 and manifest["format"] == artifacts.MANIFEST_FORMAT

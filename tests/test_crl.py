@@ -12,6 +12,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from tests.support import snapshot
 from tests.support.certs import load_pair, make_root, pem, verification_pem
 from tests.support.lint import assert_crl_lint_clean
+from pki.ids import format_serial
 from pki.errors import InvalidInput, InvalidState, PkiError
 from pki.services import cas, codes, crls, devices, managed
 from pki.store import DeviceCertificate, repos
@@ -140,7 +141,7 @@ def registered(ctx, clock):
     with ctx.store.transaction() as session:
         ca = repos.get_ca_by_sn(session, instance=ctx.instance, sn=row.sn)
         for i, status in enumerate(("REVOKED", "INACTIVE", "ACTIVE")):
-            sn = format(1000 + i, "x")
+            sn = format_serial(1000 + i)  # the stored form: even-length hex
             sns.append(sn)
             now = clock.now()
             repos.insert_device(session, DeviceCertificate(

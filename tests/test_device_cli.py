@@ -71,9 +71,9 @@ def test_create_issue_find_revoke(pki, tmp_path, monkeypatch):
     assert p12_key.public_key() == p12_cert.public_key() and len(p12_cas) == 2
 
     by_fp = pki("device", "show", "--fingerprint", generated["fingerprint_sha256"], "--json")
-    assert [d["sn"] for d in by_fp["items"]] == [generated["sn"]]
+    assert by_fp["sn"] == generated["sn"]
     by_client = pki("device", "show", "--client-id", "sensor-1", "--json")
-    assert [d["sn"] for d in by_client["items"]] == [from_csr["sn"]]
+    assert by_client["sn"] == from_csr["sn"]
     shown = pki("device", "show", from_csr["sn"].upper(), "--ca", sub["sn"], "--json")
     assert shown["status"] == "ACTIVE" and shown["ca_sn"] == sub["sn"]
 

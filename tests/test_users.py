@@ -276,7 +276,7 @@ def test_cli_users_keys_policies_simulate(pki, tmp_path):
                 "--source-ip", "10.2.3.4")
     assert sim["allowed"] is False and sim["decision"] == "implicit_deny" and sim["decided_by"] is None
     code, out, err = pki("policy", "simulate", "--user", "factory-7", "--action", "ca.register")
-    assert code == 0 and "allowed" in out and "False" in out
+    assert code == 0 and "allowed" in out and "false" in out
 
     assert _json(pki, "policy", "detach", "PkiFactoryProvisioner", "--user", "factory-7")["attached"] is False
     sim = _json(pki, "policy", "simulate", "--user", "factory-7", "--action", "mq:IssueDeviceCertificate",

@@ -11,6 +11,7 @@ from ..ids import parse_time
 from ..services.policy import MAX_DOCUMENT_CHARS
 from . import backend
 from .common import State, file_arg, json_option, read_input
+from .output import output_option
 from .render import emit, emit_page
 
 __all__ = ["user_group", "policy_group", "audit_group"]
@@ -65,12 +66,12 @@ def user_create(state: State, name: str, as_json: bool) -> None:
 @user_group.command("list")
 @click.option("--limit", type=int, default=None, help="Page size (1-1000, default 100).")
 @click.option("--cursor", help="next_cursor of the previous page.")
-@json_option
+@output_option
 @click.pass_obj
 def user_list(state: State, limit, cursor, as_json: bool) -> None:
     """List users with their policies and access keys."""
     page = backend.call(state, "user.list", limit=limit, cursor=cursor)
-    emit_page(page if as_json else _page_for_text(page), as_json=as_json, columns=USER_COLUMNS)
+    emit_page(_page_for_text(page) if as_json == "table" else page, as_json=as_json, columns=USER_COLUMNS)
 
 
 @user_group.command("show")
@@ -162,7 +163,7 @@ def policy_create(state: State, name: str, document_path: str, description: str,
 @policy_group.command("list")
 @click.option("--limit", type=int, default=None, help="Page size of custom policies (1-1000, default 100).")
 @click.option("--cursor", help="next_cursor of the previous page.")
-@json_option
+@output_option
 @click.pass_obj
 def policy_list(state: State, limit, cursor, as_json: bool) -> None:
     """List system and custom policies."""
@@ -272,7 +273,7 @@ def audit_group() -> None:
 @click.option("--action", help="Only records of this action (e.g. mq:IssueDeviceCertificate).")
 @click.option("--result", type=click.Choice(["success", "denied", "failed"]), help="Only records with this result.")
 @click.option("--newest-first", is_flag=True, help="Newest records first.")
-@json_option
+@output_option
 @click.pass_obj
 def audit_list(state: State, limit, cursor, principal, action, result, newest_first, as_json) -> None:
     """List audit records, oldest first (or --newest-first)."""
@@ -285,7 +286,7 @@ def audit_list(state: State, limit, cursor, principal, action, result, newest_fi
 @click.argument("batch")
 @click.option("--limit", type=int, default=None, help="Page size (1-1000, default 100).")
 @click.option("--cursor", help="next_cursor of the previous page.")
-@json_option
+@output_option
 @click.pass_obj
 def audit_batch(state: State, batch: str, limit, cursor, as_json) -> None:
     """The devices of one provisioning batch, in order: BATCH is the batch id its audit record names."""

@@ -23,26 +23,49 @@ from __future__ import annotations
 
 import base64
 import datetime as _dt
+import importlib
 import json
 import string
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
 import click
 
-from ..errors import ConfigError, ServerUnreachable
-from ..ids import parse_duration
-from ..services import artifacts, audit, authorize, ca_requests, cas, checks, codes, crls, devices, managed, policies, users
-from ..services import custody, master_keys
-from ..services import enrollment, renewal
-from ..services.dataplane import blocklist, hook_tokens, identities, permissions
-from ..services import tokens
-from ..services import secrets as secret_service
-from ..services.policy import action_catalogue, parse_policy
+from ..errors import ConfigError, NotFound, PkiError, ServerUnreachable
+from ..ids import looks_like_fingerprint, parse_duration, parse_serial
 
-__all__ = ["call", "is_remote", "require_local", "OPERATIONS", "Operation"]
+__all__ = ["call", "is_remote", "require_local", "OPERATIONS", "Operation", "resolve_device", "iter_devices", "iter_device_rows",
+           "revoke_lines"]
+
+
+class _LazyModule:
+    """A service module imported on first attribute access: a command imports only the services it calls
+    (and none in remote mode), which keeps the CLI's start-up short (pki/cli/main.py LAZY_COMMANDS)."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __getattr__(self, attribute: str):
+        module = importlib.import_module(self._name)
+        self.__dict__.update(vars(module))
+        return getattr(module, attribute)
+
+
+_S = "pki.services."
+(artifacts, audit, authorize, cas, codes, crls, devices, managed, policies, users, device_lookup,
+ bulk_revoke) = (
+    _LazyModule(_S + n) for n in ("artifacts", "audit", "authorize", "cas", "codes", "crls", "devices", "managed",
+                                   "policies", "users", "device_lookup", "bulk_revoke"))
+blocklist, hook_tokens, identities, permissions = (
+    _LazyModule(_S + "dataplane." + n) for n in ("blocklist", "hook_tokens", "identities", "permissions"))
+ca_requests, checks, custody, master_keys, enrollment, renewal, tokens = (
+    _LazyModule(_S + n) for n in ("ca_requests", "checks", "custody", "master_keys", "enrollment", "renewal",
+                                  "tokens"))
+secret_service = _LazyModule(_S + "secrets")
+quick = _LazyModule(_S + "quick")
+_policy = _LazyModule(_S + "policy")
 
 
 @dataclass(frozen=True)
@@ -54,6 +77,9 @@ class Operation:
     body: Callable[..., dict] | None = None
     #: False for what needs no store locally (the action catalogue).
     store: bool = True
+    #: A local answer without the store layer (``quick(settings, **kwargs)``, pki/services/quick.py), or
+    #: None when it cannot give one; then :attr:`local` runs.
+    quick: Callable[..., Any] | None = None
 
 
 def is_remote(state) -> bool:
@@ -72,6 +98,10 @@ def call(state, operation: str, **kwargs: Any) -> Any:
     op = OPERATIONS[operation]
     client = state.remote()
     if client is None:
+        if op.quick is not None:
+            answer = op.quick(state.settings, **kwargs)
+            if answer is not None:
+                return answer
         result = op.local(state.context() if op.store else None, **kwargs)
         return result.as_json() if hasattr(result, "as_json") else result
     if op.method is None:
@@ -88,6 +118,81 @@ def call(state, operation: str, **kwargs: Any) -> Any:
     except ValueError:
         raise ServerUnreachable(f"{client.http.base_url} did not answer JSON; is PKI_SERVER a `pki serve`?",
                                 code="bad_server_response") from None
+
+
+# -- device certificates named or listed across the instance (pki/services/device_lookup.py) --------------
+
+
+def resolve_device(state, *, ca=None, sn=None, client_id=None, fingerprint=None) -> dict:
+    """``{"ca_sn", "sn"}`` of the one device certificate named; a server's answer resolved by the same rule."""
+    if sn is not None:
+        return {"ca_sn": ca, "sn": sn}
+    if state.remote() is None:
+        return device_lookup.resolve(state.context(), ca=ca, client_id=client_id, fingerprint=fingerprint)
+    items = call(state, "device.find", fingerprint=fingerprint, client_id=client_id)["items"]
+    if ca is not None and not looks_like_fingerprint(ca):
+        items = [i for i in items if i["ca_sn"] == parse_serial(ca)]
+    if fingerprint is not None:
+        if not items:
+            raise NotFound(f"the server has no device certificate with fingerprint {fingerprint!r}",
+                           code="device_not_found")
+        return items[0]
+    return device_lookup.choose(items, client_id=client_id, instance=state.server)
+
+
+def iter_devices(state, *, ca=None, status=None, expiring_before=None) -> Iterator[dict]:
+    """Every matching device certificate, page after page, from the store or the server."""
+    if state.remote() is None:
+        yield from device_lookup.iter_devices(state.context(), ca=ca, status=status,
+                                              expiring_before=_iso(expiring_before))
+        return
+    cursor = None
+    while True:
+        if ca is not None:
+            page = call(state, "device.list", ca=ca, status=status, expiring_before=expiring_before, limit=1000,
+                        cursor=cursor)
+        else:
+            page = call(state, "device.find", status=status, expiring_before=expiring_before, limit=1000,
+                        cursor=cursor)
+        yield from page["items"]
+        cursor = page.get("next_cursor")
+        if not cursor:
+            return
+
+
+def iter_device_rows(state, *, ca=None, status=None, expiring_before=None, columns) -> Iterator[list]:
+    """:func:`iter_devices` as pages of value lists in ``columns`` order (the CSV export's fast path)."""
+    if state.remote() is None:
+        yield from device_lookup.iter_device_rows(state.context(), ca=ca, status=status,
+                                                  expiring_before=_iso(expiring_before))
+        return
+    page: list = []
+    for item in iter_devices(state, ca=ca, status=status, expiring_before=expiring_before):
+        page.append([item.get(c) for c in columns])
+        if len(page) >= 1000:
+            yield page
+            page = []
+    yield page
+
+
+def revoke_lines(state, lines, *, reason: str, ca: str | None, batch_size: int) -> dict:
+    """Bulk revoke: batches in the store; against a server, one request per line (same report)."""
+    if state.remote() is None:
+        return bulk_revoke.revoke_lines(state.context(), lines, reason=reason, ca=ca, batch_size=batch_size).as_json()
+    result = {"lines": 0, "revoked": 0, "already_revoked": 0, "failed": [], "crls_signed": []}
+    for number, text in bulk_revoke._numbered(lines):
+        result["lines"] += 1
+        try:
+            found = resolve_device(state, **bulk_revoke.parse_line(text, ca=ca))
+            shown = call(state, "device.show", ca=found["ca_sn"], sn=found["sn"])
+            if shown["status"] == "REVOKED":
+                result["already_revoked"] += 1
+                continue
+            call(state, "device.revoke", ca=found["ca_sn"], sn=found["sn"], reason=reason)
+            result["revoked"] += 1
+        except PkiError as exc:
+            result["failed"].append({"line": number, "text": text, "code": exc.code, "message": exc.message})
+    return result
 
 
 def _request(op: Operation, kwargs: Mapping[str, Any]) -> tuple[str, str, dict | None, dict | None]:
@@ -150,7 +255,7 @@ def _publish_body(*, require_crls, keep, crl_lifetime, listener_port, password_l
 
 
 def _policy_document(name: str, document: bytes) -> dict:
-    parse_policy(document, name=name)  # refused here, naming the bad field, exactly as locally
+    _policy.parse_policy(document, name=name)  # refused here, naming the bad field, exactly as locally
     return json.loads(document)
 
 
@@ -192,10 +297,15 @@ OPERATIONS: dict[str, Operation] = {
     "device.register": _(lambda ctx, *, certificate: devices.register_device(ctx, certificate=certificate),
                          "POST", "/v1/devices/register",
                          body=lambda *, certificate: {"certificate_pem": _pem(certificate, "CERTIFICATE")}),
-    "device.list": _(lambda ctx, *, expiring_before=None, **kw: devices.list_devices(
+    "device.list": _(lambda ctx, *, expiring_before=None, **kw: device_lookup.list_instance_devices(
         ctx, expiring_before=_iso(expiring_before), **kw), "GET", "/v1/cas/{ca}/devices"),
-    "device.find": _(lambda ctx, **kw: devices.find_devices(ctx, **kw), "GET", "/v1/devices"),
-    "device.show": _(lambda ctx, **kw: renewal.device_detail(ctx, **kw), "GET", "/v1/cas/{ca}/devices/{sn}"),
+    # By fingerprint or client id; with neither, a page of the whole instance (GET /v1/devices lists it).
+    "device.find": _(lambda ctx, *, fingerprint=None, client_id=None, expiring_before=None, **kw:
+                     devices.find_devices(ctx, fingerprint=fingerprint, client_id=client_id) if fingerprint or client_id
+                     else device_lookup.list_instance_devices(ctx, expiring_before=_iso(expiring_before), **kw),
+                     "GET", "/v1/devices"),
+    "device.show": _(lambda ctx, **kw: renewal.device_detail(ctx, **kw), "GET", "/v1/cas/{ca}/devices/{sn}",
+                     quick=lambda settings, **kw: quick.show_device(settings, **kw)),
     "device.activate": _(lambda ctx, **kw: devices.activate_device(ctx, **kw), "POST",
                          "/v1/cas/{ca}/devices/{sn}/activate"),
     "device.deactivate": _(lambda ctx, **kw: devices.deactivate_device(ctx, **kw), "POST",
@@ -303,7 +413,7 @@ OPERATIONS: dict[str, Operation] = {
             ctx, user, action, resource, source_ip=source_ip, secure_transport=secure_transport,
             now=_iso(at), extra=context),
         "POST", "/v1/policies/simulate"),
-    "policy.actions": _(lambda ctx: action_catalogue(), "GET", "/v1/policies/actions", store=False),
+    "policy.actions": _(lambda ctx: _policy.action_catalogue(), "GET", "/v1/policies/actions", store=False),
     "audit.list": _(lambda ctx, **kw: audit.list_records(ctx, **kw), "GET", "/v1/audit"),
     # A broken chain is an audit_chain_broken error carrying the whole result, locally and from the server.
     "audit.batch": _(lambda ctx, *, batch, **kw: audit.batch_devices(ctx, batch, **kw), "GET",

@@ -11,7 +11,6 @@ import click
 
 from ..config import Settings
 from ..errors import ConfigError
-from ..services import open_context
 
 __all__ = ["State", "Remote", "json_option", "read_input", "file_arg", "CA_FIELDS", "default_profile_path"]
 
@@ -127,6 +126,8 @@ class State:
 
     def context(self):
         if self._ctx is None:
+            from ..services import open_context  # the store only for commands that use it
+
             self._ctx = open_context(self.settings)
         return self._ctx
 

@@ -9,6 +9,7 @@ import click
 from ..services.paging import Status
 from . import backend
 from .common import State, json_option
+from .output import output_option
 from .render import EXIT_CODES, emit, emit_page
 
 __all__ = ["identity_group", "permission_group", "blocklist_group", "hook_token_group"]
@@ -88,7 +89,7 @@ def identity_show(state: State, username, as_json: bool) -> None:
 @click.option("--status", type=click.Choice([s.value for s in Status], case_sensitive=False))
 @LIMIT
 @CURSOR
-@json_option
+@output_option
 @click.pass_obj
 def identity_list(state: State, status, limit, cursor, as_json: bool) -> None:
     """List the instance's identities, a page at a time."""
@@ -140,7 +141,7 @@ def permission_add(state: State, effect, action, topic, username, client_id, all
 @permission_group.command("list")
 @LIMIT
 @CURSOR
-@json_option
+@output_option
 @click.pass_obj
 def permission_list(state: State, limit, cursor, as_json: bool) -> None:
     """List the instance's rules in the order they were added, a page at a time."""
@@ -230,7 +231,7 @@ def blocklist_add(state: State, client_id, username, ip, until, as_json: bool) -
 @blocklist_group.command("list")
 @LIMIT
 @CURSOR
-@json_option
+@output_option
 @click.pass_obj
 def blocklist_list(state: State, limit, cursor, as_json: bool) -> None:
     """List the blocklist entries, a page at a time."""
@@ -269,7 +270,7 @@ def hook_token_create(state: State, name, cidrs, as_json: bool) -> None:
 @hook_token_group.command("list")
 @LIMIT
 @CURSOR
-@json_option
+@output_option
 @click.pass_obj
 def hook_token_list(state: State, limit, cursor, as_json: bool) -> None:
     """List the hook tokens (never the tokens themselves)."""

@@ -10,13 +10,11 @@ from pathlib import Path
 import click
 
 from ..ids import parse_time
-from ..keys import KEY_TYPES
-from ..services import devices
-from ..services.paging import DeviceStatus
-from ..services.provision import provision
-from ..x509 import MAX_ITEM_BYTES
 from . import backend
+from .choices import DEVICE_STATUSES, KEY_TYPES, REVOCATION_REASONS
 from .common import State, file_arg, json_option, read_input
+from .device_ref import device_ref_options, resolve
+from .output import emit_csv_rows, emit_items, output_option
 from .render import emit, emit_page
 
 __all__ = ["device_group"]
@@ -24,6 +22,15 @@ __all__ = ["device_group"]
 DEVICE_FIELDS = ("sn", "ca_sn", "client_id", "status", "source", "fingerprint_sha256", "key_type",
                  "not_before", "not_after", "revocation_reason", "revoked_at")
 DEVICE_COLUMNS = ("sn", "client_id", "status", "not_after")
+#: The CSV export's header: every field of a device's JSON shape (pki.store.device_repos.PUBLIC_COLUMNS).
+EXPORT_FIELDS = ("sn", "ca_sn", "client_id", "status", "source", "fingerprint_sha256", "key_type", "not_before",
+                 "not_after", "revocation_reason", "revoked_at", "created_at", "updated_at", "status_changed_at")
+#: Largest input read with a device certificate or CSR (pki.x509.MAX_ITEM_BYTES, without importing it).
+MAX_ITEM_BYTES = 64 * 1024
+
+
+#: `device revoke --from` when some lines failed: the conflict family's code (pki/cli/render.py EXIT_CODES).
+EXIT_PARTIAL = 5
 
 
 def _password(var: str | None) -> bytes | None:
@@ -74,6 +81,8 @@ def device_issue(state: State, ca_sn, csr, generate, client_id, days, sans, key_
         generate=generate, client_id=client_id, days=days, sans=sans, key_type=key_type,
     )
     if out:
+        from ..services import devices
+
         # The key (generated here or on the server) goes to a 0600 file, never to stdout.
         key_pem = result.pop("private_key_pem", None)
         directory = Path(out)
@@ -106,57 +115,58 @@ def device_register(state: State, cert_path, as_json) -> None:
 
 
 @device_group.command("list")
-@click.option("--ca", "ca_sn", required=True, metavar="SN")
-@click.option("--status", type=click.Choice([s.value for s in DeviceStatus], case_sensitive=False))
+@click.option("--ca", "ca_sn", metavar="SN", help="Only this CA's certificates (default: the whole instance).")
+@click.option("--status", type=click.Choice(DEVICE_STATUSES, case_sensitive=False))
 @click.option("--expiring-before", help="Only certificates whose notAfter is before this ISO-8601 date.")
 @click.option("--limit", type=int, help="Page size (1-1000, default 100).")
 @click.option("--cursor", help="next_cursor of the previous page.")
-@json_option
+@click.option("--all", "every", is_flag=True, help="Every page, streamed (no --limit or --cursor).")
+@output_option
 @click.pass_obj
-def device_list(state: State, ca_sn, status, expiring_before, limit, cursor, as_json) -> None:
-    """List a CA's device certificates, a page at a time."""
-    before = (parse_time(expiring_before, what="--expiring-before", naive_is_utc=True)
+def device_list(state: State, ca_sn, status, expiring_before, limit, cursor, every, as_json) -> None:
+    """List device certificates of the instance (or of one CA), a page at a time or --all."""
+    before = (parse_time(expiring_before, what="--expiring-before", naive_is_utc=True).isoformat()
               if expiring_before is not None else None)
-    page = backend.call(
-        state, "device.list", ca=ca_sn, status=status, expiring_before=before.isoformat() if before else None,
-        limit=limit, cursor=cursor,
-    )
-    emit_page(page, as_json=as_json, columns=DEVICE_COLUMNS)
+    if every:
+        if limit is not None or cursor is not None:
+            raise click.UsageError("--all streams every page: it takes no --limit or --cursor")
+        if as_json == "csv":
+            pages = backend.iter_device_rows(state, ca=ca_sn, status=status, expiring_before=before,
+                                             columns=EXPORT_FIELDS)
+            emit_csv_rows(EXPORT_FIELDS, pages)
+            return
+        items = backend.iter_devices(state, ca=ca_sn, status=status, expiring_before=before)
+        emit_items(items, as_json, columns=("ca_sn",) + DEVICE_COLUMNS, fields=EXPORT_FIELDS)
+        return
+    if ca_sn is None:  # the whole instance
+        page = backend.call(state, "device.find", status=status, expiring_before=before, limit=limit, cursor=cursor)
+    else:
+        page = backend.call(state, "device.list", ca=ca_sn, status=status, expiring_before=before, limit=limit,
+                            cursor=cursor)
+    emit_page(page, as_json=as_json, columns=("ca_sn",) + DEVICE_COLUMNS, fields=EXPORT_FIELDS)
 
 
 @device_group.command("show")
-@click.argument("sn", required=False)
-@click.option("--ca", "ca_sn", metavar="SN", help="The issuing CA (with a device serial).")
-@click.option("--fingerprint", help="Find by SHA-256 fingerprint instead.")
-@click.option("--client-id", help="Find every certificate of a client id instead.")
-@click.option("--pem", "as_pem", is_flag=True, help="With SN --ca: print the certificate alone, as PEM.")
+@device_ref_options
+@click.option("--pem", "as_pem", is_flag=True, help="Print the certificate alone, as PEM.")
 @json_option
 @click.pass_obj
-def device_show(state: State, sn, ca_sn, fingerprint, client_id, as_pem, as_json) -> None:
-    """Show a device certificate by (CA, serial), by fingerprint, or by client id."""
-    if sn is not None:
-        if ca_sn is None:
-            raise click.UsageError("a device serial needs --ca")
-        result = backend.call(state, "device.show", ca=ca_sn, sn=sn)
-        if as_pem:
-            click.echo(result["certificate_pem"], nl=False)
-            return
-        emit(result, as_json=as_json, fields=DEVICE_FIELDS + ("replaces", "replaced_by", "supersede_after"))
-    elif fingerprint or client_id:
-        page = backend.call(state, "device.find", fingerprint=fingerprint, client_id=client_id)
-        emit_page(page, as_json=as_json, columns=("ca_sn",) + DEVICE_COLUMNS)
-    else:
-        raise click.UsageError("give SN --ca CA, --fingerprint F or --client-id ID")
+def device_show(state: State, ref, as_pem, as_json) -> None:
+    """Show a device certificate by SN --ca CA, by --client-id or by --fingerprint."""
+    result = backend.call(state, "device.show", **resolve(state, ref))
+    if as_pem:
+        click.echo(result["certificate_pem"], nl=False)
+        return
+    emit(result, as_json=as_json, fields=DEVICE_FIELDS + ("replaces", "replaced_by", "supersede_after"))
 
 
 def _lifecycle(name: str, doc: str):
     @device_group.command(name, help=doc)
-    @click.argument("sn")
-    @click.option("--ca", "ca_sn", required=True, metavar="SN")
+    @device_ref_options
     @json_option
     @click.pass_obj
-    def command(state: State, sn, ca_sn, as_json) -> None:
-        emit(backend.call(state, f"device.{name}", ca=ca_sn, sn=sn), as_json=as_json, fields=DEVICE_FIELDS)
+    def command(state: State, ref, as_json) -> None:
+        emit(backend.call(state, f"device.{name}", **resolve(state, ref)), as_json=as_json, fields=DEVICE_FIELDS)
 
     return command
 
@@ -167,36 +177,71 @@ _lifecycle("delete", "Delete an expired device certificate (revoke a valid one i
 
 
 @device_group.command("revoke")
-@click.argument("sn")
-@click.option("--ca", "ca_sn", required=True, metavar="SN")
-@click.option("--reason", type=click.Choice(list(devices.REVOCATION_REASONS)), default="unspecified",
+@device_ref_options(required=False)
+@click.option("--from", "from_file", type=click.File("r", encoding="utf-8"), metavar="FILE|-",
+              help="Revoke every certificate listed, one a line: CA_SN/SN, a fingerprint or a client id "
+              "(with --ca, a bare serial). Blank lines and # comments are skipped.")
+@click.option("--reason", type=click.Choice(REVOCATION_REASONS), default="unspecified",
               show_default=True, help="RFC 5280 reason.")
+@click.option("--batch-size", type=click.IntRange(1, 10_000), default=1000, show_default=True,
+              help="With --from: certificates per store transaction.")
 @json_option
 @click.pass_obj
-def device_revoke(state: State, sn, ca_sn, reason, as_json) -> None:
-    """Revoke a device certificate: final, published on the CRL with its reason."""
-    emit(backend.call(state, "device.revoke", ca=ca_sn, sn=sn, reason=reason), as_json=as_json,
-         fields=DEVICE_FIELDS)
+def device_revoke(state: State, ref, from_file, reason, batch_size, as_json) -> None:
+    """Revoke a device certificate: final, published on the CRL with its reason.
+
+    With --from, revoke a list in batches (one transaction each) and re-sign each CA's CRL once at the
+    end; the report names each line that failed and why, and the exit code is 5 if any did.
+    """
+    if from_file is None:
+        if ref is None or not (ref["sn"] or ref["client_id"] or ref["fingerprint"]):
+            raise click.UsageError("name the device (SN --ca CA, --client-id ID, --fingerprint F) or give --from")
+        emit(backend.call(state, "device.revoke", reason=reason, **resolve(state, ref)), as_json=as_json,
+             fields=DEVICE_FIELDS)
+        return
+    if ref is not None and (ref["sn"] or ref["client_id"] or ref["fingerprint"]):
+        raise click.UsageError("--from takes the devices from the file: give no SN, --client-id or --fingerprint")
+    ca = ref["ca"] if ref else None
+    report = backend.revoke_lines(state, from_file, reason=reason, ca=ca, batch_size=batch_size)
+    if as_json:
+        emit(report, as_json=True)
+    else:
+        click.echo(f"revoked {report['revoked']}, already revoked {report['already_revoked']}, "
+                   f"failed {len(report['failed'])} of {report['lines']} lines")
+        if report["crls_signed"]:
+            click.echo(f"CRL re-signed for CA {', '.join(report['crls_signed'])}")
+        for failure in report["failed"]:
+            click.echo(f"line {failure['line']}: error[{failure['code']}]: {failure['message']}", err=True)
+    if report["failed"]:
+        raise click.exceptions.Exit(EXIT_PARTIAL)
 
 
 class _Progress:
-    """A progress line with rate and ETA on stderr, redrawn at most a few times a second."""
+    """Progress on stderr: a redrawn bar on a terminal, else a log line every few seconds (a CI job, a pipe)."""
 
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled
+    #: Seconds between log lines when stderr is not a terminal.
+    LINE_EVERY = 5.0
+
+    def __init__(self, mode: str | None) -> None:
+        self.mode = mode  # "bar", "lines" or None
         self.start = time.monotonic()
         self.last = 0.0
 
     def __call__(self, done: int, total: int) -> None:
-        if not self.enabled:
+        if self.mode is None:
             return
         now = time.monotonic()
-        if now - self.last < 0.25 and done < total:
+        every = 0.25 if self.mode == "bar" else self.LINE_EVERY
+        if now - self.last < every and done < total:
             return
         self.last = now
         elapsed = max(now - self.start, 1e-6)
         rate = done / elapsed
         eta = (total - done) / rate if rate > 0 else 0
+        if self.mode == "lines":
+            percent = 100 * done // total if total else 100
+            click.echo(f"provision: {done}/{total} rows ({percent}%), {rate:,.0f}/s, ETA {eta:,.0f}s", err=True)
+            return
         width = 30
         filled = int(width * done / total) if total else width
         click.echo(
@@ -217,7 +262,8 @@ class _Progress:
 @click.option("--days", type=int, help="Validity in days (default 365).")
 @click.option("--batch-size", type=click.IntRange(1, 10_000), default=500, show_default=True,
               help="Devices per store transaction.")
-@click.option("--progress/--no-progress", default=None, help="Progress bar (default: when stderr is a terminal).")
+@click.option("--progress/--no-progress", default=None,
+              help="Progress on stderr [default: on; a bar on a terminal, else a line every few seconds].")
 @json_option
 @click.pass_obj
 def device_provision(state: State, ca_sn, manifest, out, fmt, p12_password_env, workers, key_type, days,
@@ -232,13 +278,26 @@ def device_provision(state: State, ca_sn, manifest, out, fmt, p12_password_env, 
                           "against a server issue one device per request with `pki device issue --generate "
                           "--out DIR`, or run provision where `pki serve` runs")
     password = _password(p12_password_env)
-    show = sys.stderr.isatty() if progress is None else progress
-    result = provision(
-        state.context(), ca=ca_sn, manifest=Path(manifest), out=Path(out), workers=workers, fmt=fmt,
-        p12_password=password, key_type=key_type, days=days, batch_size=batch_size, on_progress=_Progress(show),
-    )
+    from ..services.provision import provision
+
+    mode = None if progress is False else "bar" if sys.stderr.isatty() else "lines"
+    try:
+        result = provision(
+            state.context(), ca=ca_sn, manifest=Path(manifest), out=Path(out), workers=workers, fmt=fmt,
+            p12_password=password, key_type=key_type, days=days, batch_size=batch_size, on_progress=_Progress(mode),
+        )
+    except KeyboardInterrupt:
+        click.echo(f"\ninterrupted: what is in {out}/index.jsonl is done. Run the same command again to finish; "
+                   "it issues no device twice", err=True)
+        raise click.exceptions.Exit(130) from None
     emit(
         {"total": result.total, "issued": result.issued, "skipped_existing": result.skipped_existing,
-         "out": str(result.out), "index": str(result.index)},
+         "out": str(result.out), "index": str(result.index), "without_key": list(result.without_key)},
         as_json=as_json,
     )
+
+
+# Issue 15's renew and rekey, with the same ways of naming a device as show and revoke.
+from .lifecycle import device_renew  # noqa: E402
+
+device_group.add_command(device_renew)

@@ -39,6 +39,7 @@ HINTS: dict[str, str] = {
     "invalid_register_code": "`pki code new` prints one",
     # devices
     "device_not_found": "`pki device list --ca {ca_sn}` shows them",
+    "ambiguous_client_id": "`pki device show SN --ca CA` or `--fingerprint F` names one, `--ca CA` narrows the client id",
     "provision_stray_key_file": "or run again with a fresh --out",
     "device_already_renewed": "`pki device show` of it lists replaced_by: renew that one",
     "device_inactive": "`pki device activate` it first",

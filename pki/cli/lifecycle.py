@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import click
 
-from ..keys import KEY_TYPES
-from ..x509 import MAX_ITEM_BYTES
 from . import backend
+from .choices import KEY_TYPES
+from .device_ref import device_ref_options, resolve
 from .common import CA_FIELDS, State, file_arg, json_option, read_input
 from .render import emit
+
+#: pki.x509.MAX_ITEM_BYTES, without importing cryptography at start-up (tests/test_cli_fleet.py checks it).
+_MAX_ITEM_BYTES = 64 * 1024
 
 __all__ = ["ca_show", "ca_update", "device_renew", "claim_group"]
 
@@ -57,8 +60,7 @@ def ca_update(state: State, ref, est_label, clear_est_label, est_default, bootst
 
 
 @click.command("renew")
-@click.argument("sn")
-@click.option("--ca", "ca_sn", required=True, metavar="SN", help="The CA of the certificate (it signs the new one).")
+@device_ref_options
 @click.option("--csr", type=file_arg(), help="Rekey to this PKCS#10 request's key (PEM or DER).")
 @click.option("--generate", is_flag=True, help="Rekey to a key generated here.")
 @click.option("--key-type", type=click.Choice(list(KEY_TYPES)), default="ec-p256", show_default=True,
@@ -70,12 +72,13 @@ def ca_update(state: State, ref, est_label, clear_est_label, est_default, bootst
 @click.option("--out", type=click.Path(file_okay=False), help="Write <client-id>.pem (+ a generated key) here.")
 @json_option
 @click.pass_obj
-def device_renew(state: State, sn, ca_sn, csr, generate, key_type, days, supersede_after, out, as_json) -> None:
-    """Renew (same key) or rekey (--csr, --generate) a device certificate; it records what it replaces."""
+def device_renew(state: State, ref, csr, generate, key_type, days, supersede_after, out, as_json) -> None:
+    """Renew (same key) or rekey (--csr, --generate) a device certificate, named by SN --ca CA, --client-id or
+    --fingerprint; its CA signs the new one, which records what it replaces."""
     if csr and generate:
         raise click.UsageError("--csr and --generate exclude each other")
-    result = backend.call(state, "device.renew", ca=ca_sn, sn=sn,
-                          csr=read_input(csr, limit=MAX_ITEM_BYTES) if csr else None, generate=generate,
+    result = backend.call(state, "device.renew", **resolve(state, ref),
+                          csr=read_input(csr, limit=_MAX_ITEM_BYTES) if csr else None, generate=generate,
                           days=days, supersede_after=supersede_after, key_type=key_type)
     if out:
         from pathlib import Path

@@ -2,42 +2,80 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
-import os
 import sys
 import traceback
-from pathlib import Path
 
 import click
 
+from .. import __version__
 from ..errors import InternalError, PkiError, io_error
-from ..keys import KEY_TYPES
-from ..services import offline
-from ..services.managed import DEFAULT_CA_DAYS
-from ..services.paging import Status
-from ..services.setup import initialise
-from ..x509 import MAX_BUNDLE_ITEMS, MAX_ITEM_BYTES
-from . import backend
-from .common import CA_FIELDS, Remote, State as _State, file_arg as _file, json_option, read_input as _read
-from .artifacts import artifacts_group, crl_group, serve_command
-from .access import audit_group, policy_group, user_group
-from .device import device_group
-from .keys import keys_group
-from .est import est_group
-from .lifecycle import ca_show, ca_update, claim_group, device_renew
-from .checks import check_group
-from .ca_requests import install_signed_command, request_only
-from .secret import secret_group
-from .dataplane import blocklist_group, hook_token_group, identity_group, permission_group
-from .tokens import token_group
-from .hints import render as render_error
-from .render import EXIT_CODES, emit, emit_page, error_line
 
 __all__ = ["cli", "main"]
 
-CA_COLUMNS = ("sn", "name", "status", "source", "key_type", "not_after")
+#: Every top-level command: name -> ("module:attribute", one-line help).  The module is imported only
+#: when that command runs, so `pki --version`, `pki --help` and TAB completion import no store,
+#: Alembic, cryptography or FastAPI, and `pki device show` imports only what device commands use.
+#: ADDING A COMMAND GROUP IS ONE LINE HERE, e.g.
+#:     "check": ("pki.cli.check:check_group", "Fleet audit checks."),
+#: (not an import + cli.add_command, which would import the module on every run; that still works,
+#: only slower).  tests/test_cli_startup.py checks that every entry imports and its help matches.
+LAZY_COMMANDS: dict[str, tuple[str, str]] = {
+    "init": ("pki.cli.ca:init_cmd", "Create (or upgrade) the data directory, the schema and the master key."),
+    "code": ("pki.cli.ca:code_group", "Register codes: single-use challenges for proving possession of a CA key."),
+    "ca": ("pki.cli.ca:ca_group", "Register, create and manage CA certificates."),
+    "device": ("pki.cli.device:device_group", "Device certificates: issue, register, find, change status."),
+    "secret": ("pki.cli.secret:secret_group", "Device secrets (one device, one secret) and enrollment groups."),
+    "artifacts": ("pki.cli.artifacts:artifacts_group", "Broker artifacts: trust bundle, CRLs, mosquitto files."),
+    "crl": ("pki.cli.artifacts:crl_group", "CRLs of registered CAs: request the entries, upload the signed CRL."),
+    "user": ("pki.cli.access:user_group", "Users and their access keys (remote mode's credentials)."),
+    "policy": ("pki.cli.access:policy_group", "Access policies: who may run which operation on what."),
+    "audit": ("pki.cli.access:audit_group", "The hash-chained audit log: list, verify."),
+    "serve": ("pki.cli.artifacts:serve_command", "Run the HTTP API, the broker hooks and the public endpoints."),
+    "identity": ("pki.cli.dataplane:identity_group", "Username/password identities for applications and gateways."),
+    "permission": ("pki.cli.dataplane:permission_group", "Data-plane permission rules: who may publish/subscribe where."),
+    "blocklist": ("pki.cli.dataplane:blocklist_group", "Client ids, usernames or CIDRs refused at connect."),
+    "hook-token": ("pki.cli.dataplane:hook_token_group", "Bearer tokens a broker presents to the /broker/ hooks."),
+    "token": ("pki.cli.tokens:token_group", "Short-lived JWTs for broker clients, and the keys that sign them."),
+    "claim": ("pki.cli.lifecycle:claim_group", "Enrollment claims: one-time passwords for EST first enrollment."),
+    "est": ("pki.cli.est:est_group", "The device side of EST (RFC 7030): CA certificates, enroll, reenroll."),
+    "keys": ("pki.cli.keys:keys_group", "Key custody: list the keys, rotate the master key."),
+    "check": ("pki.cli.checks:check_group", "Fleet audit checks: expiry, CRLs, shared keys, the audit chain."),
+}
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+
+class LazyGroup(click.Group):
+    """A group whose subcommands come from :data:`LAZY_COMMANDS`, imported on first use.
+
+    Commands added the eager way (``cli.add_command``) are found first, as in any click group.
+    """
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(self.commands) | set(LAZY_COMMANDS))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.commands:
+            return self.commands[cmd_name]
+        entry = LAZY_COMMANDS.get(cmd_name)
+        if entry is None:
+            return None
+        module_name, _, attribute = entry[0].partition(":")
+        command = getattr(importlib.import_module(module_name), attribute)
+        self.commands[cmd_name] = command
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        # The table's help, so that `pki --help` imports no command module.
+        rows = [(name, self.commands[name].get_short_help_str() if name in self.commands else LAZY_COMMANDS[name][1])
+                for name in self.list_commands(ctx)]
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("--home", envvar="PKI_HOME", help="Data directory [PKI_HOME, default ./.pki].")
 @click.option("--database-url", envvar="PKI_DATABASE_URL",
               help="sqlite:///PATH or postgresql://... [PKI_DATABASE_URL, default SQLite under the home].")
@@ -54,7 +92,7 @@ CA_COLUMNS = ("sn", "name", "status", "source", "key_type", "not_after")
               "[PKI_PROFILE, default ~/.config/pki/profile.json if it exists].")
 @click.option("--local", is_flag=True, help="Use the local store even if PKI_SERVER or a profile names a server.")
 @click.option("--debug", is_flag=True, help="Show tracebacks on errors.")
-@click.version_option(package_name="device-pki", prog_name="pki")
+@click.version_option(__version__, prog_name="pki")  # not package metadata: a scan of site-packages
 @click.pass_context
 def cli(ctx: click.Context, home, database_url, master_key_file, instance, server, access_key_id, profile, local,
         debug) -> None:
@@ -63,204 +101,14 @@ def cli(ctx: click.Context, home, database_url, master_key_file, instance, serve
     Every command runs on the local store, or against a server (remote mode,
     requests signed) when PKI_SERVER or a profile names one.
     """
-    state = _State(dict(home=home, database_url=database_url, master_key_file=master_key_file,
+    from .common import Remote, State  # pki.config imports hashlib/hmac (OpenSSL): not for --version
+
+    state = State(dict(home=home, database_url=database_url, master_key_file=master_key_file,
                         instance=instance),
                    Remote(server=server, access_key_id=access_key_id, profile=profile, local=local))
     ctx.obj = state
     ctx.meta["debug"] = debug
     ctx.call_on_close(state.close)
-
-
-@cli.command("init")
-@json_option
-@click.pass_obj
-def init_cmd(state: _State, as_json: bool) -> None:
-    """Create (or upgrade) the data directory, the schema and the master key (local only)."""
-    backend.require_local(state, "init", "it prepares a store on this machine; a server's store is prepared "
-                          "where `pki serve` runs")
-    emit(initialise(state.settings), as_json=as_json)
-
-
-# -- register codes -------------------------------------------------------------------
-
-
-@cli.group("code")
-def code_group() -> None:
-    """Register codes: single-use challenges for proving possession of a CA key."""
-
-
-@code_group.command("new")
-@click.option("--ttl", default="1h", show_default=True, help="How long the code stays valid (30m, 1h, 2d).")
-@json_option
-@click.pass_obj
-def code_new(state: _State, ttl: str, as_json: bool) -> None:
-    """Hand out a register code for the instance.
-
-    Put it as the CN of a verification certificate signed by the CA's key, then
-    run `pki ca register`.
-    """
-    emit(backend.call(state, "code.new", ttl=ttl), as_json=as_json)
-
-
-# -- CAs --------------------------------------------------------------------------------
-
-
-@cli.group("ca")
-def ca_group() -> None:
-    """Register, create and manage CA certificates."""
-
-
-@ca_group.command("verification-cert")
-@click.option("--ca-cert", required=True, type=_file(), help="The CA certificate (PEM or DER).")
-@click.option("--ca-key", required=True, type=_file(), help="The CA private key (PEM or DER).")
-@click.option("--code", required=True, help="The register code from `pki code new`.")
-@click.option("--out", required=True, type=click.Path(dir_okay=False, writable=True),
-              help="Where to write the verification certificate (PEM).")
-@click.option("--key-password-env", metavar="VAR",
-              help="Name of an environment variable holding the CA key's password, if it is encrypted.")
-def ca_verification_cert(ca_cert, ca_key, code, out, key_password_env) -> None:
-    """Offline: make the verification certificate where the CA key lives.
-
-    Needs no store; the CA key never leaves this machine.
-    """
-    password = None
-    if key_password_env:
-        if key_password_env not in os.environ:
-            raise click.UsageError(f"environment variable {key_password_env} is not set")
-        password = os.environ[key_password_env].encode()
-    pem = offline.make_verification_certificate(
-        ca_certificate=_read(ca_cert, limit=MAX_ITEM_BYTES),
-        ca_private_key=_read(ca_key, limit=MAX_ITEM_BYTES),
-        code=code,
-        key_password=password,
-    )
-    Path(out).write_bytes(pem)
-    click.echo(f"wrote {out}", err=True)
-
-
-@ca_group.command("register")
-@click.option("--cert", "cert_path", required=True, type=_file(), help="The CA certificate (PEM or DER).")
-@click.option("--verification", required=True, type=_file(),
-              help="Verification certificate: CN = register code, signed by the CA.")
-@click.option("--name", help="Display name (default: the CA's CN).")
-@click.option("--inactive", is_flag=True, help="Register as INACTIVE (not trusted until activated).")
-@click.option("--chain", type=_file(), help="For an intermediate CA: its issuers up to the root (PEM).")
-@json_option
-@click.pass_obj
-def ca_register(state: _State, cert_path, verification, name, inactive, chain, as_json) -> None:
-    """Register a CA you own, proving you hold its private key."""
-    result = backend.call(
-        state, "ca.register",
-        certificate=_read(cert_path, limit=MAX_ITEM_BYTES),
-        verification=_read(verification, limit=MAX_ITEM_BYTES),
-        name=name,
-        inactive=inactive,
-        chain=_read(chain, limit=MAX_ITEM_BYTES * MAX_BUNDLE_ITEMS) if chain else None,
-    )
-    emit(result, as_json=as_json, fields=CA_FIELDS)
-
-
-@ca_group.command("list")
-@click.option("--status", type=click.Choice([s.value for s in Status], case_sensitive=False))
-@click.option("--limit", type=int, default=None, help="Page size (1-1000, default 100).")
-@click.option("--cursor", help="next_cursor of the previous page.")
-@json_option
-@click.pass_obj
-def ca_list(state: _State, status, limit, cursor, as_json) -> None:
-    """List CAs of the instance, a page at a time."""
-    page = backend.call(state, "ca.list", status=status, limit=limit, cursor=cursor)
-    emit_page(page, as_json=as_json, columns=CA_COLUMNS)
-
-
-def _ca_ref_command(name: str, doc: str):
-    @ca_group.command(name, help=doc)
-    @click.argument("ref", metavar="SN")
-    @json_option
-    @click.pass_obj
-    def command(state: _State, ref: str, as_json: bool) -> None:
-        emit(backend.call(state, f"ca.{name}", ref=ref), as_json=as_json, fields=CA_FIELDS)
-
-    return command
-
-
-_ca_ref_command("activate", "Trust a CA again (it returns to the trust bundle).")
-_ca_ref_command("deactivate", "Stop trusting a CA: every device under it is locked out.")
-
-
-@ca_group.command("delete")
-@click.argument("ref", metavar="SN")
-@click.option("--cascade", is_flag=True, help="Also delete its device certificates, in the same transaction.")
-@json_option
-@click.pass_obj
-def ca_delete(state: _State, ref: str, cascade: bool, as_json: bool) -> None:
-    """Delete a CA (refused while it has device certificates, unless --cascade)."""
-    emit(backend.call(state, "ca.delete", ref=ref, cascade=cascade), as_json=as_json)
-
-
-@ca_group.command("create")
-@click.option("--name", help="The CA's display name and, without --subject, its CN (default: the subject's CN).")
-@click.option("--subject", metavar="DN",
-              help='The full subject as openssl writes it, most significant first: "C=DE,O=Acme,CN=Line 3".')
-@click.option("--key-type", type=click.Choice(list(KEY_TYPES)), default="ec-p256", show_default=True)
-@click.option("--days", type=int, help=f"Validity in days (default {DEFAULT_CA_DAYS}; for an intermediate, "
-              "never past its parent's end).")
-@click.option("--parent", metavar="SN", help="Create an intermediate under this managed CA.")
-@click.option("--path-length", type=int, help="basicConstraints pathLen (default: none for a root, 0 below one).")
-@click.option("--custody", type=click.Choice(["software", "pkcs11"]), default="software", show_default=True,
-              help="Where the key lives: sealed under the master key, or made on a PKCS#11 token (HSM).")
-@click.option("--pkcs11-module", metavar="PATH", help="pkcs11: the module, e.g. /usr/lib/softhsm/libsofthsm2.so.")
-@click.option("--token-label", metavar="L", help="pkcs11: the token's label.")
-@click.option("--pin-env", metavar="VAR", help="pkcs11: read the PIN from this variable [default PKI_PKCS11_PIN].")
-@click.option("--pin-file", metavar="FILE", help="pkcs11: read the PIN from this file (mode 0600); the PIN itself is never a flag.")
-@click.option("--csr-only", is_flag=True, help="Make the key and a CSR for an outside root to sign; the CA is "
-              "PENDING until `pki ca install-signed`.")
-@click.option("--out", type=click.Path(dir_okay=False, writable=True), help="With --csr-only: write the CSR here.")
-@json_option
-@click.pass_obj
-def ca_create(state: _State, name, subject, key_type, days, parent, path_length, custody, pkcs11_module, token_label,
-              pin_env, pin_file, csr_only, out, as_json) -> None:
-    """Create a managed CA; its private key stays in this PKI's key custody."""
-    if name is None and subject is None:
-        raise click.UsageError("give --name or --subject")
-    extra = {}
-    if custody != "software" or pkcs11_module or token_label or pin_env or pin_file:
-        if csr_only:
-            raise click.UsageError("--csr-only keeps the key in software custody; leave out --custody pkcs11")
-        backend.require_local(state, "ca create --custody pkcs11", "the token and its PIN are on this machine")
-        extra = dict(custody=custody, pkcs11_module=pkcs11_module, token_label=token_label, pin_env=pin_env,
-                     pin_file=pin_file)
-    if csr_only:
-        request_only(state, name=name, subject=subject, key_type=key_type, days=days, parent=parent,
-                     path_length=path_length, out=out, as_json=as_json)
-        return
-    if out is not None:
-        raise click.UsageError("--out goes with --csr-only")
-    result = backend.call(
-        state, "ca.create", name=name, key_type=key_type, days=days, parent=parent, path_length=path_length,
-        subject=subject, **extra,
-    )
-    emit(result, as_json=as_json, fields=CA_FIELDS)
-
-
-ca_group.add_command(ca_show)
-ca_group.add_command(ca_update)
-device_group.add_command(device_renew)
-ca_group.add_command(install_signed_command)
-cli.add_command(device_group)
-cli.add_command(claim_group)
-cli.add_command(est_group)
-cli.add_command(secret_group)
-cli.add_command(artifacts_group)
-cli.add_command(crl_group)
-cli.add_command(user_group)
-cli.add_command(policy_group)
-cli.add_command(audit_group)
-cli.add_command(serve_command)
-cli.add_command(token_group)
-cli.add_command(keys_group)
-cli.add_command(check_group)
-for _group in (identity_group, permission_group, blocklist_group, hook_token_group):
-    cli.add_command(_group)
 
 
 # -- entry point -----------------------------------------------------------------------
@@ -282,6 +130,9 @@ def main(argv: list[str] | None = None) -> int:
     except PkiError as exc:
         if debug:
             traceback.print_exc()
+        from .hints import render as render_error  # the error path only: start-up time
+        from .render import EXIT_CODES
+
         click.echo(render_error(exc), err=True)
         return EXIT_CODES.get(exc.family, 1)
     except click.exceptions.Abort:
@@ -295,12 +146,17 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         if debug:
             traceback.print_exc()
+        from .hints import render as render_error
+        from .render import EXIT_CODES
+
         err = io_error(exc)
         click.echo(render_error(err), err=True)
         return EXIT_CODES[err.family]
     except Exception as exc:  # noqa: BLE001 - the last line of defence
         if debug:
             traceback.print_exc()
+        from .render import EXIT_CODES, error_line
+
         err = InternalError(f"unexpected {type(exc).__name__}; rerun with --debug and report it")
         click.echo(error_line(err.code, err.message), err=True)
         return EXIT_CODES["internal"]

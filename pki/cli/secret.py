@@ -9,6 +9,7 @@ import click
 from ..services.paging import Status
 from . import backend
 from .common import State, json_option
+from .output import output_option
 from .render import emit, emit_page
 
 __all__ = ["secret_group"]
@@ -88,7 +89,7 @@ _status_command("deactivate", "Refuse CLIENT_ID's credential (or, with --group, 
 @click.option("--status", type=click.Choice([s.value for s in Status], case_sensitive=False))
 @click.option("--limit", type=int, help="Page size (1-1000, default 100).")
 @click.option("--cursor", help="next_cursor of the previous page.")
-@json_option
+@output_option
 @click.pass_obj
 def secret_list(state: State, status, limit, cursor, as_json: bool) -> None:
     """List the instance's credentials (never their secrets), a page at a time."""
@@ -161,7 +162,7 @@ def group_show(state: State, name: str, as_json: bool) -> None:
 @click.option("--status", type=click.Choice([s.value for s in Status], case_sensitive=False))
 @click.option("--limit", type=int, help="Page size (1-1000, default 100).")
 @click.option("--cursor", help="next_cursor of the previous page.")
-@json_option
+@output_option
 @click.pass_obj
 def group_list(state: State, status, limit, cursor, as_json: bool) -> None:
     """List the instance's enrollment groups."""

@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives import serialization
 from ..clock import isoformat
 from ..durable import fsync_dir, write_new
 from ..errors import ConfigError, InvalidInput, InvalidState
-from ..ids import format_serial
+from ..ids import format_crl_number
 from ..store import Status, artifact_repos
 from .. import x509 as px509
 from . import audit
@@ -374,7 +374,7 @@ def publish(
         ca_entries = [
             {"sn": ca.sn, "name": ca.name, "source": ca.source, "subject_hash": px509.subject_hash(ca.cert),
              "fingerprint_sha256": _fingerprint(ca.cert),
-             "crl_number": format_serial(ca.crl_number) if ca.crl_number is not None else None,
+             "crl_number": format_crl_number(ca.crl_number) if ca.crl_number is not None else None,
              "crl_this_update": isoformat(ca.crl_this_update), "crl_next_update": isoformat(ca.crl_next_update)}
             for ca in cas
         ]

@@ -7,7 +7,7 @@ import hashlib
 
 from ..errors import InvalidInput
 from ..clock import isoformat
-from ..ids import new_register_code
+from ..ids import format_duration, new_register_code
 from ..store import repos
 from . import audit
 from .context import Context
@@ -27,7 +27,7 @@ def code_digest(code: str) -> str:
 def new_code(ctx: Context, *, ttl: _dt.timedelta = DEFAULT_TTL) -> RegisterCodePublic:
     if not (_dt.timedelta(seconds=1) <= ttl <= MAX_TTL):
         raise InvalidInput(
-            f"a register code lives between 1 second and {MAX_TTL.days} days; got {ttl}",
+            f"a register code lives between 1 second and {MAX_TTL.days} days; got {format_duration(ttl)}",
             code="invalid_ttl",
         )
     code = new_register_code()

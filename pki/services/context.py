@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..clock import Clock, SystemClock
 from ..config import Settings
-from ..keys import KeyCustody, KeyHandle, Pkcs11Custody, Signer, SoftwareCustody, SoftwareKeystore, load_master_key
 from ..store import Store
+
+if TYPE_CHECKING:  # pki.keys loads cryptography: only for what signs (pki --version, device show do not)
+    from ..keys import KeyCustody, KeyHandle, Signer, SoftwareKeystore
 
 __all__ = ["Context", "open_context"]
 
@@ -35,6 +38,7 @@ class Context:
         process was configured with.
         """
         if self._keystore is None:
+            from ..keys import load_master_key
             from .master_keys import keystore_for
 
             self._keystore = keystore_for(self.store, load_master_key(self.settings.master_key_file))
@@ -42,6 +46,8 @@ class Context:
 
     def custody_for(self, handle: KeyHandle) -> KeyCustody:
         """The custody that holds ``handle``'s key (the same one makes its siblings, e.g. OCSP keys)."""
+        from ..keys import Pkcs11Custody, SoftwareCustody
+
         if handle.custody == "pkcs11":
             return Pkcs11Custody.for_uri(handle.key_ref)
         return SoftwareCustody(self.keystore)

@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives import serialization
 
 from ..clock import Clock, SystemClock, isoformat
 from ..errors import InvalidInput, InvalidState, NotFound
-from ..ids import format_serial, parse_serial
+from ..ids import format_crl_number, format_serial, parse_serial
 from ..store import CaCertificate, DeviceStatus, Status, artifact_repos
 from ..store.artifact_models import CrlState
 from .. import x509 as px509
@@ -59,7 +59,7 @@ class CrlInfo:
 
     def as_json(self) -> dict:
         return {
-            "ca_sn": self.ca_sn, "source": self.source, "crl_number": format_serial(self.crl_number),
+            "ca_sn": self.ca_sn, "source": self.source, "crl_number": format_crl_number(self.crl_number),
             "this_update": isoformat(self.this_update), "next_update": isoformat(self.next_update),
             "entry_count": self.entry_count,
         }
@@ -152,7 +152,7 @@ def ensure_managed_crl(
         state = CrlState(ca_id=ca.id, source="signed", crl_number="0", this_update=this_update,
                          next_update=next_update, entries_sha256=digest, crl_der=der, updated_at=now)
     state.source = "signed"
-    state.crl_number = format_serial(number)
+    state.crl_number = format_crl_number(number)
     state.this_update, state.next_update = this_update, next_update
     state.entries_sha256, state.entry_count, state.crl_der, state.updated_at = digest, len(entries), der, now
     artifact_repos.save_crl_state(session, state)
@@ -201,7 +201,7 @@ def crl_request(ctx: Context, *, ca: str, lifetime: _dt.timedelta = DEFAULT_CRL_
         "ca_sn": row.sn,
         "ca_subject": row.subject,
         "ca_fingerprint_sha256": row.fingerprint_sha256,
-        "crl_number": format_serial(int(state.crl_number, 16) + 1 if state is not None else 1),
+        "crl_number": format_crl_number(int(state.crl_number, 16) + 1 if state is not None else 1),
         "lifetime_seconds": int(lifetime.total_seconds()),
         "created_at": isoformat(now),
         "entries_sha256": digest,
@@ -309,7 +309,7 @@ def upload_crl(ctx: Context, *, ca: str, crl: bytes) -> CrlInfo:
         state = artifact_repos.get_crl_state(session, ca_id=row.id, lock=True)
         if state is not None and number <= int(state.crl_number, 16):
             raise InvalidInput(
-                f"CRL number {number:x} is not above the stored CRL's ({state.crl_number}): an old CRL must not "
+                f"CRL number {format_crl_number(number)} is not above the stored CRL's ({state.crl_number}): an old CRL must not "
                 "replace a newer one. Sign a new CRL from a fresh CRL request",
                 code="crl_number_not_increasing",
             )
@@ -327,7 +327,7 @@ def upload_crl(ctx: Context, *, ca: str, crl: bytes) -> CrlInfo:
             state = CrlState(ca_id=row.id, source="uploaded", crl_number="0", this_update=now, next_update=now,
                              entries_sha256=digest, crl_der=der, updated_at=now)
         state.source = "uploaded"
-        state.crl_number = format_serial(number)
+        state.crl_number = format_crl_number(number)
         state.this_update, state.next_update = parsed.last_update_utc, parsed.next_update_utc
         state.entries_sha256, state.entry_count, state.crl_der, state.updated_at = digest, len(parsed), der, now
         artifact_repos.save_crl_state(session, state)

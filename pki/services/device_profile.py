@@ -12,6 +12,7 @@ from cryptography import x509
 
 from .. import x509 as px509
 from ..errors import InvalidInput
+from ..ids import format_serial
 from ..store import DeviceStatus
 from ..x509.template import DeviceTemplate, TemplatedCertificate
 from .context import Context
@@ -109,7 +110,7 @@ def device_row_values(cert: x509.Certificate | TemplatedCertificate, *, instance
     else:
         der, serial = cert.public_bytes(px509.DER), cert.serial_number
         not_before, not_after = cert.not_valid_before_utc, cert.not_valid_after_utc
-    return dict(instance=instance, ca_id=ca_id, sn=format(serial, "x"), client_id=client_id,
+    return dict(instance=instance, ca_id=ca_id, sn=format_serial(serial), client_id=client_id,
                 status=DeviceStatus.ACTIVE, source=source, fingerprint_sha256=px509.fingerprint_sha256_der(der),
                 key_type=key_type, not_before=not_before, not_after=not_after, cert_der=der,
                 created_at=now, updated_at=now, status_changed_at=now)

@@ -843,8 +843,10 @@ SYSTEM_POLICIES: Mapping[str, Policy] = {
                 "identities (never a password), permission rules and blocklist.",
                 _READ),
         _system("PkiFactoryProvisioner",
-                "A factory line: issue and provision device certificates, nothing else.",
-                ("mq:IssueDeviceCertificate", "mq:ProvisionDevices", INSTANCE_ACCESS)),
+                "A factory line: issue and provision device certificates, and list and read the CAs to find "
+                "the one it provisions under; nothing else.",
+                ("mq:IssueDeviceCertificate", "mq:ProvisionDevices", "mq:ListCaCertificate", "mq:GetCaCertificate",
+                 INSTANCE_ACCESS)),
         _system("PkiRevoker",
                 "Revoke or deactivate device certificates, deactivate device secrets, revoke broker tokens, "
                 "and read what is needed to find them.",

@@ -9,37 +9,24 @@ lock (SQLite's "database is locked" on a deferred transaction).
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 import os
 import stat
 from collections.abc import Iterator
 from pathlib import Path
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, event, exc as sa_exc
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlmodel import Session
 
 from ..errors import ConfigError, Conflict, InvalidState, PkiError, StoreError
+from .revision import MIGRATIONS as _MIGRATIONS, head_revision
 
 __all__ = ["Store", "head_revision", "normalise_url", "sqlite_url"]
 
 
 log = logging.getLogger("pki.store")
 
-_MIGRATIONS = Path(__file__).with_name("migrations")
-
-
-@functools.cache
-def head_revision() -> str:
-    """The newest migration shipped with this version of the code."""
-    config = Config()
-    config.set_main_option("script_location", str(_MIGRATIONS))
-    return ScriptDirectory.from_config(config).get_current_head()
 
 
 def sqlite_url(path: Path) -> str:
@@ -229,25 +216,52 @@ class Store:
 
     # -- schema -----------------------------------------------------------------
 
-    def _alembic_config(self, connection) -> Config:
+    def _alembic_config(self, connection):
+        from alembic.config import Config  # only to upgrade: Alembic costs start-up time
+
         config = Config()
         config.set_main_option("script_location", str(_MIGRATIONS))
         config.attributes["connection"] = connection
         return config
 
+    def _unreachable(self, exc: sa_exc.DBAPIError) -> StoreError:
+        return StoreError(
+            f"cannot open the database at {make_url(self.url).render_as_string()}: {exc.orig}",
+            code="store_unavailable",
+        )
+
     def current_revision(self) -> str | None:
+        """The schema's revision in one query (None before the first upgrade).
+
+        Alembic's MigrationContext would give the same after importing Alembic and inspecting the
+        table; its ``alembic_version`` table has one row on an unbranched history like ours.
+        """
         try:
-            with self.engine.connect() as conn:
-                return MigrationContext.configure(conn).get_current_revision()
+            conn = self._readonly_engine.connect()
         except sa_exc.OperationalError as exc:
-            raise StoreError(
-                f"cannot open the database at {make_url(self.url).render_as_string()}: {exc.orig}",
-                code="store_unavailable",
-            ) from exc
+            raise self._unreachable(exc) from exc
+        with conn:
+            try:
+                rows = conn.exec_driver_sql("SELECT version_num FROM alembic_version").all()
+            except (sa_exc.OperationalError, sa_exc.ProgrammingError) as exc:
+                # SQLite "no such table", PostgreSQL undefined_table (42P01): no schema yet.
+                if "no such table" in str(exc.orig) or getattr(exc.orig, "sqlstate", None) == "42P01":
+                    return None
+                raise self._unreachable(exc) from exc
+        if len(rows) > 1:
+            raise ConfigError("the store's schema has several revisions (a branched history); upgrade it",
+                              code="store_outdated")
+        return rows[0][0] if rows else None
 
     def upgrade(self) -> str:
         """Create or upgrade the schema to the newest migration; returns the revision."""
-        with self.engine.begin() as conn:
+        from alembic import command
+
+        try:
+            conn = self.engine.connect()
+        except sa_exc.OperationalError as exc:  # an unreachable server, a file that cannot be opened
+            raise self._unreachable(exc) from exc
+        with conn, conn.begin():
             command.upgrade(self._alembic_config(conn), "head")
         return self.current_revision() or ""
 

@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.x509.oid import CRLEntryExtensionOID, ExtensionOID
 
 from ..errors import InvalidInput
+from ..ids import format_serial
 from .build import _aki
 from .checks import read_extensions
 from .parse import _check_der_framing, _pem_blocks
@@ -163,7 +164,7 @@ def load_crl(data: bytes, *, what: str = "CRL") -> x509.CertificateRevocationLis
         raise _bad("invalid_crl", f"{what}: not a valid X.509 CRL ({exc})") from None
     read_extensions(crl, what=what)
     for entry in entries:
-        read_extensions(entry, what=f"{what} entry {entry.serial_number:x}")
+        read_extensions(entry, what=f"{what} entry {format_serial(entry.serial_number)}")
     return crl
 
 

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Query
 
 from ...errors import InvalidInput
 from ...ids import parse_time
-from ...services import devices, renewal
+from ...services import device_lookup, devices, renewal
 from ...services.paging import DeviceStatus
 from .. import models as m
 from ._common import CALLER, CURSOR, LIMIT, Caller, out
@@ -50,13 +50,22 @@ def device_list(ca_sn: str, status: DeviceStatus | None = None,
                           expiring_before=parse_time(expiring_before, what="expiring_before", naive_is_utc=True) if expiring_before else None, limit=limit, cursor=cursor))
 
 
-@router.get("/devices", response_model=m.DevicePage, summary="Find device certificates by fingerprint or client id")
+@router.get("/devices", response_model=m.DevicePage,
+            summary="Find device certificates by fingerprint or client id, or list the instance's")
 async def device_find(fingerprint: str | None = Query(None, max_length=128),
-                      client_id: str | None = Query(None, max_length=256), caller: Caller = CALLER):
-    if not fingerprint and not client_id:
-        raise InvalidInput("give fingerprint or client_id", code="invalid_request")
-    return out(await caller.call("device.find", devices.find_devices, fingerprint=fingerprint,
-                                 client_id=client_id))
+                      client_id: str | None = Query(None, max_length=256), status: DeviceStatus | None = None,
+                      expiring_before: str | None = Query(None, max_length=64), limit: int | None = LIMIT,
+                      cursor: str | None = CURSOR, caller: Caller = CALLER):
+    if fingerprint or client_id:
+        if status is not None or expiring_before is not None or limit is not None or cursor is not None:
+            raise InvalidInput("fingerprint and client_id find; status, expiring_before, limit and cursor list: "
+                               "not both", code="invalid_request")
+        return out(await caller.call("device.find", devices.find_devices, fingerprint=fingerprint,
+                                     client_id=client_id))
+    # Without either: every device certificate of the instance, a page at a time (pki/services/device_lookup.py).
+    before = parse_time(expiring_before, what="expiring_before", naive_is_utc=True) if expiring_before else None
+    return out(await caller.call("device.find", device_lookup.list_instance_devices, status=status,
+                                 expiring_before=before, limit=limit, cursor=cursor))
 
 
 @router.get("/cas/{ca_sn}/devices/{sn}", response_model=m.DeviceDetail,

@@ -42,6 +42,7 @@ reads and checks the CSV, :mod:`.workers` signs and writes partials,
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import os
 from collections.abc import Callable, Iterator
@@ -66,6 +67,8 @@ from .writer import _KEY_SUFFIX, DEVICES_DIR, INDEX_NAME, _lock, _prepare_out, _
 
 __all__ = ["ProvisionResult", "provision", "MAX_BATCH_SIZE", "INDEX_NAME", "DEVICES_DIR"]
 
+log = logging.getLogger("pki.provision")
+
 #: Rows per store transaction.  Capped so peak memory stays flat whatever is asked.
 MAX_BATCH_SIZE = 10_000
 #: Devices per task handed to a worker: large enough that pickling costs
@@ -80,6 +83,8 @@ class ProvisionResult:
     skipped_existing: int  #: rows already done (earlier run, or an ACTIVE certificate already in the store)
     out: Path
     index: Path
+    #: Rows whose ACTIVE certificate already existed with its key outside OUT (index ``key_file`` null).
+    without_key: tuple[str, ...] = ()
 
 
 def available_cores() -> int:
@@ -167,8 +172,14 @@ def provision(
     finally:
         _forget_worker()  # the in-process path held the CA key there
         lock.close()
+    if run.without_key:
+        shown = ", ".join(run.without_key[:5]) + (" ..." if len(run.without_key) > 5 else "")
+        log.warning("%d rows already had an ACTIVE certificate under CA %s whose key is not in %s (key_file null "
+                    "in %s): %s. Their keys are where they were first written (another output directory, or "
+                    "the device); this run wrote only their certificates", len(run.without_key), run.ca_sn, out,
+                    INDEX_NAME, shown)
     return ProvisionResult(total=total, issued=run.issued, skipped_existing=run.skipped, out=out,
-                           index=out / INDEX_NAME)
+                           index=out / INDEX_NAME, without_key=tuple(run.without_key))
 
 
 def _drive(run: _Run, results: Iterator[tuple], batch_size: int) -> None:

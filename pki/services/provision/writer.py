@@ -67,6 +67,8 @@ class _Run:
         self.done = 0
         self.issued = 0
         self.skipped = 0
+        #: Client ids adopted with their ACTIVE certificate but no key file in OUT (index key_file null).
+        self.without_key: list[str] = []
 
     # Paths are plain strings: pathlib costs more than the file operations
     # themselves at this volume, and the writer is the pipeline's bottleneck.
@@ -252,6 +254,8 @@ class _Run:
                     code="provision_key_mismatch", client_id=client_id,
                 )
         self._write_cert(client_id, device.cert_der)
+        if not has_key:
+            self.without_key.append(client_id)
         return self._line(client_id, device.sn, device.fingerprint_sha256, key=has_key)
 
     def _write_cert(self, client_id: str, cert_der: bytes) -> None:
