@@ -62,13 +62,26 @@ class Overview:
         return sum(ca.expiring for ca in self.cas)
 
 
-def findings(ctx: Context) -> list[dict]:
-    """The findings of the fleet checks (``check run``), each ``{"severity", "check", "message"}``.
+#: How long the overview reuses a run of the fleet checks: a run reads every device (about 30 s for a
+#: million, BENCHMARKS.md), far too long for a page; the page says when the checks ran.
+FINDINGS_MAX_AGE = _dt.timedelta(minutes=5)
+#: Findings listed per check on the overview (the counts cover all of them; `check run` lists more).
+FINDINGS_PER_CHECK = 5
 
-    The one place the console gets them from: the checks live in pki/services/checks.py, which is built on
-    another branch; this is wired to its run function when both are merged, and is empty until then.
-    """
-    return []
+
+def findings(ctx: Context) -> list[dict]:
+    """The findings of the fleet checks (pki/services/checks.py, ``check run``), most severe first, each
+    ``{"severity", "check", "message", "resource", "remedy"}``; a run is kept for :data:`FINDINGS_MAX_AGE`."""
+    from . import checks
+
+    now = ctx.clock.now()
+    cached = ctx.peek(("console", "findings"))
+    if cached is None or now - cached[0] > FINDINGS_MAX_AGE:
+        report = checks.fleet_report(ctx, per_check=FINDINGS_PER_CHECK)
+        cached = (now, [{"severity": f.severity, "check": f.check_id, "message": f.message, "resource": f.resource,
+                         "remedy": f.remedy} for f in report.findings])
+        ctx.remember(("console", "findings"), cached)
+    return cached[1]
 
 
 def overview(ctx: Context) -> Overview:

@@ -73,6 +73,11 @@ class Context:
         """What :meth:`memo` holds for ``key``, or None."""
         return self._memo.get(key)
 
+    def remember(self, key, value):
+        """Put ``value`` in the per-context cache under ``key`` (replacing what :meth:`memo` kept)."""
+        self._memo[key] = value
+        return value
+
     def memo(self, key, make):
         """Per-context cache for derived values (parsed CA certificates, the secret checker...)."""
         try:
