@@ -261,8 +261,25 @@ class Store:
             conn = self.engine.connect()
         except sa_exc.OperationalError as exc:  # an unreachable server, a file that cannot be opened
             raise self._unreachable(exc) from exc
-        with conn, conn.begin():
-            command.upgrade(self._alembic_config(conn), "head")
+        with conn:
+            sqlite = self.dialect == "sqlite"
+            if sqlite:
+                # A migration that rebuilds a table on SQLite (Alembic's batch mode) drops and renames it; with
+                # foreign keys enforced, dropping a table other rows point at fails.  SQLite's own procedure
+                # (https://www.sqlite.org/lang_altertable.html#otheralter): foreign keys off outside the
+                # transaction, foreign_key_check before the commit, then on again.
+                conn.connection.dbapi_connection.execute("PRAGMA foreign_keys=OFF")
+            try:
+                with conn.begin():
+                    command.upgrade(self._alembic_config(conn), "head")
+                    if sqlite:
+                        broken = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                        if broken:
+                            raise StoreError(f"the upgraded schema breaks {len(broken)} foreign key(s), first in "
+                                             f"table {broken[0][0]}; nothing was changed", code="store_error")
+            finally:
+                if sqlite:
+                    conn.connection.dbapi_connection.execute("PRAGMA foreign_keys=ON")
         return self.current_revision() or ""
 
     def check_schema(self) -> None:

@@ -25,17 +25,22 @@ _CHANGED = (
 )
 
 
+def sqlite_trigger_sql() -> str:
+    """The SQLite trigger (also for migrations that rebuild the table, which drops its triggers).
+
+    SQLite spells IS DISTINCT FROM as IS NOT; RAISE(ABORT) is a constraint failure (IntegrityError).
+    """
+    return (f"CREATE TRIGGER {TRIGGER} BEFORE UPDATE ON device_certificate "
+            f"FOR EACH ROW WHEN OLD.status = 'REVOKED' AND ({_CHANGED.replace('IS DISTINCT FROM', 'IS NOT')}) "
+            f"BEGIN SELECT RAISE(ABORT, '{TRIGGER}: a REVOKED device certificate stays REVOKED'); END")
+
+
 def upgrade() -> None:
     op.execute("UPDATE device_certificate SET status = 'REVOKED' WHERE revoked_at IS NOT NULL AND status <> 'REVOKED'")
     op.execute("UPDATE access_user SET status = 'INACTIVE' WHERE status = 'DISABLED'")
     op.execute("UPDATE access_key SET status = 'INACTIVE' WHERE status = 'DISABLED'")
     if op.get_bind().dialect.name == "sqlite":
-        # SQLite spells IS DISTINCT FROM as IS NOT; RAISE(ABORT) is a constraint failure (IntegrityError).
-        op.execute(
-            f"CREATE TRIGGER {TRIGGER} BEFORE UPDATE ON device_certificate "
-            f"FOR EACH ROW WHEN OLD.status = 'REVOKED' AND ({_CHANGED.replace('IS DISTINCT FROM', 'IS NOT')}) "
-            f"BEGIN SELECT RAISE(ABORT, '{TRIGGER}: a REVOKED device certificate stays REVOKED'); END"
-        )
+        op.execute(sqlite_trigger_sql())
     else:
         # check_violation (SQLSTATE 23514): an integrity error, as on SQLite.
         op.execute(

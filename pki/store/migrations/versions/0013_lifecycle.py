@@ -15,6 +15,18 @@ branch_labels = None
 depends_on = None
 
 
+def _restore_revoked_is_final() -> None:
+    """On SQLite a batch rebuilds device_certificate, and a rebuilt table has lost its triggers: put back
+    migration 0008's (a REVOKED certificate stays REVOKED).  PostgreSQL alters the table in place."""
+    if op.get_bind().dialect.name != "sqlite":
+        return
+    from importlib import import_module
+
+    status_guards = import_module("pki.store.migrations.versions.0008_status_guards")
+    op.execute(f"DROP TRIGGER IF EXISTS {status_guards.TRIGGER}")
+    op.execute(status_guards.sqlite_trigger_sql())
+
+
 def upgrade() -> None:
     with op.batch_alter_table("ca_certificate") as batch:
         batch.add_column(sa.Column("est_label", sa.String(64), nullable=True))
@@ -30,6 +42,7 @@ def upgrade() -> None:
                                  ondelete="SET NULL")
         batch.create_index("ix_device_replaces_id", ["replaces_id"])
         batch.create_index("ix_device_ca_supersede_after", ["ca_id", "supersede_after"])
+    _restore_revoked_is_final()
     op.create_table(
         "enrollment_claim",
         sa.Column("id", sa.Integer(), primary_key=True),
@@ -69,6 +82,7 @@ def downgrade() -> None:
         batch.drop_constraint("fk_device_replaces_id", type_="foreignkey")
         batch.drop_column("supersede_after")
         batch.drop_column("replaces_id")
+    _restore_revoked_is_final()
     with op.batch_alter_table("ca_certificate") as batch:
         batch.drop_constraint("uq_ca_instance_est_label", type_="unique")
         batch.drop_column("supersede_after_s")
