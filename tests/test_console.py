@@ -9,6 +9,7 @@ import re
 import pytest
 from cryptography import x509
 
+from pki.ids import format_serial
 from pki.services import audit, console, crls, devices, managed, secrets, users
 from pki.services import console_sessions as cs
 from pki.services.dataplane import blocklist, identities, permissions
@@ -295,9 +296,9 @@ def test_pem_downloads_are_the_stored_certificates(app, admin, fleet):
     answer = tc.get(f"/console/cas/{ca.sn}/devices/{devs[0].sn}/pem")
     assert answer.headers["content-disposition"].startswith("attachment")
     cert = x509.load_pem_x509_certificate(answer.content)
-    assert format(cert.serial_number, "x") == devs[0].sn
+    assert format_serial(cert.serial_number) == devs[0].sn
     ca_cert = x509.load_pem_x509_certificate(tc.get(f"/console/cas/{ca.sn}/pem").content)
-    assert format(ca_cert.serial_number, "x") == ca.sn
+    assert format_serial(ca_cert.serial_number) == ca.sn
 
 
 def test_secrets_page_shows_metadata_never_the_secret(ctx, app, admin):
