@@ -19,6 +19,7 @@ from sqlmodel import Session
 
 from ..errors import StoreError
 from .models import CustodyKey, TokenKeyStatus, TokenStatus
+from .secret_repos import _close_all, _fetch_one  # the held-connection helpers of VerifyLookup
 from .token_models import BrokerToken, TokenRevision, TokenSigningKey
 
 __all__ = ["RevisionLookup", "revision", "bump_revision", "insert_key", "keys_of", "current_key", "set_key_status", "insert_token",
@@ -80,23 +81,6 @@ class RevisionLookup:
 
     def close(self) -> None:
         _close_all(self._held)
-
-
-def _fetch_one(conn, sql: str, params: tuple):
-    cursor = conn.cursor()
-    try:
-        cursor.execute(sql, params)
-        return cursor.fetchone()
-    finally:
-        cursor.close()
-
-
-def _close_all(connections: list) -> None:
-    while connections:
-        try:
-            connections.pop().close()
-        except Exception:  # noqa: BLE001 - closing is best effort
-            pass
 
 
 def revision(conn: _Conn, instance: str) -> int:
