@@ -123,10 +123,11 @@ def test_revision_reader_sees_other_connections_commits(ctx):
 
 def test_hook_decisions_are_counted_on_metrics_without_client_ids(hooks_client):
     def count(text: str, **labels) -> float:
-        for line in text.splitlines():
-            if line.startswith("pki_broker_hook_decisions_total{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
-                return float(line.rsplit(" ", 1)[1])
-        return 0.0
+        # Summed over the series that carry these labels: other tests in this process may have made
+        # series that differ in another label (the counters are process-wide).
+        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                   if line.startswith("pki_broker_hook_decisions_total{")
+                   and all(f'{k}="{v}"' in line for k, v in labels.items()))
 
     before = hooks_client.get("/metrics").text
     _authz(hooks_client)

@@ -327,3 +327,34 @@ def test_go_auth_and_rabbitmq_hooks_take_tokens(ctx):
     tokens.revoke(ctx, token_id=applied["token_id"])
     assert client.post("/broker/rabbitmq/user", data=rabbit).text == "deny"
     assert client.post("/broker/go-auth/user", json=user).status_code == 403
+
+
+def test_concurrent_applies_share_commits_and_keep_their_own_records(ctx):
+    """Applies from many threads at once go in batches (one token insert and one audit append per batch):
+    every token is stored once, verifies, and has its own audit record naming its caller, on a sound chain."""
+    count, start, answers = 24, threading.Barrier(24), {}
+
+    def run(i):
+        with audit.acting_as(audit.Actor(principal=f"acs:ram::default:user/app-{i}", request_id=f"req-{i}")):
+            start.wait()
+            answers[i] = tokens.apply(ctx, client_id=f"dev-{i}", topics=["t/${clientid}/#"], ttl="10m")
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert sorted(answers) == list(range(count))
+    for i, answer in answers.items():
+        assert _parts(answer["token"])[1]["clientid"] == f"dev-{i}"
+        shown = tokens.show(ctx, token_id=answer["token_id"])
+        assert (shown.client_id, shown.status) == (f"dev-{i}", "ACTIVE")
+        assert token_checks.authenticate(ctx, token=answer["token"], client_id=f"dev-{i}", username=None).result == "allow"
+    applies = [r for r in audit.list_records(ctx, limit=100).items if r.action == "mq:ApplyToken"]
+    by_token = {r.details["subject"]: r for r in applies}
+    assert len(applies) == count and len(by_token) == count
+    for i, answer in answers.items():
+        record = by_token[answer["token_id"]]
+        assert (record.principal, record.request_id, record.details["client_id"]) == (
+            f"acs:ram::default:user/app-{i}", f"req-{i}", f"dev-{i}")
+    assert audit.check(ctx).ok

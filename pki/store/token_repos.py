@@ -12,7 +12,7 @@ import threading
 import weakref
 from collections.abc import Sequence
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Session
@@ -22,7 +22,7 @@ from .models import CustodyKey, TokenKeyStatus, TokenStatus
 from .secret_repos import _close_all, _fetch_one  # the held-connection helpers of VerifyLookup
 from .token_models import BrokerToken, TokenRevision, TokenSigningKey
 
-__all__ = ["RevisionLookup", "revision", "bump_revision", "insert_key", "keys_of", "current_key", "set_key_status", "insert_token",
+__all__ = ["RevisionLookup", "revision", "bump_revision", "insert_key", "keys_of", "current_key", "set_key_status", "insert_tokens",
            "get_token", "list_tokens", "revoke", "valid_tokens_of_client", "revoked_unexpired", "last_expiry"]
 
 _Conn = Session | Connection
@@ -88,11 +88,18 @@ def revision(conn: _Conn, instance: str) -> int:
     return int(value or 0)
 
 
+def _upsert_revision(insert_):
+    statement = insert_(_REVISION).values(instance=bindparam("instance"), revision=1)
+    return statement.on_conflict_do_update(index_elements=[_REVISION.c.instance],
+                                           set_={"revision": _REVISION.c.revision + 1})
+
+
+# Built once per dialect: the move is on every apply batch's path, and building it cost more than running it.
+_BUMP = {"postgresql": _upsert_revision(postgresql.insert), "sqlite": _upsert_revision(sqlite.insert)}
+
+
 def bump_revision(conn: _Conn, instance: str) -> None:
-    insert_ = postgresql.insert if _dialect(conn) == "postgresql" else sqlite.insert
-    statement = insert_(_REVISION).values(instance=instance, revision=1)
-    conn.execute(statement.on_conflict_do_update(index_elements=[_REVISION.c.instance],
-                                                 set_={"revision": _REVISION.c.revision + 1}))
+    conn.execute(_BUMP[_dialect(conn)], {"instance": instance})
 
 
 # -- signing keys ------------------------------------------------------------------------------
@@ -112,12 +119,14 @@ def keys_of(conn: _Conn, *, instance: str, lock: bool = False) -> Sequence:
     return conn.execute(query.with_for_update() if lock else query).all()
 
 
+_CURRENT_KEY = (select(_KEY.c.kid, _KEY.c.alg, CustodyKey.__table__.c.sealed)
+                .join(CustodyKey.__table__, CustodyKey.__table__.c.key_id == _KEY.c.kid)
+                .where(_KEY.c.instance == bindparam("instance"), _KEY.c.status == TokenKeyStatus.CURRENT))
+
+
 def current_key(conn: _Conn, *, instance: str):
     """The CURRENT key's row joined with its sealed private half, or None."""
-    query = (select(_KEY.c.kid, _KEY.c.alg, CustodyKey.__table__.c.sealed)
-             .join(CustodyKey.__table__, CustodyKey.__table__.c.key_id == _KEY.c.kid)
-             .where(_KEY.c.instance == instance, _KEY.c.status == TokenKeyStatus.CURRENT))
-    return conn.execute(query).first()
+    return conn.execute(_CURRENT_KEY, {"instance": instance}).first()
 
 
 def set_key_status(conn: _Conn, *, instance: str, kid: str, status: str, **values) -> None:
@@ -136,11 +145,9 @@ def last_expiry(conn: _Conn, *, instance: str) -> dict[str, _dt.datetime]:
 # -- tokens ------------------------------------------------------------------------------------
 
 
-def insert_token(conn: _Conn, *, values: dict, bump: bool = True) -> None:
-    """``bump=False`` when the caller has moved the revision in this transaction already."""
-    conn.execute(_INSERT_TOKEN, values)
-    if bump:
-        bump_revision(conn, values["instance"])
+def insert_tokens(conn: _Conn, rows: list[dict]) -> None:
+    """A batch of applies' rows in one statement; the caller has moved the revision in this transaction."""
+    conn.execute(_INSERT_TOKEN, rows[0] if len(rows) == 1 else rows)  # one row: no executemany setup
 
 
 def get_token(conn: _Conn, *, instance: str, token_id: str, lock: bool = False):

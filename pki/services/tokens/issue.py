@@ -7,7 +7,9 @@ token.  Its claims: ``iss`` (the instance's resource name, ``acs:mq:{region}:{ac
 ``jti``, and ``acl`` in EMQX 5's rule-list form (pki/dataplane/token_acl.py); ``is_superuser`` for a
 superuser's token.
 
-Applies that arrive together share one transaction and one commit (pki/services/group_commit.py).
+Applies that arrive together share one transaction and one commit (pki/services/group_commit.py): each
+is signed in turn, then the batch's token rows go in with one statement and its audit records, one per token,
+are chained in memory and appended with another (audit.append_changes).
 """
 
 from __future__ import annotations
@@ -123,15 +125,23 @@ def apply(ctx: Context, *, client_id: str, topics=(), action: str = "all", usern
     with field("topic"):
         acl = token_acl.build(list(topics or ()), action, superuser=bool(superuser))
     job = _Job(client_id, username, bool(superuser), acl, _ttl(ctx, ttl), ctx.clock.now())
-    return _group(ctx).submit(job)
+    return _group(ctx).submit(job)[0]
 
 
 def _group(ctx: Context) -> GroupCommit:
     return ctx.memo(("group_commit", "token.apply"),
-                    lambda: GroupCommit(ctx.store.core_transaction, lambda conn, job: _write(ctx, conn, job)))
+                    lambda: GroupCommit(ctx.store.core_transaction, lambda conn, job: _write(ctx, conn, job),
+                                        finish=_finish))
 
 
-def _write(ctx: Context, conn, job: _Job) -> dict:
+def _finish(conn, results: list[tuple[dict, dict, dict]]) -> None:
+    """Last in each batch's transaction: its token rows in one statement, then its audit records, chained."""
+    repos.insert_tokens(conn, [row for _, row, _ in results])
+    audit.append_changes(conn, [record for _, _, record in results])
+
+
+def _write(ctx: Context, conn, job: _Job) -> tuple[dict, dict, dict]:
+    """One apply in a batch: (the answer, the token's row, its audit record); _finish stores the last two."""
     # Once per transaction (a batch of applies shares one): move the revision first, which locks its row
     # as a rotation does (pki/services/tokens/keys.py), then read the CURRENT key, so that no rotation
     # can slip between the read and this batch's commit.
@@ -154,15 +164,17 @@ def _write(ctx: Context, conn, job: _Job) -> dict:
     token = jwt.encode({"alg": alg, "kid": kid, "typ": "JWT"}, claims,
                        keys.signing_key(ctx, kid=kid, alg=alg, sealed=sealed), algorithms=[alg])
     expires_at = _dt.datetime.fromtimestamp(expires, _dt.timezone.utc)
-    repos.insert_token(conn, bump=False, values={
+    row = {
         "instance": ctx.instance, "token_id": token_id, "kid": kid, "client_id": job.client_id,
         "username": job.username, "superuser": job.superuser, "claims": json.dumps(claims, separators=(",", ":")),
         "status": TokenStatus.ACTIVE, "issued_at": _dt.datetime.fromtimestamp(issued, _dt.timezone.utc),
-        "expires_at": expires_at, "revoked_at": None})
-    # The token id, never the token: the record must not be a credential.
-    audit.record_change(conn, ctx, "token.apply", subject=token_id, client_id=job.client_id, kid=kid,
-                        expires_at=expires_at.isoformat(), superuser=job.superuser)
-    return {"token": token, "token_id": token_id, "expires_at": expires_at.isoformat().replace("+00:00", "Z")}
+        "expires_at": expires_at, "revoked_at": None}
+    # The token id, never the token: the record must not be a credential.  Made now, under this job's
+    # Actor (GroupCommit runs each job as its caller), and appended with the batch's in _finish.
+    record = audit.change_values(ctx, "token.apply", subject=token_id, client_id=job.client_id, kid=kid,
+                                 expires_at=expires_at.isoformat(), superuser=job.superuser)
+    answer = {"token": token, "token_id": token_id, "expires_at": expires_at.isoformat().replace("+00:00", "Z")}
+    return answer, row, record
 
 
 def show(ctx: Context, *, token_id: str) -> TokenPublic:
