@@ -125,7 +125,15 @@ def apply(ctx: Context, *, client_id: str, topics=(), action: str = "all", usern
     with field("topic"):
         acl = token_acl.build(list(topics or ()), action, superuser=bool(superuser))
     job = _Job(client_id, username, bool(superuser), acl, _ttl(ctx, ttl), ctx.clock.now())
-    return _group(ctx).submit(job)[0]
+    # Signed here, in the caller's thread, with the key the last batch found CURRENT: callers sign while a
+    # batch ahead of them waits for its commit, so the batch's leader only stores.  The leader signs again
+    # if a rotation has made another key CURRENT since (see _write).
+    known = _known_key(ctx).get("key")
+    return _group(ctx).submit((job, _sign(ctx, job, *known) if known else None))[0]
+
+
+def _known_key(ctx: Context) -> dict:
+    return ctx.memo(("tokens", "known_current_key"), dict)
 
 
 def _group(ctx: Context) -> GroupCommit:
@@ -140,8 +148,9 @@ def _finish(conn, results: list[tuple[dict, dict, dict]]) -> None:
     audit.append_changes(conn, [record for _, _, record in results])
 
 
-def _write(ctx: Context, conn, job: _Job) -> tuple[dict, dict, dict]:
+def _write(ctx: Context, conn, item: tuple[_Job, tuple | None]) -> tuple[dict, dict, dict]:
     """One apply in a batch: (the answer, the token's row, its audit record); _finish stores the last two."""
+    job, signed = item
     # Once per transaction (a batch of applies shares one): move the revision first, which locks its row
     # as a rotation does (pki/services/tokens/keys.py), then read the CURRENT key, so that no rotation
     # can slip between the read and this batch's commit.
@@ -151,6 +160,14 @@ def _write(ctx: Context, conn, job: _Job) -> tuple[dict, dict, dict]:
         repos.bump_revision(conn, ctx.instance)
         batch = conn.info["pki.token_batch"] = (txn, tuple(keys.ensure_current(ctx, conn, now=job.now)))
     kid, alg, sealed = batch[1]
+    _known_key(ctx)["key"] = batch[1]
+    if signed is not None and signed[1]["kid"] == kid:
+        return signed
+    return _sign(ctx, job, kid, alg, sealed)
+
+
+def _sign(ctx: Context, job: _Job, kid: str, alg: str, sealed: bytes) -> tuple[dict, dict, dict]:
+    """The token of ``job`` signed with ``kid``: (the answer, the token's row, its audit record)."""
     token_id = TOKEN_ID_PREFIX + _secrets.token_hex(12)
     issued = int(job.now.timestamp())
     expires = issued + int(job.ttl.total_seconds())
@@ -169,8 +186,8 @@ def _write(ctx: Context, conn, job: _Job) -> tuple[dict, dict, dict]:
         "username": job.username, "superuser": job.superuser, "claims": json.dumps(claims, separators=(",", ":")),
         "status": TokenStatus.ACTIVE, "issued_at": _dt.datetime.fromtimestamp(issued, _dt.timezone.utc),
         "expires_at": expires_at, "revoked_at": None}
-    # The token id, never the token: the record must not be a credential.  Made now, under this job's
-    # Actor (GroupCommit runs each job as its caller), and appended with the batch's in _finish.
+    # The token id, never the token: the record must not be a credential.  Made under this job's Actor
+    # (in the caller's thread, or in the leader's, which runs each job as its caller), appended in _finish.
     record = audit.change_values(ctx, "token.apply", subject=token_id, client_id=job.client_id, kid=kid,
                                  expires_at=expires_at.isoformat(), superuser=job.superuser)
     answer = {"token": token, "token_id": token_id, "expires_at": expires_at.isoformat().replace("+00:00", "Z")}
