@@ -36,7 +36,8 @@ def test_joined_read_answers_as_the_orm_path(ctx, orm_only):
         return row
 
     cases = [(sub.sn, first.device.sn), (sub.sn, second.issued.device.sn), (sub.sn, third.issued.device.sn),
-             (ca.sn, plain.device.sn), (sub.fingerprint_sha256, first.device.sn), (sub.sn.lower(), first.device.sn.lower())]
+             (ca.sn, plain.device.sn), (sub.fingerprint_sha256, first.device.sn),
+             (sub.sn.lower(), first.device.sn.lower())]
     for ca_ref, sn in cases:
         with pytest.MonkeyPatch.context() as m:
             m.setattr(http_repos, "device_detail_row", counting)

@@ -187,7 +187,7 @@ def device_detail(ctx: Context, *, ca: str, sn: str) -> dict[str, Any]:
     from ..clock import isoformat
 
     # GET /v1/cas/{ca_sn}/devices/{sn}'s path: one joined Core read (and one for the replacements);
-    # the ORM below costs a GET several times that (BENCHMARKS.md, "HTTP service").
+    # the ORM below made a GET cost nearly twice the server CPU (scripts/bench_service.py, GET device).
     ca_ref = {"ca_fingerprint": parse_fingerprint(ca)} if looks_like_fingerprint(ca) else {"ca_sn": parse_serial(ca)}
     with ctx.store.core_transaction(readonly=True) as conn:
         found = http_repos.device_detail_row(conn, instance=ctx.instance, sn=parse_serial(sn), **ca_ref)

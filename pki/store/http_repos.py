@@ -80,7 +80,7 @@ def take_from_bucket(target, *, access_key_id: str, version: int, tokens: float,
 
 # -- GET /v1/cas/{ca_sn}/devices/{sn} ----------------------------------------------------------------
 # pki.services.renewal.device_detail's columns in one Core read (what pki/store/quick.py reads with
-# sqlite3 for the CLI): three ORM queries cost a GET most of its server time (BENCHMARKS.md, "HTTP service").
+# sqlite3 for the CLI): three ORM queries cost a GET most of its server time (scripts/bench_service.py).
 
 _CA, _DEVICE = CaCertificate.__table__.c, DeviceCertificate.__table__.c
 _REPLACED = aliased(DeviceCertificate.__table__, name="replaced")
