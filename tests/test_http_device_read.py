@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from pki.errors import InvalidInput, NotFound
+from pki.errors import NotFound, PkiError
 from pki.services import devices, managed, renewal
 from pki.store import http_repos
 
@@ -50,15 +50,19 @@ def test_joined_read_answers_as_the_orm_path(ctx, orm_only):
     assert middle["chain_pem"].count("BEGIN CERTIFICATE") == 2  # the sub CA, then its root
 
 
-@pytest.mark.parametrize("ca_ref, sn, error, code", [
-    ("0badca", None, NotFound, "ca_not_found"),
-    (None, "0badde", NotFound, "device_not_found"),
-    ("not a serial", None, InvalidInput, None),
+@pytest.mark.parametrize("ca_ref, sn", [
+    ("0badca", None), (None, "0badde"), ("not a serial", None), (None, "not a serial"),
+    ("0badca", "not a serial"),  # the CA is looked up first: ca_not_found, not the serial's error
 ])
-def test_misses_are_the_orm_paths_errors(ctx, ca_ref, sn, error, code):
+def test_misses_are_the_orm_paths_errors(ctx, orm_only, ca_ref, sn):
     ca = managed.create_ca(ctx, name="Miss Root")
     dev = devices.issue_device(ctx, ca=ca.sn, generate=True, client_id="meter-1")
-    with pytest.raises(error) as info:
-        renewal.device_detail(ctx, ca=ca_ref or ca.sn, sn=sn or dev.device.sn)
-    if code:
-        assert info.value.code == code
+    kw = dict(ca=ca_ref or ca.sn, sn=sn or dev.device.sn)
+    with pytest.raises(PkiError) as expected:
+        orm_only(ctx, **kw)
+    with pytest.raises(PkiError) as info:
+        renewal.device_detail(ctx, **kw)
+    assert (type(info.value), info.value.code, info.value.message) == \
+        (type(expected.value), expected.value.code, expected.value.message)
+    if ca_ref == "0badca":
+        assert isinstance(info.value, NotFound) and info.value.code == "ca_not_found"

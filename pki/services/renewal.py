@@ -22,7 +22,7 @@ from typing import Any
 from cryptography import x509
 from sqlalchemy import select
 
-from ..errors import Conflict, InvalidInput, InvalidState
+from ..errors import Conflict, InvalidInput, InvalidState, PkiError
 from ..ids import looks_like_fingerprint, parse_fingerprint, parse_serial
 from ..keys import KEY_TYPES, generate_private_key
 from ..store import DeviceCertificate, DeviceStatus, http_repos, repos
@@ -188,10 +188,15 @@ def device_detail(ctx: Context, *, ca: str, sn: str) -> dict[str, Any]:
 
     # GET /v1/cas/{ca_sn}/devices/{sn}'s path: one joined Core read (and one for the replacements);
     # the ORM below made a GET cost nearly twice the server CPU (scripts/bench_service.py, GET device).
-    ca_ref = {"ca_fingerprint": parse_fingerprint(ca)} if looks_like_fingerprint(ca) else {"ca_sn": parse_serial(ca)}
-    with ctx.store.core_transaction(readonly=True) as conn:
-        found = http_repos.device_detail_row(conn, instance=ctx.instance, sn=parse_serial(sn), **ca_ref)
-        later = http_repos.replaced_by(conn, device_id=found.id) if found is not None else []
+    try:
+        ca_ref = {"ca_fingerprint": parse_fingerprint(ca)} if looks_like_fingerprint(ca) else {"ca_sn": parse_serial(ca)}
+        serial = parse_serial(sn)
+    except PkiError:
+        found = None  # the ORM path says what is wrong, in its order (the CA first)
+    else:
+        with ctx.store.core_transaction(readonly=True) as conn:
+            found = http_repos.device_detail_row(conn, instance=ctx.instance, sn=serial, **ca_ref)
+            later = http_repos.replaced_by(conn, device_id=found.id) if found is not None else []
     if found is not None:
         return {
             **DevicePublic.of(found, ca_sn=found.ca_sn).as_json(),
