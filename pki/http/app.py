@@ -43,6 +43,7 @@ from . import service
 from .deps import refuse_unsigned
 from .middleware import PkiMiddleware
 from .problems import PROBLEM, error_problem, problem_body
+from .routing_gate import gate_included_routers
 from .models import Problem
 from .v1 import PREFIX, ROUTE_TABLE
 
@@ -336,4 +337,6 @@ def create_app(
     app.add_middleware(PkiMiddleware, max_body=max_body, trusted_proxies=trusted_proxies)
     app.state.broker_hooks = PkiMiddleware(BrokerHooks(app, get_ctx=get_ctx), max_body=max_body,
                                            trusted_proxies=trusted_proxies)
+    # Last, with every router included: a /v1 request skips the 37 public, console and EST routes unscanned.
+    gate_included_routers(app)
     return app
