@@ -144,8 +144,10 @@ class _IssueJob:
 def _issuer_group(ctx: Context) -> GroupCommit:
     """Issuances that arrive together share a transaction (see pki.services.group_commit), and their audit
     records are chained in memory and appended together at its end (audit.append_changes)."""
+    # One leader at a time runs the group's transactions, so they keep one connection (HeldConnection).
     return ctx.memo(("group_commit", "device.issue"),
-                    lambda: GroupCommit(ctx.store.core_transaction, lambda conn, job: _write_issued(ctx, conn, job),
+                    lambda: GroupCommit(ctx.store.held_connection().transaction,
+                                        lambda conn, job: _write_issued(ctx, conn, job),
                                         finish=lambda conn, results: audit.append_changes(conn, [r[-1] for r in results])))
 
 
