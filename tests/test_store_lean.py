@@ -131,3 +131,32 @@ def test_issuances_through_the_lean_path_keep_the_audit_chain(ctx):
     records = audit.list_records(ctx, action="mq:IssueDeviceCertificate").items
     assert [r.details["subject"] for r in records] == [f"{ca.sn}/{i.device.sn}" for i in issued]
     assert audit.verify(ctx).ok
+
+
+@pytest.mark.postgres
+def test_a_lost_postgresql_connection_fails_once_then_a_fresh_one_is_taken(pg_url, clock, tmp_path):
+    """The server ends the held connection's session (a restart, an idle timeout): the statement on the
+    driver's cursor fails as the store's error, and the next transaction works on a checked connection."""
+    from pki.config import Settings
+    from pki.services.context import Context
+    from pki.services.setup import initialise
+    from pki.store import Store
+
+    settings = Settings.load(home=tmp_path / "home", database_url=pg_url, instance="default", environ={})
+    initialise(settings)
+    ctx = Context(settings=settings, store=Store(settings.database_url), clock=clock)
+    try:
+        ca = managed.create_ca(ctx, name="Lost Root")
+        held = ctx.store.held_connection()
+        with held.transaction() as conn:
+            pid = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
+        with ctx.store.engine.begin() as admin:
+            admin.exec_driver_sql(f"SELECT pg_terminate_backend({int(pid)})")
+        with pytest.raises(StoreError) as err:
+            with held.transaction() as conn:
+                repos.get_issuer_state(conn, instance="default", sn=ca.sn, lock=True)
+        assert err.value.code == "store_unavailable"
+        with held.transaction() as conn:
+            assert repos.get_issuer_state(conn, instance="default", sn=ca.sn, lock=True).sn == ca.sn
+    finally:
+        ctx.close()
