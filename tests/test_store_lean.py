@@ -160,3 +160,20 @@ def test_a_lost_postgresql_connection_fails_once_then_a_fresh_one_is_taken(pg_ur
             assert repos.get_issuer_state(conn, instance="default", sn=ca.sn, lock=True).sn == ca.sn
     finally:
         ctx.close()
+
+
+def test_the_issuer_state_is_read_once_per_transaction_and_again_in_the_next(ctx):
+    """The jobs of one group-commit batch share the CA row they locked; a later transaction sees a change."""
+    from pki.errors import InvalidState
+    from pki.services import cas
+
+    ca = managed.create_ca(ctx, name="Once Root")
+    with ctx.store.core_transaction() as conn:
+        first = devices._issuer_state(conn, ctx, ca.sn)
+        assert devices._issuer_state(conn, ctx, ca.sn) is first and first.status == "ACTIVE"
+    cas.deactivate_ca(ctx, ca.sn)
+    with ctx.store.core_transaction() as conn:
+        assert devices._issuer_state(conn, ctx, ca.sn).status == "INACTIVE"
+    with pytest.raises(InvalidState) as err:
+        devices.issue_device(ctx, ca=ca.sn, generate=True, client_id="after-deactivation")
+    assert err.value.code == "ca_inactive"
