@@ -10,6 +10,7 @@ Connection it is given, so it runs inside that Connection's transaction; a drive
 re-raised as SQLAlchemy's own :class:`~sqlalchemy.exc.DBAPIError` subclass (IntegrityError,
 OperationalError...), which ``Store._mapped_errors`` maps to the store's errors unchanged.
 
+One cursor is kept per driver connection: making one costs psycopg about a quarter of a statement.
 Both drivers keep the statement prepared: sqlite3 caches compiled statements per connection
 (``cached_statements``), psycopg 3 prepares a query on the server after ``prepare_threshold``
 executions (https://www.psycopg.org/psycopg3/docs/advanced/prepare.html).
@@ -39,6 +40,30 @@ def connection_of(target: Session | Connection) -> Connection:
         target.flush()
         return target.connection()
     return target
+
+
+#: Key of the kept cursor in the pool's info dict of a driver connection.
+_CURSOR = "pki.lean_cursor"
+
+
+def _cursor(conn: Connection):
+    """The cursor kept for ``conn``'s driver connection (one thread uses a checked-out connection)."""
+    fairy = conn.connection
+    dbapi_conn = fairy.dbapi_connection
+    kept = fairy.info.get(_CURSOR)
+    if kept is None or kept[0] is not dbapi_conn:
+        kept = fairy.info[_CURSOR] = (dbapi_conn, dbapi_conn.cursor())
+    return kept[1]
+
+
+def _forget_cursor(conn: Connection) -> None:
+    """After an error or an unfinished result: close the kept cursor, a new one is made next time."""
+    kept = conn.connection.info.pop(_CURSOR, None)
+    if kept is not None:
+        try:
+            kept[1].close()
+        except Exception:  # a broken connection: its cursor goes with it
+            pass
 
 
 class _Compiled:
@@ -117,14 +142,12 @@ class LeanStatement:
         conn = connection_of(target)
         compiled = self._compiled(conn.dialect)
         parameters = compiled.parameters(params or {})
-        cursor = conn.connection.dbapi_connection.cursor()
+        cursor = _cursor(conn)
         try:
             cursor.execute(compiled.sql, parameters)
             return cursor.rowcount
         except conn.dialect.loaded_dbapi.Error as exc:
             raise _wrapped(conn, compiled.sql, parameters, exc) from exc
-        finally:
-            cursor.close()
 
     def execute_many(self, target: Session | Connection, rows: Sequence[dict[str, Any]]) -> None:
         """Run it for each of ``rows``: one statement, executemany (psycopg pipelines it)."""
@@ -134,28 +157,25 @@ class LeanStatement:
         conn = connection_of(target)
         compiled = self._compiled(conn.dialect)
         parameters = [compiled.parameters(row) for row in rows]
-        cursor = conn.connection.dbapi_connection.cursor()
+        cursor = _cursor(conn)
         try:
             cursor.executemany(compiled.sql, parameters)
         except conn.dialect.loaded_dbapi.Error as exc:
             raise _wrapped(conn, compiled.sql, parameters, exc, many=True) from exc
-        finally:
-            cursor.close()
 
     def one_or_none(self, target: Session | Connection, params: dict[str, Any] | None = None):
         """The one row of a select (a named tuple, result types applied), or None; more is an error."""
         conn = connection_of(target)
         compiled = self._compiled(conn.dialect)
         parameters = compiled.parameters(params or {})
-        cursor = conn.connection.dbapi_connection.cursor()
+        cursor = _cursor(conn)
         try:
             cursor.execute(compiled.sql, parameters)
             rows = cursor.fetchmany(2)
         except conn.dialect.loaded_dbapi.Error as exc:
             raise _wrapped(conn, compiled.sql, parameters, exc) from exc
-        finally:
-            cursor.close()
         if len(rows) > 1:
+            _forget_cursor(conn)  # rows left unread: SQLite would keep the statement (and its snapshot) open
             raise sa_exc.MultipleResultsFound("Multiple rows were found when one or none was required")
         return compiled.make_row(rows[0]) if rows else None
 
@@ -165,6 +185,7 @@ def _wrapped(conn: Connection, sql: str, parameters, exc: Exception, *, many: bo
     (IntegrityError, OperationalError...) with ``orig`` set, which Store._mapped_errors reads."""
     dialect = conn.dialect
     invalidated = dialect.is_disconnect(exc, conn.connection.dbapi_connection, None)
+    _forget_cursor(conn)
     if invalidated:
         conn.invalidate(exc)  # a lost server: never hand this connection out again
     return sa_exc.DBAPIError.instance(sql, parameters, exc, dialect.loaded_dbapi.Error, hide_parameters=True,
