@@ -177,3 +177,22 @@ def test_the_issuer_state_is_read_once_per_transaction_and_again_in_the_next(ctx
     with pytest.raises(InvalidState) as err:
         devices.issue_device(ctx, ca=ca.sn, generate=True, client_id="after-deactivation")
     assert err.value.code == "ca_inactive"
+
+
+def test_an_audit_append_that_collides_is_the_stores_conflict_and_the_head_stays(ctx):
+    """The record insert and the head move go together (one pipeline on PostgreSQL): the insert's error
+    stops both and is mapped as before."""
+    from pki.store import access_repos
+
+    managed.create_ca(ctx, name="Collide Root")
+    with ctx.store.core_transaction(readonly=True) as conn:
+        head = access_repos.audit_head(conn)
+    values = audit.change_values(ctx, "device.issue", subject="x/1")
+    values.update(seq=head[0], prev_hash="0" * 64, hash="f" * 64)  # the head's own seq: taken
+    with pytest.raises(Conflict) as err:
+        with ctx.store.core_transaction() as conn:
+            access_repos.append_audit_many(conn, [values, {**values, "seq": head[0] + 1, "hash": "e" * 64}])
+    assert err.value.code == "conflicting_change"
+    with ctx.store.core_transaction(readonly=True) as conn:
+        assert access_repos.audit_head(conn) == head
+    assert audit.verify(ctx).ok
