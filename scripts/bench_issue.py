@@ -9,6 +9,10 @@
     caller: its rate, and its CPU time against the baseline's (the rest is the wait for
     the durable commit's fsync, measured alone on the same disk and printed);
 (b8) the same with 8 callers at once (group commit shares the fsync);
+(s) store designs measured in the same run: one device-row insert through Core's execute,
+    exec_driver_sql and the DB-API cursor (pki/store/lean.py); issuance with the group's
+    transaction on a pooled connection (Store.core_transaction) and on a held one
+    (HeldConnection, what ships), CPU per certificate in interleaved rounds;
 (c) provisioning N devices with generated keys end to end, 1 and 2 workers,
     with the peak RSS of the provisioning processes, against a bare 1-core
     keygen+builder loop (generate a P-256 key, build, sign, PEM);
@@ -120,6 +124,63 @@ def project_threads(ctx, ca_sn: str, csrs: list[bytes], threads: int = 8) -> flo
     for w in workers:
         w.join()
     return len(csrs) / (time.perf_counter() - start)
+
+
+def insert_designs(ctx, ca_sn: str, n: int = 2000) -> dict[str, float]:
+    """(s): CPU microseconds of one device-row insert, three ways, in a transaction rolled back."""
+    from pki.store.repos import _INSERT_DEVICE, _LEAN_INSERT_DEVICE
+
+    with ctx.store.core_transaction(readonly=True) as conn:
+        ca_id = repos.get_issuer_state(conn, instance=ctx.instance, sn=ca_sn).id
+    now = _dt.datetime.now(_dt.timezone.utc)
+    rows = [dict(instance=ctx.instance, ca_id=ca_id, sn=f"5{i:x}", client_id=f"s-{i}", status="ACTIVE", source="issued",
+                 fingerprint_sha256=f"{i:064x}", key_type="ec-p256", not_before=now, not_after=now, cert_der=b"0" * 400,
+                 created_at=now, updated_at=now, status_changed_at=now) for i in range(n)]
+    designs = {
+        "Core execute": lambda conn, row: conn.execute(_INSERT_DEVICE, [row]),
+        "exec_driver_sql": lambda conn, row: conn.exec_driver_sql(
+            compiled.sql, compiled.parameters(row)),  # the same SQL and bind processing as the lean path
+        "DB-API cursor (lean)": lambda conn, row: _LEAN_INSERT_DEVICE.execute(conn, row),
+    }
+    cpu = {name: 0.0 for name in designs}
+    with ctx.store.engine.connect() as conn:
+        compiled = _LEAN_INSERT_DEVICE._compiled(conn.dialect)
+        for _round in range(2):  # interleaved: load drifts on a shared machine
+            for name, insert_one in designs.items():
+                with conn.begin() as tx:
+                    start = time.process_time()
+                    for row in rows:
+                        insert_one(conn, row)
+                    cpu[name] += time.process_time() - start
+                    tx.rollback()
+    return {name: seconds / (2 * n) for name, seconds in cpu.items()}
+
+
+def transaction_designs(settings, ca_sn: str, csrs: list[bytes], rounds: int = 4) -> dict[str, float]:
+    """(s): CPU seconds per issued certificate with the group's transaction pooled or held, interleaved."""
+    from pki.services import audit
+    from pki.services.group_commit import GroupCommit
+
+    contexts = {}
+    for name in ("pooled (core_transaction)", "held (HeldConnection)"):
+        ctx = contexts[name] = open_context(settings)
+        transaction = ctx.store.core_transaction if name.startswith("pooled") else ctx.store.held_connection().transaction
+        ctx.memo(("group_commit", "device.issue"), lambda c=ctx, t=transaction: GroupCommit(
+            t, lambda conn, job: devices._write_issued(c, conn, job),
+            finish=lambda conn, results: audit.append_changes(conn, [r[-1] for r in results])))
+    cpu = {name: 0.0 for name in contexts}
+    part = len(csrs) // (rounds * len(contexts))
+    chunks = iter(range(0, part * rounds * len(contexts), part))
+    for _round in range(rounds):
+        for name, ctx in contexts.items():
+            first = next(chunks)
+            start = time.process_time()
+            for pem in csrs[first:first + part]:
+                devices.issue_device(ctx, ca=ca_sn, csr=pem, client_id=f"d-{hashlib.sha1(pem).hexdigest()[:16]}")
+            cpu[name] += time.process_time() - start
+    for ctx in contexts.values():
+        ctx.close()
+    return {name: seconds / (part * rounds) for name, seconds in cpu.items()}
 
 
 def fsync_ms(directory: Path, count: int = 200) -> float:
@@ -264,9 +325,14 @@ def main() -> None:
     parser.add_argument("--provision", type=int, default=100_000, help="devices for (c)")
     parser.add_argument("--skip-provision", action="store_true")
     parser.add_argument("--skip-list", action="store_true")
+    parser.add_argument("--designs-only", action="store_true", help="(a), (b), (b8) and (s) only")
+    parser.add_argument("--database-url", help="an empty PostgreSQL database (default: SQLite in a temporary "
+                        "directory, whose disk the fsync line measures)")
     args = parser.parse_args()
 
     results: dict = {"cpus": os.cpu_count(), "load_average": os.getloadavg()}
+    if args.designs_only or args.database_url:
+        args.skip_provision = args.skip_list = True
     print(f"cores: {os.cpu_count()}; load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     builder_rate, template_rate = template_vs_builder()
     results.update(t_builder_per_s=round(builder_rate), t_template_per_s=round(template_rate))
@@ -275,7 +341,7 @@ def main() -> None:
           " (target >= 3)")
     with tempfile.TemporaryDirectory(prefix="bench-issue-") as tmp:
         home = Path(tmp)
-        settings = Settings.load(home=home, environ={})
+        settings = Settings.load(home=home, environ={}, database_url=args.database_url)
         initialise(settings)
         ctx = open_context(settings)
         ca = managed.create_ca(ctx, name="Bench CA")
@@ -305,6 +371,22 @@ def main() -> None:
         print(f"(b) one 4 KiB write+fsync on this disk: {sync_ms:.2f} ms (median), so at most "
               f"{1000 / sync_ms:.0f} durable commits/s for one caller")
         print(f"(b8) pki issue, 8 callers at once  {threaded:8.0f} certs/s   {threaded / baseline:.2f} x (group commit)")
+        floor = 1 / (baseline_cpu + sync_ms / 1000)
+        ours = 1 / (project_cpu + sync_ms / 1000)
+        results.update(b_floor_ratio=round(floor / baseline, 3), b_own_floor_ratio=round(ours / baseline, 3))
+        print(f"(b) floor, one durable commit per certificate: the bare loop's CPU + one fsync = "
+              f"{(baseline_cpu + sync_ms / 1000) * 1e6:.0f} us, at most {floor:.0f} certs/s = {floor / baseline:.2f} x; "
+              f"with (b)'s own CPU: {ours:.0f} certs/s = {ours / baseline:.2f} x")
+        inserts = insert_designs(ctx, ca.sn)
+        for name, seconds in inserts.items():
+            print(f"(s) one device-row insert, {name:22s} {seconds * 1e6:6.1f} us CPU  "
+                  f"{seconds / inserts['Core execute']:.2f} x Core's")
+        tx = transaction_designs(settings, ca.sn, [csr_pem(i) for i in range(max(400, args.n // 2))])
+        for name, seconds in tx.items():
+            print(f"(s) issue from CSR, group transaction {name:26s} {seconds * 1e6:6.0f} us CPU/cert  "
+                  f"{baseline_cpu / seconds:.2f} x the bare loop's")
+        results.update(s_insert_us={k: round(v * 1e6, 1) for k, v in inserts.items()},
+                       s_issue_cpu_us={k: round(v * 1e6) for k, v in tx.items()})
 
         if not args.skip_provision:
             bare_keygen = keygen_builder_loop(ca_cert, ca_key)
@@ -334,6 +416,8 @@ def main() -> None:
             print(f"(d) device list page, 10k devices  {small:7.3f} ms (target < 5)")
             print(f"(d) device list page, 1M devices   {large:7.3f} ms ({large / small:.2f} x the 10k page, target <= 1.5)")
         ctx.close()
+    results["load_average_end"] = os.getloadavg()
+    print(f"load average at end: {' '.join(f'{x:.2f}' for x in results['load_average_end'])}")
     print(json.dumps(results))
 
 

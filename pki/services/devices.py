@@ -144,8 +144,10 @@ class _IssueJob:
 def _issuer_group(ctx: Context) -> GroupCommit:
     """Issuances that arrive together share a transaction (see pki.services.group_commit), and their audit
     records are chained in memory and appended together at its end (audit.append_changes)."""
+    # One leader at a time runs the group's transactions, so they keep one connection (HeldConnection).
     return ctx.memo(("group_commit", "device.issue"),
-                    lambda: GroupCommit(ctx.store.core_transaction, lambda conn, job: _write_issued(ctx, conn, job),
+                    lambda: GroupCommit(ctx.store.held_connection().transaction,
+                                        lambda conn, job: _write_issued(ctx, conn, job),
                                         finish=lambda conn, results: audit.append_changes(conn, [r[-1] for r in results])))
 
 
@@ -173,7 +175,26 @@ _PUBLIC_FROM_VALUES = ("sn", "client_id", "status", "source", "fingerprint_sha25
 
 
 def _issuer_state(session, ctx: Context, ref: str):
-    """The issuing CA's row, locked against a concurrent status change (FOR SHARE)."""
+    """The issuing CA's row, locked against a concurrent status change (FOR SHARE).
+
+    Read once per transaction and CA: the jobs of a group commit's batch share it.  The lock holds until the
+    transaction ends, so a later job of the batch would read the same row; a new transaction reads it again.
+    """
+    transaction = session.get_transaction()
+    cached = session.info.get(_ISSUER_STATES)
+    if cached is None or cached[0] is not transaction:
+        cached = session.info[_ISSUER_STATES] = (transaction, {})
+    state = cached[1].get(ref)
+    if state is None:
+        state = cached[1][ref] = _read_issuer_state(session, ctx, ref)
+    return state
+
+
+#: Key of the per-transaction issuer states in Connection.info (which outlives the transaction: hence its identity).
+_ISSUER_STATES = "pki.issuer_states"
+
+
+def _read_issuer_state(session, ctx: Context, ref: str):
     if looks_like_fingerprint(ref):
         sn = repos.ca_sn_by_fingerprint(session, instance=ctx.instance, fingerprint_sha256=parse_fingerprint(ref))
     else:

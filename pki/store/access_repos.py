@@ -23,6 +23,7 @@ from .access_models import (
     AuditRecord,
     PolicyAttachment,
 )
+from .lean import LeanStatement
 from .repos import keyset_page
 
 __all__ = [
@@ -238,6 +239,9 @@ _LOCK_HEAD = (
 )
 
 
+_LEAN_LOCK_HEAD = LeanStatement(_LOCK_HEAD)
+
+
 def lock_audit_head(conn: _Conn) -> tuple[int, str, int] | None:
     """The head's (seq, hash) and the newest record's seq (0 if none), the head locked until the
     transaction ends; None if the head row is missing.
@@ -246,7 +250,7 @@ def lock_audit_head(conn: _Conn) -> tuple[int, str, int] | None:
     writers already hold the database lock (BEGIN IMMEDIATE), so no two
     appenders are ever in this function at once.
     """
-    row = conn.execute(_LOCK_HEAD).one_or_none()
+    row = _LEAN_LOCK_HEAD.one_or_none(conn)
     if row is None:
         return None
     return int(row.seq), row.hash, int(row.last_seq or 0)
@@ -261,16 +265,23 @@ _MOVE_HEAD = (
 )
 
 
+#: A record's columns, as pki/services/audit.py makes them (every one given).
+AUDIT_RECORD_KEYS = ("time", "principal", "action", "resource", "result", "error_code", "source_ip", "request_id",
+                     "details", "seq", "prev_hash", "hash")
+_LEAN_INSERT_RECORD = LeanStatement(_INSERT_RECORD, column_keys=AUDIT_RECORD_KEYS)
+_LEAN_MOVE_HEAD = LeanStatement(_MOVE_HEAD)
+
+
 def append_audit(conn: _Conn, *, values: dict) -> None:
     """Insert the record and move the head to it (same transaction as the lock)."""
-    conn.execute(_INSERT_RECORD, [values])
-    conn.execute(_MOVE_HEAD, {"new_seq": values["seq"], "new_hash": values["hash"]})
+    append_audit_many(conn, [values])
 
 
 def append_audit_many(conn: _Conn, records: list[dict]) -> None:
-    """Insert chained records (one executemany) and move the head to the last (same transaction as the lock)."""
-    conn.execute(_INSERT_RECORD, records[0] if len(records) == 1 else records)  # one row: no executemany setup
-    conn.execute(_MOVE_HEAD, {"new_seq": records[-1]["seq"], "new_hash": records[-1]["hash"]})
+    """Insert chained records (one statement, executemany) and move the head to the last (same transaction
+    as the lock).  On the driver's cursor (pki/store/lean.py): every change's path ends here."""
+    _LEAN_INSERT_RECORD.execute_many(conn, records)
+    _LEAN_MOVE_HEAD.execute(conn, {"new_seq": records[-1]["seq"], "new_hash": records[-1]["hash"]})
 
 
 def audit_head(conn: _Conn) -> tuple[int, str] | None:

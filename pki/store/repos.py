@@ -13,6 +13,7 @@ from sqlalchemy import bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.engine import Connection
 from sqlmodel import Session
 
+from .lean import LeanStatement
 from .models import CaCertificate, CustodyKey, DeviceCertificate, RegisterCode
 
 __all__ = [
@@ -122,12 +123,15 @@ _ISSUER_STATE = select(*_ISSUER_COLUMNS).where(
     CaCertificate.instance == bindparam("instance"), CaCertificate.sn == bindparam("sn")
 )
 _ISSUER_STATE_LOCKED = _ISSUER_STATE.with_for_update(read=True)
+_LEAN_ISSUER_STATE = LeanStatement(_ISSUER_STATE)
+_LEAN_ISSUER_STATE_LOCKED = LeanStatement(_ISSUER_STATE_LOCKED)
 
 
 def get_issuer_state(session: Session | Connection, *, instance: str, sn: str, lock: bool = False):
-    """The columns issuance needs, as a plain row: the hot path skips the ORM."""
-    query = _ISSUER_STATE_LOCKED if lock else _ISSUER_STATE
-    return session.execute(query, {"instance": instance, "sn": sn}).one_or_none()
+    """The columns issuance needs, as a plain row: the hot path skips the ORM and Core's execute
+    (pki/store/lean.py)."""
+    query = _LEAN_ISSUER_STATE_LOCKED if lock else _LEAN_ISSUER_STATE
+    return query.one_or_none(session, {"instance": instance, "sn": sn})
 
 
 def get_ca_by_id(session: Session, *, ca_id: int) -> CaCertificate | None:
@@ -253,11 +257,19 @@ def insert_device(session: Session, row: DeviceCertificate) -> DeviceCertificate
 
 
 _INSERT_DEVICE = insert(DeviceCertificate.__table__)
+#: The columns of a new device row (pki/services/device_profile.py device_row_values), every one given.
+DEVICE_ROW_KEYS = ("instance", "ca_id", "sn", "client_id", "status", "source", "fingerprint_sha256", "key_type",
+                   "not_before", "not_after", "cert_der", "created_at", "updated_at", "status_changed_at")
+_LEAN_INSERT_DEVICE = LeanStatement(_INSERT_DEVICE, column_keys=DEVICE_ROW_KEYS)
 
 
 def insert_device_values(session: Session | Connection, values: dict) -> None:
-    """One device row from plain values (Core insert: issuance is a hot path)."""
-    session.execute(_INSERT_DEVICE, [values])
+    """One device row from plain values, the keys of DEVICE_ROW_KEYS (issuance is a hot path:
+    pki/store/lean.py).  Other keys take Core's insert."""
+    if values.keys() == set(DEVICE_ROW_KEYS):
+        _LEAN_INSERT_DEVICE.execute(session, values)
+    else:
+        session.execute(_INSERT_DEVICE, [values])
 
 
 def insert_devices(session: Session, rows: Sequence[dict]) -> None:
