@@ -18,6 +18,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Session
 
 from ..errors import StoreError
+from .lean import LeanStatement
 from .models import CustodyKey, TokenKeyStatus, TokenStatus
 from .secret_repos import _close_all, _fetch_one  # the held-connection helpers of VerifyLookup
 from .token_models import BrokerToken, TokenRevision, TokenSigningKey
@@ -98,8 +99,11 @@ def _upsert_revision(insert_):
 _BUMP = {"postgresql": _upsert_revision(postgresql.insert), "sqlite": _upsert_revision(sqlite.insert)}
 
 
+_LEAN_BUMP = {dialect: LeanStatement(statement) for dialect, statement in _BUMP.items()}
+
+
 def bump_revision(conn: _Conn, instance: str) -> None:
-    conn.execute(_BUMP[_dialect(conn)], {"instance": instance})
+    _LEAN_BUMP[_dialect(conn)].execute(conn, {"instance": instance})
 
 
 # -- signing keys ------------------------------------------------------------------------------
@@ -124,9 +128,12 @@ _CURRENT_KEY = (select(_KEY.c.kid, _KEY.c.alg, CustodyKey.__table__.c.sealed)
                 .where(_KEY.c.instance == bindparam("instance"), _KEY.c.status == TokenKeyStatus.CURRENT))
 
 
+_LEAN_CURRENT_KEY = LeanStatement(_CURRENT_KEY)
+
+
 def current_key(conn: _Conn, *, instance: str):
     """The CURRENT key's row joined with its sealed private half, or None."""
-    return conn.execute(_CURRENT_KEY, {"instance": instance}).first()
+    return _LEAN_CURRENT_KEY.one_or_none(conn, {"instance": instance})
 
 
 def set_key_status(conn: _Conn, *, instance: str, kid: str, status: str, **values) -> None:
@@ -145,9 +152,16 @@ def last_expiry(conn: _Conn, *, instance: str) -> dict[str, _dt.datetime]:
 # -- tokens ------------------------------------------------------------------------------------
 
 
+#: A token row's columns, as pki/services/tokens/issue.py makes them (every one given).
+TOKEN_KEYS = ("instance", "token_id", "kid", "client_id", "username", "superuser", "claims", "status",
+              "issued_at", "expires_at", "revoked_at")
+_LEAN_INSERT_TOKEN = LeanStatement(_INSERT_TOKEN, column_keys=TOKEN_KEYS)
+
+
 def insert_tokens(conn: _Conn, rows: list[dict]) -> None:
-    """A batch of applies' rows in one statement; the caller has moved the revision in this transaction."""
-    conn.execute(_INSERT_TOKEN, rows[0] if len(rows) == 1 else rows)  # one row: no executemany setup
+    """A batch of applies' rows in one statement (the driver's executemany, pki/store/lean.py); the caller
+    has moved the revision in this transaction."""
+    _LEAN_INSERT_TOKEN.execute_many(conn, rows)
 
 
 def get_token(conn: _Conn, *, instance: str, token_id: str, lock: bool = False):

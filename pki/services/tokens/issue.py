@@ -138,8 +138,8 @@ def _known_key(ctx: Context) -> dict:
 
 def _group(ctx: Context) -> GroupCommit:
     return ctx.memo(("group_commit", "token.apply"),
-                    lambda: GroupCommit(ctx.store.core_transaction, lambda conn, job: _write(ctx, conn, job),
-                                        finish=_finish))
+                    lambda: GroupCommit(ctx.store.held_connection().transaction,
+                                        lambda conn, job: _write(ctx, conn, job), finish=_finish))
 
 
 def _finish(conn, results: list[tuple[dict, dict, dict]]) -> None:
