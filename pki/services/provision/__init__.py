@@ -149,7 +149,8 @@ def provision(
                    chain_pem=chain_pem, on_progress=on_progress, total=total)
         run.recover_partials()
         todo = run.skip_indexed(_manifest_rows(manifest))
-        init_args = (signer_spec, profile, key_type, fmt, p12_password, ctx.instance, now, str(out / DEVICES_DIR))
+        init_args = (signer_spec, profile, key_type, fmt, p12_password, ctx.instance, now, str(out / DEVICES_DIR),
+                     run.final_keys_found)
         chunk = min(_CHUNK, batch_size)
         # Work queued ahead must cover the time the writer spends on a batch, or
         # the workers idle while it commits; about two batches does.  Memory is

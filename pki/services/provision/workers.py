@@ -32,7 +32,8 @@ _worker: dict | None = None
 
 def _init_worker(
     signer_spec: SignerSpec, profile: DeviceProfile, key_type: str, fmt: str,
-    p12_password: bytes | None, instance: str, now: _dt.datetime, devices: str, parent_pid: int | None,
+    p12_password: bytes | None, instance: str, now: _dt.datetime, devices: str, check_stray: bool,
+    parent_pid: int | None,
 ) -> None:
     """Runs once per worker: open the CA key's signer, parse the CA once.
 
@@ -49,7 +50,7 @@ def _init_worker(
     _worker = dict(
         signer=signer, ca_cert=ca_cert, chain=chain, chain_pem=b"".join(c.public_bytes(px509.PEM) for c in chain),
         profile=profile, key_type=key_type, fmt=fmt, password=p12_password, instance=instance, now=now,
-        devices=devices, key_suffix=_KEY_SUFFIX[fmt],
+        devices=devices, key_suffix=_KEY_SUFFIX[fmt], check_stray=check_stray,
         # One fchmod per file saved when the umask cannot take bits off the modes (it is
         # inherited by the workers and nothing here changes it).
         exact_key_mode=not umask_keeps(0o600), exact_cert_mode=not umask_keeps(0o644),
@@ -76,7 +77,7 @@ def _sign_chunk(rows: list[tuple[str, tuple[str, ...]]]) -> list[tuple[str, dict
     """
     w = _worker
     out = []
-    devices, key_suffix, exact = w["devices"], w["key_suffix"], w["exact_key_mode"]
+    devices, key_suffix, exact, check_stray = w["devices"], w["key_suffix"], w["exact_key_mode"], w["check_stray"]
     for client_id, sans in rows:
         key = generate_private_key(w["key_type"])
         cert = sign_device(
@@ -95,8 +96,9 @@ def _sign_chunk(rows: list[tuple[str, tuple[str, ...]]]) -> list[tuple[str, dict
             key_type=px509.public_key_type(key.public_key()), now=w["now"],
         )
         # The writer refuses a batch whose final key file exists without an ACTIVE certificate;
-        # asked here, in parallel, rather than once per device in the writer.
-        out.append((client_id, row, os.path.lexists(final)))
+        # asked here, in parallel, rather than in the writer, and only if OUT held final key
+        # files when the run started: a fresh directory's run skips a lookup per device.
+        out.append((client_id, row, check_stray and os.path.lexists(final)))
     return out
 
 

@@ -61,6 +61,9 @@ class _Run:
         self.finalise = finalise
         self.finalise_tasks = finalise_tasks
         self._pending: tuple[list, list[bytes]] | None = None
+        #: Whether OUT held a final key file when the run started (:meth:`recover_partials`).  If not,
+        #: none can be a stray (the lock keeps other runs out), and the workers need not look.
+        self.final_keys_found = False
         self.ca_id = ca_id
         self.ca_sn = ca_sn
         self.out = out
@@ -122,6 +125,8 @@ class _Run:
                 name = entry.name
                 if name.endswith(_KEY_SUFFIX[self.fmt] + _PARTIAL):
                     partial_keys.append(name[: -len(_KEY_SUFFIX[self.fmt] + _PARTIAL)])
+                elif name.endswith(_KEY_SUFFIX[self.fmt]):
+                    self.final_keys_found = True
                 elif name.endswith(_PARTIAL) or name.endswith(".tmp"):
                     stray.append(name)  # certificates (rebuilt from the store below), temporaries
         for name in stray:
