@@ -6,7 +6,9 @@ For each worker count, `pki device provision` runs in a subprocess on a fresh
 manifest of N devices; its rate is printed with its ratio to the bare 1-core
 keygen+builder loop of scripts/bench_issue.py, measured before and after the
 runs (their mean is the baseline: the machine is shared and its load moves).
-Each run's peak RSS is the largest of the command and its workers (wait4(2)).
+Each run's peak RSS is the largest of the command and its workers, and its CPU
+time is theirs summed, per device (wait4(2)): on a shared machine the CPU time
+moves less than the rate.
 ``--compare-with TREE`` also runs another checkout's code (e.g. main) on the
 same machine in the same run, interleaved, so that the two can be compared
 under the same load.  The load average is printed at the start and the end.
@@ -55,8 +57,8 @@ def bare(n: int) -> float:
     return keygen_builder_loop(cert, key, n=n)
 
 
-def provision_run(home: Path, ca_sn: str, n: int, workers: int, tree: Path, tag: str) -> tuple[float, float]:
-    """(devices/s, peak RSS MB of the command and its workers)."""
+def provision_run(home: Path, ca_sn: str, n: int, workers: int, tree: Path, tag: str) -> tuple[float, float, float]:
+    """(devices/s, peak RSS MB of the command and its workers, their CPU time (user + system) per device in us)."""
     manifest = home / f"manifest-{tag}-{workers}.csv"
     with manifest.open("w") as fh:
         fh.write("client_id\n")
@@ -74,7 +76,7 @@ def provision_run(home: Path, ca_sn: str, n: int, workers: int, tree: Path, tag:
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         raise SystemExit(f"provision ({tree}) failed: {err[-2000:]}")
-    return n / elapsed, usage.ru_maxrss / 1024
+    return n / elapsed, usage.ru_maxrss / 1024, (usage.ru_utime + usage.ru_stime) / n * 1e6
 
 
 def main() -> None:
@@ -86,7 +88,7 @@ def main() -> None:
     args = parser.parse_args()
     counts = [int(w) for w in args.workers.split(",")]
     trees = [("this", ROOT)] + ([("other", args.compare_with.resolve())] if args.compare_with else [])
-    print(f"cores: {os.cpu_count()}; load average at start: {load()}")
+    print(f"cores: {os.cpu_count()}; load average at start: {load()}", flush=True)
     before = bare(args.bare)
     results = []
     with tempfile.TemporaryDirectory(prefix="bench-provision-", dir=os.environ.get("BENCH_DIR")) as tmp:
@@ -98,15 +100,18 @@ def main() -> None:
         ctx.store.dispose()
         for workers in counts:
             for tag, tree in trees:
-                rate, rss = provision_run(home, ca_sn, args.n, workers, tree, tag[0])
-                results.append((tag, tree, workers, rate, rss))
-    after = bare(args.bare)
+                rate, rss, cpu = provision_run(home, ca_sn, args.n, workers, tree, tag[0])
+                results.append((tag, tree, workers, rate, rss, cpu))
+                print(f"  ran: {workers} worker(s) [{tag}] {rate:.0f} devices/s, {rate / before:.2f} x the bare loop "
+                      f"before the runs; load average {load()}", flush=True)
+        after = bare(args.bare)  # before the clean-up: deleting the output takes minutes
+        print(f"load average at the end: {load()}", flush=True)
     base = (before + after) / 2
     print(f"bare 1-core keygen+builder loop {base:8.0f} devices/s  1.00 x (before {before:.0f}, after {after:.0f})")
-    for tag, tree, workers, rate, rss in results:
+    print(f"  (its CPU time: {1e6 / base:.0f} us per device)")
+    for tag, tree, workers, rate, rss, cpu in results:
         print(f"provision {args.n} devices, {workers} worker(s) [{tag}: {tree}] {rate:8.0f} devices/s  "
-              f"{rate / base:.2f} x   peak RSS {rss:.0f} MB")
-    print(f"load average at the end: {load()}")
+              f"{rate / base:.2f} x   peak RSS {rss:.0f} MB   CPU {cpu:.0f} us per device (all processes)")
 
 
 if __name__ == "__main__":

@@ -134,6 +134,9 @@ class _Done:
     def result(self):
         return self._value
 
+    def done(self) -> bool:
+        return True
+
 
 def _signed(chunks: Iterator[list], submit, window: int) -> Iterator[tuple]:
     """Results in manifest order, with at most ``window`` chunks in flight (flat memory)."""

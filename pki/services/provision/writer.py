@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -42,6 +43,8 @@ _LOCK_NAME = ".lock"
 _PARTIAL = ".partial"
 _CERT_SUFFIX = ".crt.pem"
 _KEY_SUFFIX = {"pem": ".key.pem", "p12": ".p12"}
+#: Committed batches whose index lines may wait for their files (see :meth:`_Run.write_batch`).
+_MAX_PENDING = 3
 
 
 def _public_key_der(key) -> bytes:
@@ -60,7 +63,8 @@ class _Run:
         #: ``finalise(items)`` -> a future of workers._finalise_chunk(items); ``finalise_tasks`` per batch.
         self.finalise = finalise
         self.finalise_tasks = finalise_tasks
-        self._pending: tuple[list, list[bytes]] | None = None
+        #: Committed batches whose files are being put in place: (futures, index lines), oldest first.
+        self._pending: deque[tuple[list, list[bytes]]] = deque()
         #: Whether OUT held a final key file when the run started (:meth:`recover_partials`).  If not,
         #: none can be a stray (the lock keeps other runs out), and the workers need not look.
         self.final_keys_found = False
@@ -224,7 +228,7 @@ class _Run:
                                                 status=DeviceStatus.ACTIVE) if active else {}
 
         # (3) Committed: the files may now appear under their final names (the workers rename
-        # the keys and write the certificates); the previous batch's index lines go first.
+        # the keys and write the certificates); the index lines wait until that is done.
         lines, finals = [], []
         for client_id, row, _stray in batch:
             if client_id in existing:
@@ -236,18 +240,27 @@ class _Run:
                 finals.append((client_id, row["cert_der"]))
                 lines.append(self._line(client_id, row["sn"], row["fingerprint_sha256"], key=True))
                 self.issued += 1
-        self.settle()
         chunk = max(1, -(-len(finals) // self.finalise_tasks))
-        self._pending = ([self.finalise(finals[k:k + chunk]) for k in range(0, len(finals), chunk)], lines)
+        self._pending.append(([self.finalise(finals[k:k + chunk]) for k in range(0, len(finals), chunk)], lines))
+        # Index the batches whose files are in place, oldest first.  Waiting for the one just
+        # committed would stall the pipeline: its finalising tasks queue behind the signing
+        # already submitted for the next batches, so it is waited for only when _MAX_PENDING
+        # batches are unindexed (a kill then leaves at most that many committed rows to adopt).
+        self.settle(keep=_MAX_PENDING)
 
-    def settle(self) -> None:
-        """Wait for the last committed batch's files, make their names durable, then append its index lines."""
-        if self._pending is None:
-            return
-        futures, lines = self._pending
-        self._pending = None
-        for future in futures:
-            future.result()
+    def settle(self, keep: int = 0) -> None:
+        """Index committed batches whose files are in place, oldest first; wait for the oldest ones
+        while more than ``keep`` are pending (``keep=0``: all, at the end of the run)."""
+        ready: list[bytes] = []
+        while self._pending and (len(self._pending) > keep or all(f.done() for f in self._pending[0][0])):
+            futures, lines = self._pending.popleft()
+            for future in futures:
+                future.result()  # a worker's error (a full disk, say) stops the run here
+            ready += lines
+        if ready:
+            self._index(ready)
+
+    def _index(self, lines: list[bytes]) -> None:
         fsync_dir(self.devices)  # the renames durable before the index says "done"
 
         # (4) The index, last.
