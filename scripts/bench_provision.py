@@ -106,12 +106,12 @@ def main() -> None:
                       f"before the runs; load average {load()}", flush=True)
         after = bare(args.bare)  # before the clean-up: deleting the output takes minutes
         print(f"load average at the end: {load()}", flush=True)
-    base = (before + after) / 2
-    print(f"bare 1-core keygen+builder loop {base:8.0f} devices/s  1.00 x (before {before:.0f}, after {after:.0f})")
-    print(f"  (its CPU time: {1e6 / base:.0f} us per device)")
-    for tag, tree, workers, rate, rss, cpu in results:
-        print(f"provision {args.n} devices, {workers} worker(s) [{tag}: {tree}] {rate:8.0f} devices/s  "
-              f"{rate / base:.2f} x   peak RSS {rss:.0f} MB   CPU {cpu:.0f} us per device (all processes)")
+        base = (before + after) / 2
+        print(f"bare 1-core keygen+builder loop {base:8.0f} devices/s  1.00 x (before {before:.0f}, after {after:.0f})")
+        print(f"  (its CPU time: {1e6 / base:.0f} us per device)")
+        for tag, tree, workers, rate, rss, cpu in results:
+            print(f"provision {args.n} devices, {workers} worker(s) [{tag}: {tree}] {rate:8.0f} devices/s  "
+                  f"{rate / base:.2f} x   peak RSS {rss:.0f} MB   CPU {cpu:.0f} us per device (all processes)", flush=True)
 
 
 if __name__ == "__main__":
