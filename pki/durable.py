@@ -11,15 +11,41 @@ import ctypes
 import os
 from pathlib import Path
 
-__all__ = ["write_new", "replace_file", "fsync_dir", "sync_filesystem", "flush_to_disk"]
+__all__ = ["write_new", "replace_file", "fsync_dir", "sync_filesystem", "flush_to_disk", "umask_keeps"]
+
+
+def _read_umask() -> int | None:
+    """This process's umask without changing it (os.umask can only be read by setting it,
+    which would race with other threads creating files): Linux 4.7+ shows it in
+    /proc/self/status (proc(5)).  None where it cannot be read."""
+    try:
+        with open("/proc/self/status", "rb") as status:
+            for line in status:
+                if line.startswith(b"Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def umask_keeps(mode: int) -> bool:
+    """Whether a file created with ``mode`` gets exactly ``mode`` (the umask takes no bit of it).
+
+    Read per call, not cached: a process may change its umask, and a stale
+    answer would leave a key file with the wrong mode.  Callers that create
+    many files ask once (:func:`write_new`'s ``exact_mode``)."""
+    umask = _read_umask()
+    return umask is not None and mode & umask == 0
 
 
 def write_new(path, data: bytes, mode: int, *, exact_mode: bool = True, sync: bool = False) -> None:
     """Create ``path`` (refusing to follow or reuse an existing file) and write ``data``.
 
     ``exact_mode`` sets exactly ``mode`` whatever the umask (key files must be
-    0600, no more, no less); without it the umask applies as to ``mkdir``.
-    ``sync`` fsyncs the file before closing it.
+    0600, no more, no less); without it the umask applies as to ``mkdir``.  A
+    caller creating many files that has checked :func:`umask_keeps` may pass
+    ``exact_mode=False`` and save the fchmod.  ``sync`` fsyncs the file before
+    closing it.
     """
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), mode)
     try:

@@ -29,7 +29,7 @@ from pki.services import provision as provision_module
 from pki.services.devices import issue_device
 from pki.services.managed import create_ca
 from pki.services.provision import provision
-from pki.store import DeviceCertificate
+from pki.store import DeviceCertificate, provision_repos
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -267,7 +267,7 @@ def test_crash_after_commit_before_renames_is_finished_on_resume(ctx, factory_ca
     def replace(src, dst):
         nonlocal calls  # die at the first rename of the second batch: its rows are committed
         calls += [src] if str(src).endswith(".partial") else []
-        if len(calls) == 5 * 2 + 1:
+        if len(calls) == 5 + 1:  # one rename per device: its key
             raise _Boom
         real_replace(src, dst)
 
@@ -286,7 +286,7 @@ def test_crash_after_commit_before_renames_is_finished_on_resume(ctx, factory_ca
 def test_crash_before_commit_leaves_nothing_and_resumes(ctx, factory_ca, tmp_path, monkeypatch):
     ids = _ids(10)
     manifest = _manifest(tmp_path / "m.csv", ids)
-    real_insert = provision_module.repos.insert_devices
+    real_insert = provision_repos.insert_devices
     calls = []
 
     def insert(session, rows):
@@ -295,10 +295,10 @@ def test_crash_before_commit_leaves_nothing_and_resumes(ctx, factory_ca, tmp_pat
             raise _Boom
         real_insert(session, rows)
 
-    monkeypatch.setattr(provision_module.repos, "insert_devices", insert)
+    monkeypatch.setattr(provision_repos, "insert_devices", insert)
     with pytest.raises(_Boom):
         provision(ctx, ca=factory_ca, manifest=manifest, out=tmp_path / "out", workers=1, batch_size=5)
-    monkeypatch.setattr(provision_module.repos, "insert_devices", real_insert)
+    monkeypatch.setattr(provision_repos, "insert_devices", real_insert)
     assert sorted(_active_by_client(ctx, factory_ca)) == ids[:5]
     partials = [p.name for p in (tmp_path / "out/devices").iterdir() if p.name.endswith(".partial")]
     assert partials  # the second batch's keys, never committed...

@@ -7,19 +7,21 @@ certificates in batches and writes each device's files and one index.
 Crash safety (kill -9 at any instant, then run the same command again).  The
 store is the source of truth; the files follow it:
 
-1. Before a batch is committed, each new device's files are written as
-   ``<id>.key.pem.partial`` (or ``.p12.partial``) and ``<id>.crt.pem.partial``
-   (by the workers) and flushed to disk.
+1. Before a batch is committed, each new device's key is written as
+   ``<id>.key.pem.partial`` (or ``.p12.partial``) by a worker, and the
+   batch's partials are flushed to disk.
 2. The batch's certificates are inserted in one transaction.
-3. Only then are the partials renamed into place, and only after that are
-   the batch's lines appended to ``index.jsonl``.
+3. Only then are the partials renamed into place and the certificate files
+   written (by the workers, in parallel), and only after that, made durable,
+   are the batch's lines appended to ``index.jsonl``.
 
-So a final key file always has its certificate in the store.  On resume,
-the index's complete lines say which manifest rows are done; a leftover
-partial is finalised if the store holds an ACTIVE certificate for its
-public key, deleted otherwise; a row that already has an ACTIVE
-certificate under the CA is adopted (its files and index line rewritten
-from the store), never issued again.
+So a final key file always has its certificate in the store, and so does a
+certificate file.  On resume, the index's complete lines say which manifest
+rows are done; a leftover partial is finalised if the store holds an ACTIVE
+certificate for its public key, deleted otherwise; a row that already has an
+ACTIVE certificate under the CA is adopted (its files and index line
+rewritten from the store, a torn certificate file included), never issued
+again.
 
 Output layout (suffixes chosen so no client id's files can collide with
 another's: ``a.key`` + ``.pem`` would be ``a`` + ``.key.pem``)::
@@ -36,8 +38,8 @@ issued again: its index line has ``"key_file": null`` and its certificate
 file is written from the store.
 
 The package splits along the two sides of the pipeline: :mod:`.manifest`
-reads and checks the CSV, :mod:`.workers` signs and writes partials,
-:mod:`.writer` commits, renames and indexes; :func:`provision` wires them.
+reads and checks the CSV, :mod:`.workers` signs, writes partials and,
+after each commit, the final files; :mod:`.writer` commits and indexes; :func:`provision` wires them.
 """
 
 from __future__ import annotations
@@ -62,7 +64,7 @@ from ..context import Context
 from ..devices import device_profile
 from ..managed import ca_key_handle, ca_signer
 from .manifest import _check_manifest, _manifest_rows
-from .workers import _chunks, _Done, _forget_worker, _init_worker, _sign_chunk, _signed
+from .workers import _chunks, _Done, _finalise_chunk, _forget_worker, _init_worker, _sign_chunk, _signed
 from .writer import _KEY_SUFFIX, DEVICES_DIR, INDEX_NAME, _lock, _prepare_out, _Run
 
 __all__ = ["ProvisionResult", "provision", "MAX_BATCH_SIZE", "INDEX_NAME", "DEVICES_DIR"]
@@ -147,7 +149,8 @@ def provision(
                    chain_pem=chain_pem, on_progress=on_progress, total=total)
         run.recover_partials()
         todo = run.skip_indexed(_manifest_rows(manifest))
-        init_args = (signer_spec, profile, key_type, fmt, p12_password, ctx.instance, now, str(out / DEVICES_DIR))
+        init_args = (signer_spec, profile, key_type, fmt, p12_password, ctx.instance, now, str(out / DEVICES_DIR),
+                     run.final_keys_found)
         chunk = min(_CHUNK, batch_size)
         # Work queued ahead must cover the time the writer spends on a batch, or
         # the workers idle while it commits; about two batches does.  Memory is
@@ -156,6 +159,7 @@ def provision(
         if workers == 1:
             # Same work, same batching, no pool: a fair baseline for the speed-up.
             _init_worker(*init_args, None)
+            run.finalise = lambda items: _Done(_finalise_chunk(items))
             _drive(run, _signed(_chunks(todo, chunk), lambda c: _Done(_sign_chunk(c)), 1), batch_size)
         else:
             method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
@@ -163,6 +167,7 @@ def provision(
                 max_workers=workers, mp_context=multiprocessing.get_context(method),
                 initializer=_init_worker, initargs=(*init_args, os.getpid()),
             ) as pool:
+                run.finalise, run.finalise_tasks = (lambda items: pool.submit(_finalise_chunk, items)), workers
                 try:
                     _drive(run, _signed(_chunks(todo, chunk), lambda c: pool.submit(_sign_chunk, c), window),
                            batch_size)
@@ -191,3 +196,4 @@ def _drive(run: _Run, results: Iterator[tuple], batch_size: int) -> None:
             batch = []
     if batch:
         run.write_batch(batch)
+    run.settle()

@@ -1,9 +1,12 @@
-"""The writer of a provisioning run: the only place that changes the store or final file names.
+"""The writer of a provisioning run: the only place that changes the store, and the one that
+says when files may take their final names.
 
 It owns the output layout (see the package docstring) and the crash-safety
-order for each batch: the workers' ``.partial`` files are flushed to disk, the
-batch is committed in one transaction, then the partials are renamed into
-place, then the index lines are appended.  On resume it finishes or discards
+order for each batch: the workers' ``.partial`` key files are flushed to disk,
+the batch is committed in one transaction, then the workers rename the
+partials into place and write the certificate files, then (once that is done
+and durable, while the next batch is being signed) the index lines are
+appended.  On resume it finishes or discards
 leftover partials and skips the rows the index already lists.
 """
 
@@ -11,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,7 +24,7 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 
 from ...durable import flush_to_disk, fsync_dir, replace_file
 from ...errors import Conflict, InvalidInput, InvalidState, StoreError
-from ...store import DeviceStatus, repos
+from ...store import DeviceStatus, provision_repos, repos
 from ... import x509 as px509
 from .. import audit
 from ..cas import resolve_ca
@@ -39,6 +43,8 @@ _LOCK_NAME = ".lock"
 _PARTIAL = ".partial"
 _CERT_SUFFIX = ".crt.pem"
 _KEY_SUFFIX = {"pem": ".key.pem", "p12": ".p12"}
+#: Committed batches whose index lines may wait for their files (see :meth:`_Run.write_batch`).
+_MAX_PENDING = 3
 
 
 def _public_key_der(key) -> bytes:
@@ -52,8 +58,16 @@ class _Run:
     """One provisioning run: the writer side.  Every store and file change happens here."""
 
     def __init__(self, ctx: Context, *, ca_id: int, ca_sn: str, out: Path, fmt: str, p12_password: bytes | None,
-                 chain_pem: bytes, on_progress, total: int) -> None:
+                 chain_pem: bytes, on_progress, total: int, finalise=None, finalise_tasks: int = 1) -> None:
         self.ctx = ctx
+        #: ``finalise(items)`` -> a future of workers._finalise_chunk(items); ``finalise_tasks`` per batch.
+        self.finalise = finalise
+        self.finalise_tasks = finalise_tasks
+        #: Committed batches whose files are being put in place: (futures, index lines), oldest first.
+        self._pending: deque[tuple[list, list[bytes]]] = deque()
+        #: Whether OUT held a final key file when the run started (:meth:`recover_partials`).  If not,
+        #: none can be a stray (the lock keeps other runs out), and the workers need not look.
+        self.final_keys_found = False
         self.ca_id = ca_id
         self.ca_sn = ca_sn
         self.out = out
@@ -115,6 +129,8 @@ class _Run:
                 name = entry.name
                 if name.endswith(_KEY_SUFFIX[self.fmt] + _PARTIAL):
                     partial_keys.append(name[: -len(_KEY_SUFFIX[self.fmt] + _PARTIAL)])
+                elif name.endswith(_KEY_SUFFIX[self.fmt]):
+                    self.final_keys_found = True
                 elif name.endswith(_PARTIAL) or name.endswith(".tmp"):
                     stray.append(name)  # certificates (rebuilt from the store below), temporaries
         for name in stray:
@@ -170,67 +186,81 @@ class _Run:
 
     # -- one batch -------------------------------------------------------------------
 
-    def write_batch(self, batch: list[tuple[str, dict]]) -> None:
+    def write_batch(self, batch: list[tuple[str, dict, bool]]) -> None:
+        """Commit one batch of (client id, row values, final key file already there) and start
+        putting its files in place; its index lines are written when that is done (:meth:`settle`)."""
+        if not batch:
+            return
+        # (1) The workers wrote the key partials; make them durable before the commit.
+        # One fsync per key file costs ~1.5 ms on an SSD, ten times the signing
+        # itself; one flush of the output's filesystem per batch covers them all.
+        # (Against kill -9 alone the page cache would do; this is for power loss.)
+        try:
+            flush_to_disk(self.devices)
+        except OSError as exc:
+            raise StoreError(
+                f"the key files of this batch did not reach the disk ({exc.strerror or exc}); the batch "
+                "was not recorded: fix the disk and run again to resume", code="provision_flush_failed",
+            ) from None
+
+        # (2) One transaction: under the CA's lock, which clients are already issued, then the rest.
         client_ids = [item[0] for item in batch]
-        with self.ctx.store.transaction(readonly=True) as session:
-            existing = repos.devices_of_clients(session, ca_id=self.ca_id, client_ids=client_ids,
-                                                 status=DeviceStatus.ACTIVE)
-        new = [item for item in batch if item[0] not in existing]
-
-        # (1) The workers wrote the partials; make them durable before the commit.
-        for client_id, _row in new:
-            final = self.key_path(client_id)
-            if os.path.exists(final):
-                raise InvalidState(
-                    f"{final} exists but CA {self.ca_sn} has no ACTIVE certificate for {client_id!r}; "
-                    "move the file away (or give a fresh output directory) and run again",
-                    code="provision_stray_key_file", client_id=client_id,
-                )
-        if new:
-            # One fsync per key file costs ~1.5 ms on an SSD, ten times the signing
-            # itself, and would make the single writer the bottleneck; one flush of
-            # the output's filesystem per batch covers them all for a fraction of that.
-            # (Against kill -9 alone the page cache would do; this is for power loss.)
-            try:
-                flush_to_disk(self.devices)
-            except OSError as exc:
-                raise StoreError(
-                    f"the key files of this batch did not reach the disk ({exc.strerror or exc}); the batch "
-                    "was not recorded: fix the disk and run again to resume", code="provision_flush_failed",
-                ) from None
-
-        # (2) One transaction; re-check the CA and the clients under the CA's lock.
-        raced: dict = {}
-        if new:
-            with self.ctx.store.transaction() as session:
-                ca_row = resolve_ca(session, instance=self.ctx.instance, ref=self.ca_sn, lock=True)
+        with self.ctx.store.transaction() as session:
+            ca_row = resolve_ca(session, instance=self.ctx.instance, ref=self.ca_sn, lock=True)
+            active = provision_repos.active_client_ids(session, instance=self.ctx.instance, ca_id=self.ca_id,
+                                                       client_ids=client_ids)
+            for client_id, _row, stray in batch:
+                if stray and client_id not in active:
+                    raise InvalidState(
+                        f"{self.key_path(client_id)} exists but CA {self.ca_sn} has no ACTIVE certificate for "
+                        f"{client_id!r}; move the file away (or give a fresh output directory) and run again",
+                        code="provision_stray_key_file", client_id=client_id,
+                    )
+            inserted = [row for client_id, row, _stray in batch if client_id not in active]
+            if inserted:
                 session.refresh(ca_row)
                 _check_can_issue(ca_row, now=self.ctx.clock.now())
-                raced = repos.devices_of_clients(
-                    session, ca_id=self.ca_id, client_ids=[item[0] for item in new], status=DeviceStatus.ACTIVE
-                )
-                inserted = [row for client_id, row in new if client_id not in raced]
-                repos.insert_devices(session, inserted)
+                provision_repos.insert_devices(session, inserted)
                 # One record per batch, its devices in the companion table: each issuance appears exactly once.
                 audit.record_batch(session, self.ctx, ca_sn=self.ca_sn,
                                    devices=[(row["client_id"], row["sn"]) for row in inserted])
-            existing.update(raced)
+            existing = repos.devices_of_clients(session, ca_id=self.ca_id, client_ids=sorted(active),
+                                                status=DeviceStatus.ACTIVE) if active else {}
 
-        # (3) Committed: the files may now appear under their final names.
-        lines = []
-        for client_id, row in batch:
-            key_path, cert_path = self.key_path(client_id), self.cert_path(client_id)
+        # (3) Committed: the files may now appear under their final names (the workers rename
+        # the keys and write the certificates); the index lines wait until that is done.
+        lines, finals = [], []
+        for client_id, row, _stray in batch:
             if client_id in existing:
                 # Already issued (earlier run, or someone else): this signing is discarded.
-                os.unlink(key_path + _PARTIAL)
-                os.unlink(cert_path + _PARTIAL)
+                os.unlink(self.key_path(client_id) + _PARTIAL)
                 lines.append(self._adopt(client_id, existing[client_id]))
                 self.skipped += 1
             else:
-                os.replace(key_path + _PARTIAL, key_path)
-                os.replace(cert_path + _PARTIAL, cert_path)
+                finals.append((client_id, row["cert_der"]))
                 lines.append(self._line(client_id, row["sn"], row["fingerprint_sha256"], key=True))
                 self.issued += 1
+        chunk = max(1, -(-len(finals) // self.finalise_tasks))
+        self._pending.append(([self.finalise(finals[k:k + chunk]) for k in range(0, len(finals), chunk)], lines))
+        # Index the batches whose files are in place, oldest first.  Waiting for the one just
+        # committed would stall the pipeline: its finalising tasks queue behind the signing
+        # already submitted for the next batches, so it is waited for only when _MAX_PENDING
+        # batches are unindexed (a kill then leaves at most that many committed rows to adopt).
+        self.settle(keep=_MAX_PENDING)
+
+    def settle(self, keep: int = 0) -> None:
+        """Index committed batches whose files are in place, oldest first; wait for the oldest ones
+        while more than ``keep`` are pending (``keep=0``: all, at the end of the run)."""
+        ready: list[bytes] = []
+        while self._pending and (len(self._pending) > keep or all(f.done() for f in self._pending[0][0])):
+            futures, lines = self._pending.popleft()
+            for future in futures:
+                future.result()  # a worker's error (a full disk, say) stops the run here
+            ready += lines
+        if ready:
+            self._index(ready)
+
+    def _index(self, lines: list[bytes]) -> None:
         fsync_dir(self.devices)  # the renames durable before the index says "done"
 
         # (4) The index, last.
@@ -238,7 +268,7 @@ class _Run:
             index.write(b"".join(lines))
             index.flush()
             os.fsync(index.fileno())
-        self.done += len(batch)
+        self.done += len(lines)
         self.report()
 
     def _adopt(self, client_id: str, device) -> bytes:
