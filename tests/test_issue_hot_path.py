@@ -7,6 +7,7 @@ import os
 import pytest
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from pki.ids import format_serial
 from pki.services import audit, devices, managed
 from pki.services.provision import available_cores
 from pki.x509 import fingerprint_sha256_der
@@ -18,7 +19,7 @@ def test_the_stored_row_describes_the_templated_certificate_exactly(ctx, tmp_pat
     issued = devices.issue_device(ctx, ca=ca.sn, generate=True, client_id="hot-1", sans=["dns:hot-1.example"])
     cert, der = issued.certificate, issued.certificate.public_bytes(Encoding.DER)
     shown = devices.show_device(ctx, ca=ca.sn, sn=issued.device.sn)
-    assert shown.sn == format(cert.serial_number, "x")
+    assert shown.sn == format_serial(cert.serial_number)
     assert (shown.not_before, shown.not_after) == (cert.not_valid_before_utc, cert.not_valid_after_utc)
     assert shown.fingerprint_sha256 == fingerprint_sha256_der(der) == issued.device.fingerprint_sha256
     assert_lint_clean(der)
