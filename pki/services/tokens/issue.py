@@ -71,8 +71,10 @@ class TokenPublic(Public):
 
 
 def issuer(ctx: Context) -> str:
-    """The ``iss`` of this instance's tokens: its policy resource name, unique per deployment."""
-    return resource_name(ctx.settings.region, ctx.settings.account_id, ctx.instance)
+    """The ``iss`` of this instance's tokens: its policy resource name, unique per deployment (kept per
+    Context: every apply and every hook check asks for it)."""
+    return ctx.memo(("tokens", "issuer"),
+                    lambda: resource_name(ctx.settings.region, ctx.settings.account_id, ctx.instance))
 
 
 def _ttl(ctx: Context, ttl) -> _dt.timedelta:
