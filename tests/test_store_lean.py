@@ -196,3 +196,38 @@ def test_an_audit_append_that_collides_is_the_stores_conflict_and_the_head_stays
     with ctx.store.core_transaction(readonly=True) as conn:
         assert access_repos.audit_head(conn) == head
     assert audit.verify(ctx).ok
+
+
+def test_closing_a_context_closes_the_connections_its_groups_held(pg_url, tmp_path, clock):
+    """PostgreSQL: after an issuance and a token apply (each group keeps a connection, Store.held_connection),
+    Context.close() leaves no connection of this Context open on the server."""
+    import secrets
+
+    import psycopg
+
+    from pki.config import Settings
+    from pki.services import tokens
+    from pki.services.context import Context
+    from pki.services.setup import initialise
+    from pki.store import Store
+    from tests.support import PG_URL
+
+    name = f"pki_held_{secrets.token_hex(4)}"
+    settings = Settings.load(home=tmp_path / "home", database_url=f"{pg_url}&application_name={name}",
+                             instance="default", environ={})
+    initialise(settings)
+    context = Context(settings=settings, store=Store(settings.database_url), clock=clock)
+
+    def open_connections() -> int:
+        with psycopg.connect(PG_URL.replace("postgresql+psycopg", "postgresql")) as admin:
+            return admin.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = %s",
+                                 (name,)).fetchone()[0]
+
+    try:
+        ca = managed.create_ca(context, name="Held Root")
+        devices.issue_device(context, ca=ca.sn, generate=True, client_id="held-1")
+        tokens.apply(context, client_id="held-1", topics=["t/#"])
+        assert open_connections() >= 2  # the two groups' held connections at least
+    finally:
+        context.close()
+    assert open_connections() == 0

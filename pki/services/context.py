@@ -98,8 +98,10 @@ class Context:
             closer = getattr(value, "close", None)
             if callable(closer):
                 closer()
-        self._memo.clear()
+        # The store first: it closes the connections its groups hold (Store.held_connection), which
+        # the memo's group commits keep alive; dropped with the memo first, one would stay open.
         self.store.dispose()
+        self._memo.clear()
 
 
 def open_context(settings: Settings, *, clock: Clock | None = None, check_schema: bool = True) -> Context:
