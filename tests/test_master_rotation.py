@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -148,26 +149,30 @@ def test_kill_9_mid_rotation_then_rerun_finishes_and_issuance_works_throughout(c
            settings.database_url, "--master-key-file", str(settings.master_key_file), "keys", "rotate-master",
            "--new-key-file", str(new_file), "--batch-size", "1", "--json"]
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    issued = 0
+    issued: list = []
+    issuer = threading.Thread(target=lambda: issued.append(
+        devices.issue_device(ctx, ca=ca_sn, generate=True, client_id="during-0")))
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             done, left = _moved(ctx, new.key_id)
-            if done >= 20 and left > 0 and issued:
+            if done >= 20 and left > 0 and issuer.ident is not None:
                 break
-            if done and not issued:
-                # Issuance while the rotation runs, from a process configured with the old key only.  Once:
-                # an issuance takes longer than a batch on a loaded machine, and polling alone keeps the
-                # kill inside the window (one transaction per row, 300 rows).
-                devices.issue_device(ctx, ca=ca_sn, generate=True, client_id=f"during-{issued}")
-                issued += 1
+            if done and issuer.ident is None:
+                # Issuance while the rotation runs, from a process configured with the old key only.  In a
+                # thread: waiting for it here could let the rotation (one transaction per row, 300 rows)
+                # finish before the kill, on a quiet machine as on a loaded one; this loop only polls.
+                issuer.start()
             assert proc.poll() is None, proc.communicate()
             time.sleep(0.005)
         os.kill(proc.pid, signal.SIGKILL)
     finally:
         proc.wait()
+        if issuer.ident is not None:
+            issuer.join(timeout=120)
     done, left = _moved(ctx, new.key_id)
     assert done >= 20 and left > 0, (done, left)  # killed half-way
+    assert len(issued) == 1 and issued[0].device.status == "ACTIVE"  # issued while the rotation ran
 
     # Half-way: both an old-key and a new-key process open every row, and issue.
     for key_file in (settings.master_key_file, new_file):
